@@ -1,0 +1,127 @@
+"""Datasets passed between steps: Arrow IPC files, by reference.
+
+A step's output is written batch by batch to a temporary file and renamed
+into place only when complete, so a crash never leaves a half-written
+artifact that a resumed run would take for a finished one. Readers either
+memory-map the whole table (cheap hand-off to DuckDB or polars) or stream it
+batch by batch (bounded memory for loads).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from batchpilot.errors import ArtifactError
+
+ARTIFACT_SUFFIX = ".arrow"
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """Where a dataset lives and how many rows it holds."""
+
+    path: str
+    rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-able form, as stored in the state database."""
+        return {"path": self.path, "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ArtifactRef:
+        """Rebuild a reference from :meth:`to_json`'s output."""
+        return cls(path=str(data["path"]), rows=int(data["rows"]))
+
+
+class ArtifactStore:
+    """The folder that holds one run's artifacts."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, task_id: str, name: str = "output") -> Path:
+        """Return the file path of a task's named output."""
+        suffix = "" if name == "output" else f".{name}"
+        return self.root / f"{task_id}{suffix}{ARTIFACT_SUFFIX}"
+
+    def write_table(self, task_id: str, table: pa.Table, name: str = "output") -> ArtifactRef:
+        """Write a whole table as a task's output and return its reference."""
+        return self.write_batches(task_id, table.schema, table.to_batches(), name=name)
+
+    def write_batches(
+        self,
+        task_id: str,
+        schema: pa.Schema,
+        batches: Iterable[pa.RecordBatch],
+        name: str = "output",
+    ) -> ArtifactRef:
+        """Stream record batches into a task's output, atomically, and return its reference."""
+        target = self.path_for(task_id, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + f".{os.getpid()}.partial")
+        rows = 0
+        try:
+            with pa.OSFile(str(partial), "wb") as sink, ipc.new_file(sink, schema) as writer:
+                for batch in batches:
+                    if batch.num_rows:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
+            os.replace(partial, target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return ArtifactRef(path=str(target), rows=rows)
+
+
+def read_table(ref: ArtifactRef | str | Path) -> pa.Table:
+    """Memory-map an artifact as one table (no copy of the data is made)."""
+    path = _path(ref)
+    try:
+        source = pa.memory_map(path, "r")
+        return ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArtifactError(f"cannot read artifact {path}: {exc}") from exc
+
+
+def read_schema(ref: ArtifactRef | str | Path) -> pa.Schema:
+    """Return an artifact's schema without reading its rows."""
+    path = _path(ref)
+    try:
+        with pa.OSFile(path, "rb") as source:
+            return ipc.open_file(source).schema
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArtifactError(f"cannot read artifact {path}: {exc}") from exc
+
+
+def iter_batches(ref: ArtifactRef | str | Path) -> Iterator[pa.RecordBatch]:
+    """Yield an artifact's record batches one at a time, reading each from disk.
+
+    Unlike :func:`read_table`, pages are not kept mapped, so memory stays
+    bounded by one batch whatever the file's size.
+    """
+    path = _path(ref)
+    try:
+        source = pa.OSFile(path, "rb")
+        reader = ipc.open_file(source)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArtifactError(f"cannot read artifact {path}: {exc}") from exc
+    with source:
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
+
+
+def _path(ref: ArtifactRef | str | Path) -> str:
+    path = ref.path if isinstance(ref, ArtifactRef) else str(ref)
+    if not os.path.exists(path):
+        raise ArtifactError(
+            f"artifact {path} is missing: was the run folder deleted? "
+            "'batchpilot retry' the upstream task to produce it again"
+        )
+    return path

@@ -1,0 +1,438 @@
+"""The ``batchpilot`` command. It only translates arguments and errors; the rules live below.
+
+Exit codes: 0 success, 1 the run failed, 2 invalid input (bad pipeline,
+unknown run, a state that does not allow the action).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from batchpilot import __version__
+from batchpilot.cli.progress import LineProgress, LiveProgress
+from batchpilot.cli.render import render_run, render_runs
+from batchpilot.connections import ConnectionRegistry
+from batchpilot.engine.listener import RunListener
+from batchpilot.engine.preflight import check_pipeline
+from batchpilot.engine.results import RunResult
+from batchpilot.engine.runner import RunInterrupted
+from batchpilot.engine.runs import resume_run, start_run
+from batchpilot.errors import (
+    BatchpilotError,
+    ConnectionError,
+    RunNotFound,
+    RunStateError,
+    SpecError,
+    SpecErrors,
+)
+from batchpilot.pipeline import load_python_pipeline
+from batchpilot.settings import Settings
+from batchpilot.spec.loader import PIPELINE_SUFFIXES, load_pipeline_file, read_pipeline_document
+from batchpilot.spec.model import PipelineSpec
+from batchpilot.states import RunStatus
+from batchpilot.steps.registry import default_registry
+from batchpilot.store import RunStore
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID = 0, 1, 2
+
+app = typer.Typer(
+    name="batchpilot",
+    help="Run ETL pipelines and SQL batches, watch them, and recover when they fail.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+connections_app = typer.Typer(help="Named database connections.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(connections_app, name="connections")
+
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOption = Annotated[
+    OutputFormat, typer.Option("--output", "-o", help="text (default) or json")
+]
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    err.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except BatchpilotError as exc:
+        _fail(str(exc))
+
+
+def _store(settings: Settings) -> RunStore:
+    try:
+        return RunStore.for_home(settings.home, settings.database_url)
+    except BatchpilotError as exc:
+        _fail(str(exc))
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    """Read a pipeline file (.yaml, .yml, .json or a .py defining a Pipeline)."""
+    if path.suffix == ".py":
+        return load_python_pipeline(path)
+    return load_pipeline_file(path)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            params[key.strip()] = value
+    return params
+
+
+def _listener(output: OutputFormat, quiet: bool) -> RunListener:
+    if quiet:
+        return RunListener()
+    if err.is_terminal:
+        return LiveProgress(err)
+    return LineProgress(err)
+
+
+def _finish(result: RunResult, output: OutputFormat) -> NoReturn:
+    if output is OutputFormat.json:
+        _print_json(result.to_dict())
+    else:
+        render_run(out, result)
+    raise typer.Exit(EXIT_OK if result.status is RunStatus.SUCCESS else EXIT_RUN_FAILED)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _report_spec_error(exc: SpecError) -> NoReturn:
+    errors = exc.errors if isinstance(exc, SpecErrors) else [exc]
+    for e in errors:
+        err.print(f"error: {e}", markup=False)
+    raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="pipeline file: .yaml, .yml, .json or .py")],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE, repeatable")] = [],  # noqa: B006 - typer reads the default
+    workers: Annotated[int | None, typer.Option(help="tasks run in parallel")] = None,
+    date: Annotated[
+        str | None, typer.Option("--date", help="logical date ({{ ds }}), YYYY-MM-DD")
+    ] = None,
+    output: OutputOption = OutputFormat.text,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+) -> None:
+    """Run a pipeline to the end on this machine."""
+    params = _parse_params(param)
+    settings = _settings()
+    try:
+        spec = load_spec(file)
+    except SpecError as exc:
+        _report_spec_error(exc)
+    store = _store(settings)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = start_run(
+            spec,
+            settings=settings,
+            store=store,
+            params=params,
+            ds=date,
+            workers=workers,
+            listener=_listener(output, quiet),
+        )
+    except SpecError as exc:
+        _report_spec_error(exc)
+    except RunInterrupted as exc:
+        _fail(str(exc), EXIT_RUN_FAILED)
+    except BatchpilotError as exc:
+        _fail(str(exc), EXIT_RUN_FAILED)
+    _finish(result, output)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="the run to continue")],
+    workers: Annotated[int | None, typer.Option(help="tasks run in parallel")] = None,
+    output: OutputOption = OutputFormat.text,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+) -> None:
+    """Continue an interrupted or failed run; only what did not succeed runs again."""
+    settings = _settings()
+    store = _store(settings)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = resume_run(
+            run_id,
+            settings=settings,
+            store=store,
+            workers=workers,
+            listener=_listener(output, quiet),
+        )
+    except (RunNotFound, RunStateError) as exc:
+        _fail(str(exc))
+    except SpecError as exc:
+        _report_spec_error(exc)
+    except RunInterrupted as exc:
+        _fail(str(exc), EXIT_RUN_FAILED)
+    except BatchpilotError as exc:
+        _fail(str(exc), EXIT_RUN_FAILED)
+    _finish(result, output)
+
+
+def _pipeline_files(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """Files to validate; (path, named explicitly)."""
+    found: list[tuple[Path, bool]] = []
+    for path in paths:
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                if candidate.suffix.lower() in PIPELINE_SUFFIXES and candidate.is_file():
+                    found.append((candidate, False))
+        else:
+            found.append((path, True))
+    return found
+
+
+def _looks_like_pipeline(path: Path) -> bool:
+    try:
+        document = read_pipeline_document(path)
+    except SpecError:
+        return True  # a broken file that may be a pipeline: report it
+    return "nodes" in document
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="pipeline files or folders")],
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Check every pipeline file under PATHS (like a DAG import test); names each error."""
+    settings = _settings()
+    registry = default_registry()
+    report = []
+    for path, explicit in _pipeline_files(paths):
+        if not explicit and not _looks_like_pipeline(path):
+            continue
+        try:
+            spec = load_spec(path)
+            check_pipeline(spec, registry, settings.connections)
+            report.append({"path": str(path), "ok": True, "pipeline": spec.name, "errors": []})
+        except SpecError as exc:
+            errors = exc.errors if isinstance(exc, SpecErrors) else [exc]
+            report.append({"path": str(path), "ok": False, "errors": [str(e) for e in errors]})
+    if not report:
+        _fail(f"no pipeline files found under {', '.join(str(p) for p in paths)}")
+    if output is OutputFormat.json:
+        _print_json(report)
+    else:
+        for item in report:
+            if item["ok"]:
+                out.print(f"ok      {item['path']} ({item['pipeline']})", markup=False)
+            else:
+                out.print(f"INVALID {item['path']}", markup=False)
+                for message in item["errors"]:
+                    out.print(f"  {message}", markup=False)
+        bad = sum(not i["ok"] for i in report)
+        out.print(f"{len(report) - bad} valid, {bad} invalid")
+    raise typer.Exit(EXIT_INVALID if any(not i["ok"] for i in report) else EXIT_OK)
+
+
+@runs_app.command("list")
+def runs_list(
+    limit: Annotated[int, typer.Option(help="how many runs")] = 20,
+    pipeline: Annotated[str | None, typer.Option(help="only this pipeline")] = None,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """List runs, newest first."""
+    store = _store(_settings())
+    records = store.list_runs(limit=limit, pipeline=pipeline)
+    if output is OutputFormat.json:
+        _print_json(
+            [
+                {
+                    "run_id": r.run_id,
+                    "pipeline": r.pipeline,
+                    "status": r.status.value,
+                    "started_at": r.started_at.isoformat() if r.started_at else None,
+                    "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+                    "needs_attention": r.needs_attention,
+                }
+                for r in records
+            ]
+        )
+    else:
+        render_runs(out, records)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="run id (or a unique prefix)")],
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Show a run's status and each task's state, attempts, rows, duration and error."""
+    store = _store(_settings())
+    try:
+        result = RunResult.load(store, run_id)
+    except RunNotFound as exc:
+        _fail(str(exc))
+    if output is OutputFormat.json:
+        _print_json(result.to_dict())
+    else:
+        render_run(out, result)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="run id (or a unique prefix)")],
+    task: Annotated[str | None, typer.Option("--task", "-t", help="only this task")] = None,
+    attempt: Annotated[int | None, typer.Option(help="only this attempt")] = None,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Print the logs of a run's task attempts (each attempt keeps its own)."""
+    store = _store(_settings())
+    try:
+        run_record = store.get_run(run_id)
+    except RunNotFound as exc:
+        _fail(str(exc))
+    task_ids = {t.task_id for t in store.get_tasks(run_record.run_id)}
+    if task is not None and task not in task_ids:
+        _fail(
+            f"run {run_record.run_id} has no task '{task}' (tasks: {', '.join(sorted(task_ids))})"
+        )
+    records = [
+        a
+        for a in store.get_attempts(run_record.run_id, task)
+        if attempt is None or a.attempt == attempt
+    ]
+    items = []
+    for a in records:
+        text = ""
+        if a.log_path and Path(a.log_path).exists():
+            text = Path(a.log_path).read_text(encoding="utf-8", errors="replace")
+        items.append(
+            {
+                "task_id": a.task_id,
+                "attempt": a.attempt,
+                "state": a.state.value,
+                "error": a.error,
+                "log_path": a.log_path,
+                "log": text,
+            }
+        )
+    if output is OutputFormat.json:
+        _print_json(items)
+        return
+    if not items:
+        out.print("no attempts yet")
+    for item in items:
+        out.rule(f"{item['task_id']} · attempt {item['attempt']} · {item['state']}")
+        out.print(item["log"].rstrip() or "(empty log)", markup=False)
+
+
+@connections_app.command("list")
+def connections_list(output: OutputOption = OutputFormat.text) -> None:
+    """List named connections, passwords masked."""
+    registry: ConnectionRegistry = _settings().connections
+    items = [{"name": c.name, "url": c.masked_url, "source": c.origin} for c in registry]
+    if output is OutputFormat.json:
+        _print_json(items)
+        return
+    table = Table("name", "url", "defined in")
+    for item in items:
+        table.add_row(item["name"], item["url"], item["source"])
+    out.print(table)
+
+
+@connections_app.command("test")
+def connections_test(name: Annotated[str, typer.Argument(help="connection name")]) -> None:
+    """Connect and run ``SELECT 1``; exit 1 when the database cannot be reached."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    registry = _settings().connections
+    try:
+        conn = registry.get(name)
+        engine = create_engine(conn.sqlalchemy_url())
+    except ConnectionError as exc:
+        _fail(str(exc))
+    try:
+        with engine.connect() as db:
+            db.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        _fail(
+            f"connection '{name}' ({conn.masked_url}) failed: {registry.redact(reason)}",
+            EXIT_RUN_FAILED,
+        )
+    finally:
+        engine.dispose()
+    out.print(f"ok: connection '{name}' ({conn.masked_url}) answered", markup=False)
+
+
+@app.command()
+def steps(output: OutputOption = OutputFormat.text) -> None:
+    """List the step types this installation knows (built-in and plugins)."""
+    registry = default_registry()
+    items = []
+    for name in registry.names():
+        cls = registry.get(name)
+        fields = list(cls.Config.model_fields)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        items.append({"type": name, "config": fields, "description": doc})
+    if output is OutputFormat.json:
+        _print_json(items)
+        return
+    table = Table("type", "config fields", "what it does")
+    for item in items:
+        table.add_row(item["type"], ", ".join(item["config"]), item["description"])
+    out.print(table)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"batchpilot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="show version")
+    ] = False,
+) -> None:
+    """batchpilot: pipelines as graphs, an embedded engine, resume after a crash."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,59 @@
+"""Text rendering of runs for the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from batchpilot.cli.progress import STATE_STYLE
+from batchpilot.engine.results import RunResult
+from batchpilot.states import RunStatus
+from batchpilot.store.records import RunRecord
+
+RUN_STYLE = {RunStatus.SUCCESS: "green", RunStatus.FAILED: "bold red", RunStatus.RUNNING: "cyan"}
+
+
+def render_run(console: Console, result: RunResult) -> None:
+    """Print a run's status and a table of its tasks."""
+    style = RUN_STYLE.get(result.status, "")
+    console.print(f"run {result.run_id} of {result.pipeline}: [{style}]{result.status.value}[/]")
+    if result.error:
+        console.print(f"  {result.error}", markup=False)
+    table = Table("task", "state", "attempts", "rows in", "rows out", "rejected", "time")
+    for task in result.tasks.values():
+        table.add_row(
+            task.task_id,
+            f"[{STATE_STYLE.get(task.state, '')}]{task.state.value}[/]",
+            str(task.attempts),
+            _n(task.rows_in),
+            _n(task.rows_out),
+            _n(task.rows_rejected),
+            f"{task.duration_s:.2f}s" if task.duration_s is not None else "",
+        )
+    console.print(table)
+    for task in result.tasks.values():
+        if task.error:
+            console.print(f"  {task.task_id}: {task.error}", markup=False)
+
+
+def render_runs(console: Console, records: list[RunRecord]) -> None:
+    """Print a table of runs, newest first."""
+    if not records:
+        console.print("no runs yet")
+        return
+    table = Table("run id", "pipeline", "status", "started", "ended", "note")
+    for r in records:
+        style = RUN_STYLE.get(r.status, "")
+        table.add_row(
+            r.run_id,
+            r.pipeline,
+            f"[{style}]{r.status.value}[/]",
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}" if r.started_at else "",
+            f"{r.ended_at:%Y-%m-%d %H:%M:%S}" if r.ended_at else "",
+            ("needs attention " if r.needs_attention else "") + (r.error or ""),
+        )
+    console.print(table)
+
+
+def _n(value: int | None) -> str:
+    return f"{value:,}" if value is not None else ""

@@ -1,0 +1,157 @@
+"""Named database connections: ``BATCHPILOT_CONN_<NAME>`` variables and a connections file.
+
+Passwords never leave this module unmasked except to the driver itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from batchpilot.errors import ConnectionError
+
+ENV_PREFIX = "BATCHPILOT_CONN_"
+CONNECTIONS_FILE = "connections.yaml"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A named database URL (SQLAlchemy or libpq ``postgres://`` form)."""
+
+    name: str
+    url: str
+    origin: str = "unknown"
+
+    @property
+    def _parsed(self) -> URL:
+        try:
+            return make_url(self.url)
+        except ArgumentError:
+            raise ConnectionError(
+                f"connection '{self.name}' ({self.origin}) is not a valid database URL: "
+                f"{mask_url(self.url)}",
+                name=self.name,
+            ) from None
+
+    @property
+    def dialect(self) -> str:
+        """The database kind: ``postgresql``, ``sqlite``, ``mysql``…"""
+        return self._parsed.get_backend_name()
+
+    @property
+    def is_postgres(self) -> bool:
+        """True for a PostgreSQL connection."""
+        return self.dialect in {"postgresql", "postgres"}
+
+    def sqlalchemy_url(self) -> URL:
+        """The URL for SQLAlchemy; PostgreSQL goes through psycopg 3."""
+        url = self._parsed
+        if url.get_backend_name() in {"postgresql", "postgres"}:
+            url = url.set(drivername="postgresql+psycopg")
+        return url
+
+    def libpq_dsn(self) -> str:
+        """A libpq connection string for psycopg (PostgreSQL only)."""
+        if not self.is_postgres:
+            raise ConnectionError(
+                f"connection '{self.name}' is {self.dialect}, not PostgreSQL", name=self.name
+            )
+        url = self._parsed.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def masked_url(self) -> str:
+        """The URL with its password replaced by ``***``."""
+        return mask_url(self.url)
+
+    @property
+    def password(self) -> str | None:
+        """The URL's password, if any (to redact it from messages)."""
+        try:
+            return make_url(self.url).password
+        except ArgumentError:
+            return None
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+class ConnectionRegistry:
+    """Connections by name; the only place steps look them up."""
+
+    def __init__(self, connections: Iterable[Connection] = ()) -> None:
+        self._by_name = {c.name.lower(): c for c in connections}
+
+    def get(self, name: str) -> Connection:
+        """Return the connection; raises :class:`ConnectionError` listing the known names."""
+        try:
+            return self._by_name[name.lower()]
+        except KeyError:
+            known = ", ".join(sorted(self._by_name)) or "none defined"
+            raise ConnectionError(
+                f"unknown connection '{name}' (known: {known}); define it with "
+                f"{ENV_PREFIX}{name.upper()}=<url> or in {CONNECTIONS_FILE}",
+                name=name,
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._by_name
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(sorted(self._by_name.values(), key=lambda c: c.name))
+
+    def secrets(self) -> list[str]:
+        """Every password known, so messages can be scrubbed of them."""
+        return [p for c in self._by_name.values() if (p := c.password)]
+
+    def redact(self, text: str) -> str:
+        """Replace every known password in ``text`` by ``***``."""
+        for secret in self.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    @classmethod
+    def from_sources(
+        cls, environ: Mapping[str, str], home: Path | None = None
+    ) -> ConnectionRegistry:
+        """Read the connections file in ``home`` then ``BATCHPILOT_CONN_*`` (which win)."""
+        connections: dict[str, Connection] = {}
+        if home is not None:
+            for conn in _read_connections_file(home / CONNECTIONS_FILE):
+                connections[conn.name.lower()] = conn
+        for key, value in environ.items():
+            if key.startswith(ENV_PREFIX) and value:
+                name = key[len(ENV_PREFIX) :].lower()
+                connections[name] = Connection(name=name, url=value, origin=f"${key}")
+        return cls(connections.values())
+
+
+def _read_connections_file(path: Path) -> list[Connection]:
+    if not path.exists():
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConnectionError(f"{path}: invalid YAML: {exc}") from None
+    if isinstance(data, dict) and "connections" in data:
+        data = data["connections"]
+    if not isinstance(data, dict):
+        raise ConnectionError(f"{path}: expected a mapping of connection name to URL")
+    out = []
+    for name, value in data.items():
+        url = value.get("url") if isinstance(value, dict) else value
+        if not isinstance(url, str):
+            raise ConnectionError(f"{path}: connection '{name}' needs a 'url'", name=str(name))
+        out.append(Connection(name=str(name).lower(), url=url, origin=str(path)))
+    return out

@@ -1,0 +1,24 @@
+"""Hooks the engine calls as a run progresses (the CLI's live display is one)."""
+
+from __future__ import annotations
+
+from batchpilot.spec.model import PipelineSpec
+from batchpilot.states import RunStatus, TaskState
+
+
+class RunListener:
+    """Receives run events on the engine's thread; every hook does nothing by default."""
+
+    def run_started(self, run_id: str, spec: PipelineSpec, states: dict[str, TaskState]) -> None:
+        """The run (or its resumption) begins with tasks in ``states``."""
+
+    def task_state_changed(
+        self, task_id: str, state: TaskState, *, attempt: int, error: str | None = None
+    ) -> None:
+        """A task entered ``state``."""
+
+    def task_rows_reported(self, task_id: str, rows: int) -> None:
+        """A running step reported how many rows it handled so far (from its thread)."""
+
+    def run_finished(self, run_id: str, status: RunStatus) -> None:
+        """The run ended (or was interrupted) with ``status``."""

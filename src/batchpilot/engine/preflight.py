@@ -1,0 +1,130 @@
+"""Checks a pipeline against the step catalogue and connections before any run exists,
+and builds each task's step with its rendered config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from batchpilot.connections import ConnectionRegistry
+from batchpilot.errors import SpecError, SpecErrors
+from batchpilot.spec.model import NodeSpec, PipelineSpec
+from batchpilot.spec.templating import TemplateRenderError, render_config
+from batchpilot.steps.base import Step
+from batchpilot.steps.registry import StepRegistry
+
+PREVIEW_RUN_ID = "preflight"
+
+
+def template_context(
+    spec: PipelineSpec, *, params: Mapping[str, Any], run_id: str, ds: str, task_id: str = ""
+) -> dict[str, Any]:
+    """Variables a config template sees: params, run_id, ds, ds_nodash, pipeline, task_id."""
+    return {
+        "params": dict(params),
+        "run_id": run_id,
+        "ds": ds,
+        "ds_nodash": ds.replace("-", ""),
+        "pipeline": spec.name,
+        "task_id": task_id,
+    }
+
+
+def merged_params(spec: PipelineSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The pipeline's default params updated with the run's own."""
+    return {**spec.params, **overrides}
+
+
+def build_step(
+    node: NodeSpec, registry: StepRegistry, context: Mapping[str, Any], *, path: str | None = None
+) -> Step:
+    """Render the node's config and instantiate its step.
+
+    Raises :class:`SpecError` naming the node and field for an unknown type,
+    a template error or an invalid config value.
+    """
+    try:
+        step_class = registry.get(node.type)
+    except SpecError as exc:
+        raise SpecError(
+            exc.reason, path=path, node_id=node.id, field="type", line=node.line
+        ) from None
+    try:
+        config = render_config(node.config, context)
+    except TemplateRenderError as exc:
+        raise SpecError(
+            str(exc), path=path, node_id=node.id, field=f"config.{exc.field}", line=node.line
+        ) from None
+    try:
+        model = step_class.Config.model_validate(config)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in ("config", *err["loc"]))
+            message = (
+                "required field is missing"
+                if err["type"] == "missing"
+                else ("unknown field" if err["type"] == "extra_forbidden" else str(err["msg"]))
+            )
+            errors.append(
+                SpecError(
+                    message.removeprefix("Value error, "),
+                    path=path,
+                    node_id=node.id,
+                    field=field,
+                    line=node.line,
+                )
+            )
+        raise (errors[0] if len(errors) == 1 else SpecErrors(errors)) from None
+    return step_class(model)
+
+
+def check_pipeline(
+    spec: PipelineSpec,
+    registry: StepRegistry,
+    connections: ConnectionRegistry | None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    ds: str = "2000-01-01",
+) -> None:
+    """Check every node's type, config and connections; raises :class:`SpecErrors`.
+
+    Configs are rendered with the run's params (or the defaults) so a missing
+    parameter is found now rather than mid-run. ``connections=None`` skips the
+    connection check.
+    """
+    errors: list[SpecError] = []
+    run_params = merged_params(spec, params or {})
+    path = spec.source_path
+    for node in spec.nodes:
+        context = template_context(
+            spec, params=run_params, run_id=PREVIEW_RUN_ID, ds=ds, task_id=node.id
+        )
+        try:
+            step = build_step(node, registry, context, path=path)
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        except SpecError as exc:
+            errors.append(exc)
+            continue
+        if connections is None:
+            continue
+        for field in step.connection_fields:
+            name = getattr(step.config, field, None)
+            if isinstance(name, str) and name not in connections:
+                known = ", ".join(c.name for c in connections) or "none defined"
+                errors.append(
+                    SpecError(
+                        f"unknown connection '{name}' (known: {known}); define it with "
+                        f"BATCHPILOT_CONN_{name.upper()}=<url> or in connections.yaml",
+                        path=path,
+                        node_id=node.id,
+                        field=f"config.{field}",
+                        line=node.line,
+                    )
+                )
+    if errors:
+        raise SpecErrors(errors)

@@ -1,0 +1,84 @@
+"""One log file per task attempt, capturing the step's logger and its prints."""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+_current_stream: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
+    "batchpilot_task_stream", default=None
+)
+_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+
+
+class AttemptLog:
+    """The log file of one attempt; ``logger`` writes to it and so do ``print`` calls."""
+
+    def __init__(self, path: Path, *, name: str) -> None:
+        self.path = path
+        self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self.logger = logging.Logger(name, level=logging.DEBUG)  # not registered globally
+        handler = logging.StreamHandler(self._file)
+        handler.setFormatter(_FORMAT)
+        self.logger.addHandler(handler)
+        self._token: contextvars.Token[TextIO | None] | None = None
+
+    def __enter__(self) -> AttemptLog:
+        _install_stdio_router()
+        self._token = _current_stream.set(self._file)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._token is not None:
+            _current_stream.reset(self._token)
+        self.close()
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        for handler in self.logger.handlers:
+            handler.flush()
+        self._file.close()
+
+
+class _StdioRouter(io.TextIOBase):
+    """Sends writes to the current attempt's log when one is active in this context."""
+
+    def __init__(self, fallback: TextIO) -> None:
+        self._fallback = fallback
+
+    def write(self, text: str) -> int:
+        stream = _current_stream.get()
+        target = stream if stream is not None and not stream.closed else self._fallback
+        return target.write(text)
+
+    def flush(self) -> None:
+        stream = _current_stream.get()
+        if stream is not None and not stream.closed:
+            stream.flush()
+        self._fallback.flush()
+
+    def isatty(self) -> bool:
+        return self._fallback.isatty()
+
+    def fileno(self) -> int:
+        return self._fallback.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._fallback, "encoding", "utf-8")
+
+
+_install_lock = threading.Lock()
+
+
+def _install_stdio_router() -> None:
+    with _install_lock:
+        if not isinstance(sys.stdout, _StdioRouter):
+            sys.stdout = _StdioRouter(sys.stdout)  # type: ignore[assignment]
+        if not isinstance(sys.stderr, _StdioRouter):
+            sys.stderr = _StdioRouter(sys.stderr)  # type: ignore[assignment]

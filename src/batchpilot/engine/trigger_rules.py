@@ -1,0 +1,75 @@
+"""Trigger rules as a pure decision over upstream states (as in Airflow)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from batchpilot.spec.model import TriggerRule
+from batchpilot.states import TaskState
+
+
+class Readiness(StrEnum):
+    """What a pending task should do now."""
+
+    RUN = "run"
+    SKIP = "skip"
+    WAIT = "wait"
+
+
+_DONE = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED})
+# A compensated or compensating task had succeeded before the run failed.
+_SUCCEEDED = frozenset(
+    {
+        TaskState.SUCCESS,
+        TaskState.COMPENSATING,
+        TaskState.COMPENSATED,
+        TaskState.COMPENSATION_FAILED,
+    }
+)
+
+
+def decide(rule: TriggerRule, upstream_states: Iterable[TaskState]) -> Readiness:
+    """Decide whether a task with ``rule`` runs, is skipped, or waits.
+
+    A task with no upstream always runs. ``skipped`` counts as neither success
+    nor failure; ``cancelled`` counts as a failure. ``always`` runs at once,
+    without waiting for upstream tasks, as Airflow's rule does.
+    """
+    states = list(upstream_states)
+    if not states or rule is TriggerRule.ALWAYS:
+        return Readiness.RUN
+    total = len(states)
+    succeeded = sum(s in _SUCCEEDED for s in states)
+    failed = sum(s in (TaskState.FAILED, TaskState.CANCELLED) for s in states)
+    skipped = sum(s is TaskState.SKIPPED for s in states)
+    done = succeeded + failed + skipped
+    all_done = done == total
+
+    if rule is TriggerRule.ALL_SUCCESS:
+        if failed or skipped:
+            return Readiness.SKIP
+        return Readiness.RUN if all_done else Readiness.WAIT
+    if rule is TriggerRule.ALL_FAILED:
+        if succeeded or skipped:
+            return Readiness.SKIP
+        return Readiness.RUN if all_done else Readiness.WAIT
+    if rule is TriggerRule.ALL_DONE:
+        return Readiness.RUN if all_done else Readiness.WAIT
+    if rule is TriggerRule.ONE_SUCCESS:
+        if succeeded:
+            return Readiness.RUN
+        return Readiness.SKIP if all_done else Readiness.WAIT
+    if rule is TriggerRule.ONE_FAILED:
+        if failed:
+            return Readiness.RUN
+        return Readiness.SKIP if all_done else Readiness.WAIT
+    if rule is TriggerRule.NONE_FAILED:
+        if failed:
+            return Readiness.SKIP
+        return Readiness.RUN if all_done else Readiness.WAIT
+    if rule is TriggerRule.NONE_SKIPPED:
+        if skipped:
+            return Readiness.SKIP
+        return Readiness.RUN if all_done else Readiness.WAIT
+    raise ValueError(f"unknown trigger rule {rule!r}")  # pragma: no cover - enum is closed

@@ -1,0 +1,130 @@
+"""The exceptions batchpilot raises, all under one root.
+
+::
+
+    BatchpilotError
+    ├── SpecError                 a pipeline file or object is invalid (CLI exit code 2)
+    │   └── SpecErrors            several SpecErrors found in one file
+    ├── StepError                 a step failed while running
+    │   └── PermanentStepError    bad data: retrying cannot help, so it is not retried
+    ├── ConnectionError           an unknown or unreachable connection
+    ├── StoreError                the state store cannot be read or written
+    │   ├── RunNotFound           no run has that id
+    │   └── RunStateError         the run is in a state that does not allow the action
+    └── ArtifactError             a dataset between steps is missing or unreadable
+
+Every error carries its context as attributes and reads as a sentence a user
+can act on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BatchpilotError(Exception):
+    """Root of every error batchpilot raises on purpose."""
+
+
+class SpecError(BatchpilotError):
+    """A pipeline definition is invalid; names the file, node and field when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        node_id: str | None = None,
+        field: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.reason = message
+        self.path = str(path) if path is not None else None
+        self.node_id = node_id
+        self.field = field
+        self.line = line
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.path:
+            where.append(f"{self.path}:{self.line}" if self.line else self.path)
+        if self.node_id:
+            where.append(f"node '{self.node_id}'")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.reason}" if prefix else self.reason
+
+    def with_path(self, path: str | Path) -> SpecError:
+        """Return the same error located in ``path`` (when it had no file yet)."""
+        if self.path is not None:
+            return self
+        return SpecError(
+            self.reason, path=path, node_id=self.node_id, field=self.field, line=self.line
+        )
+
+
+class SpecErrors(SpecError):
+    """Several problems found in one pipeline definition; ``errors`` lists them all."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+    def _render(self) -> str:
+        return self.reason
+
+
+class StepError(BatchpilotError):
+    """A step failed; the engine retries it according to the task's policy."""
+
+
+class PermanentStepError(StepError):
+    """A failure that retrying cannot fix (bad data, a rule violated): never retried."""
+
+
+class ConnectionError(BatchpilotError):
+    """A named connection is unknown, malformed or unreachable."""
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        self.name = name
+        super().__init__(message)
+
+
+class StoreError(BatchpilotError):
+    """The state store cannot be opened, migrated, read or written."""
+
+
+class RunNotFound(StoreError):
+    """No run has the given id."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id '{run_id}' (see 'batchpilot runs list')")
+
+
+class RunStateError(StoreError):
+    """The run's state does not allow what was asked (resume a running run, say)."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class ArtifactError(BatchpilotError):
+    """A dataset passed between steps is missing or cannot be read."""
+
+
+__all__ = [
+    "ArtifactError",
+    "BatchpilotError",
+    "ConnectionError",
+    "PermanentStepError",
+    "RunNotFound",
+    "RunStateError",
+    "SpecError",
+    "SpecErrors",
+    "StepError",
+    "StoreError",
+]

@@ -1,0 +1,52 @@
+"""Settings read once at the edge (CLI, Python API) from ``BATCHPILOT_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchpilot.connections import ConnectionRegistry
+from batchpilot.errors import BatchpilotError
+
+DEFAULT_WORKERS = 4
+DEFAULT_HEARTBEAT_S = 5.0
+DEFAULT_STALE_AFTER_S = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives and how runs execute; built by :meth:`from_env` or by hand."""
+
+    home: Path
+    database_url: str | None = None
+    workers: int = DEFAULT_WORKERS
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    stale_after_s: float = DEFAULT_STALE_AFTER_S
+    connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+
+    @property
+    def runs_dir(self) -> Path:
+        """Folder holding each run's artifacts and logs."""
+        return self.home / "runs"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``BATCHPILOT_HOME``, ``BATCHPILOT_DATABASE_URL``, ``BATCHPILOT_WORKERS``
+        and ``BATCHPILOT_CONN_*`` (plus the home's connections file)."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("BATCHPILOT_HOME") or Path.home() / ".batchpilot").expanduser()
+        workers_text = env.get("BATCHPILOT_WORKERS")
+        try:
+            workers = int(workers_text) if workers_text else DEFAULT_WORKERS
+        except ValueError:
+            raise BatchpilotError(
+                f"BATCHPILOT_WORKERS must be a whole number, got {workers_text!r}"
+            ) from None
+        return cls(
+            home=home,
+            database_url=env.get("BATCHPILOT_DATABASE_URL") or None,
+            workers=max(1, workers),
+            connections=ConnectionRegistry.from_sources(env, home),
+        )

@@ -1,0 +1,43 @@
+"""Jinja2 rendering of node configs: ``{{ params.x }}``, ``{{ run_id }}``, ``{{ ds }}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+class TemplateRenderError(ValueError):
+    """A template in a config could not be rendered; ``field`` says where."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+def render_config(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """Render every string in ``config`` that holds a Jinja2 expression.
+
+    Non-string values (numbers, callables) pass through untouched. Raises
+    :class:`TemplateRenderError` naming the field whose template failed.
+    """
+    return {key: _render(value, context, str(key)) for key, value in config.items()}
+
+
+def _render(value: Any, context: Mapping[str, Any], field: str) -> Any:
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        try:
+            return _ENV.from_string(value).render(context)
+        except TemplateError as exc:
+            raise TemplateRenderError(field, f"template error: {exc}") from None
+    if isinstance(value, Mapping):
+        return {k: _render(v, context, f"{field}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_render(v, context, f"{field}[{i}]") for i, v in enumerate(value)]
+    return value

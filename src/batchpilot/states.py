@@ -1,0 +1,53 @@
+"""Run and task states (see DESIGN.md, "States")."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """Lifecycle of a pipeline run: queued → running → success | failed | cancelled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    def is_terminal(self) -> bool:
+        """True once the run can no longer change by itself."""
+        return self in _TERMINAL_RUN
+
+
+class TaskState(StrEnum):
+    """Lifecycle of one task instance in a run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRY = "retry"
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+    UNKNOWN = "unknown"
+
+    def is_terminal(self) -> bool:
+        """True for states a task leaves only by an explicit resume or retry."""
+        return self in _TERMINAL_TASK
+
+
+_TERMINAL_RUN = frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED})
+_TERMINAL_TASK = frozenset(
+    {
+        TaskState.SUCCESS,
+        TaskState.FAILED,
+        TaskState.SKIPPED,
+        TaskState.CANCELLED,
+        TaskState.COMPENSATED,
+        TaskState.COMPENSATION_FAILED,
+    }
+)

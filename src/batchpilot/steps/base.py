@@ -1,0 +1,108 @@
+"""The interface between the engine and every step type.
+
+A step is a small class with a pydantic ``Config`` model (so a wrong field is
+named before anything runs) and a ``run`` method that receives a
+:class:`StepContext` and returns a :class:`StepResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from batchpilot.artifacts import ArtifactRef, ArtifactStore, read_table
+from batchpilot.connections import ConnectionRegistry
+from batchpilot.errors import StepError
+
+
+class StepConfig(BaseModel):
+    """Base of every step's config model: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+
+@dataclass
+class StepContext:
+    """What a running step may know and use: its run, inputs, connections and log."""
+
+    pipeline: str
+    run_id: str
+    task_id: str
+    attempt: int
+    params: Mapping[str, Any]
+    inputs: Mapping[str, ArtifactRef]
+    artifacts: ArtifactStore
+    connections: ConnectionRegistry
+    log: logging.Logger
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    extra_inputs: Mapping[str, Mapping[str, ArtifactRef]] = field(default_factory=dict)
+    progress: Any = None
+
+    def single_input(self) -> ArtifactRef:
+        """Return the only upstream output; raises :class:`StepError` otherwise."""
+        if len(self.inputs) != 1:
+            have = ", ".join(self.inputs) or "none"
+            raise StepError(
+                f"this step takes exactly one upstream dataset, got {len(self.inputs)} ({have})"
+            )
+        return next(iter(self.inputs.values()))
+
+    def input_table(self, node_id: str | None = None) -> pa.Table:
+        """Memory-map an upstream output as a table (the only one if no id is given)."""
+        ref = self.single_input() if node_id is None else self.inputs[node_id]
+        return read_table(ref)
+
+    def write_output(self, table: pa.Table, name: str = "output") -> ArtifactRef:
+        """Write a table as this task's output (or a named side output)."""
+        return self.artifacts.write_table(self.task_id, table, name=name)
+
+    def write_output_batches(
+        self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], name: str = "output"
+    ) -> ArtifactRef:
+        """Stream record batches into this task's output."""
+        return self.artifacts.write_batches(self.task_id, schema, batches, name=name)
+
+    def report_rows(self, rows: int) -> None:
+        """Tell the live display how many rows this step has handled so far."""
+        if self.progress is not None:
+            self.progress(self.task_id, rows)
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`StepError` if the run was asked to stop; call it in long loops."""
+        if self.cancel_event.is_set():
+            raise StepError("stopped: the run was cancelled")
+
+
+@dataclass
+class StepResult:
+    """What a step produced: its output dataset, row counts and metadata."""
+
+    output: ArtifactRef | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    rows_rejected: int | None = None
+    side_outputs: dict[str, ArtifactRef] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Step(ABC):
+    """A step type. Subclasses set ``type_name`` and ``Config`` and implement ``run``."""
+
+    type_name: ClassVar[str]
+    Config: ClassVar[type[StepConfig]] = StepConfig
+    #: config field names that name a connection, checked at parse time
+    connection_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: StepConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def run(self, ctx: StepContext) -> StepResult:
+        """Do the work; raise :class:`StepError` (or PermanentStepError for bad data)."""

@@ -1,0 +1,17 @@
+"""``empty``: a task that does nothing (a join point, or a placeholder)."""
+
+from __future__ import annotations
+
+from batchpilot.steps.base import Step, StepContext, StepResult
+
+
+class EmptyStep(Step):
+    """Does nothing and succeeds; useful to join branches."""
+
+    type_name = "empty"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        return StepResult()
+
+
+STEPS = (EmptyStep,)

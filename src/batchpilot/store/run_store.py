@@ -1,0 +1,536 @@
+"""The state store: the only module that talks to the state database.
+
+Every method is one short transaction, so each state transition is durable
+before the engine acts on it. SQLite (WAL) is the embedded default;
+PostgreSQL serves several processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, bindparam, create_engine, event, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from batchpilot.errors import RunNotFound, StoreError
+from batchpilot.states import RunStatus, TaskState
+from batchpilot.store.records import AttemptRecord, RunRecord, TaskRecord
+from batchpilot.store.tables import attempts, runs, task_instances
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives a killed process (not a power cut) without an fsync per commit.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _psycopg_url(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class RunStore:
+    """Runs, task instances and attempts in a SQL database (SQLAlchemy Core)."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = _psycopg_url(url)
+        try:
+            if self.url.startswith("sqlite"):
+                self.engine: Engine = create_engine(self.url)
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = create_engine(self.url, pool_pre_ping=True)
+            if migrate:
+                self.migrate()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the state store: {_first_line(exc)}") from exc
+
+    @classmethod
+    def for_home(cls, home: Path, database_url: str | None = None) -> RunStore:
+        """The store of a batchpilot home: ``database_url`` or SQLite at ``home/state.db``."""
+        if database_url:
+            return cls(database_url)
+        home.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{home / 'state.db'}")
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (a no-op when it is current)."""
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        with self.engine.begin() as conn:
+            if MigrationContext.configure(conn).get_current_revision() == head:
+                return
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        pipeline: str,
+        spec: dict[str, Any],
+        params: dict[str, Any],
+        ds: str,
+        source_path: str | None,
+        task_ids: Sequence[str],
+        owner: str | None = None,
+    ) -> None:
+        """Insert a run and all its task instances (pending), in one transaction."""
+        now = utcnow()
+        with self._begin() as conn:
+            conn.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    pipeline=pipeline,
+                    status=RunStatus.QUEUED.value,
+                    source_path=source_path,
+                    spec=spec,
+                    params=params,
+                    ds=ds,
+                    created_at=now,
+                    owner=owner,
+                    heartbeat_at=now if owner else None,
+                    needs_attention=False,
+                )
+            )
+            if task_ids:
+                conn.execute(
+                    task_instances.insert(),
+                    [
+                        {
+                            "run_id": run_id,
+                            "task_id": task_id,
+                            "position": i,
+                            "state": TaskState.PENDING.value,
+                            "attempts": 0,
+                        }
+                        for i, task_id in enumerate(task_ids)
+                    ],
+                )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """Return a run; raises :class:`RunNotFound`."""
+        with self._connect() as conn:
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
+            if row is None:
+                matches = (
+                    conn.execute(
+                        select(runs)
+                        .where(runs.c.run_id.startswith(run_id, autoescape=True))
+                        .limit(2)
+                    )
+                    .mappings()
+                    .all()
+                )
+                if len(matches) != 1:
+                    raise RunNotFound(run_id)
+                row = matches[0]
+        return _run_record(row)
+
+    def list_runs(self, *, limit: int = 50, pipeline: str | None = None) -> list[RunRecord]:
+        """The newest runs first."""
+        query = select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
+        if pipeline:
+            query = query.where(runs.c.pipeline == pipeline)
+        with self._connect() as conn:
+            return [_run_record(r) for r in conn.execute(query).mappings()]
+
+    def set_run_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        release: bool = False,
+        needs_attention: bool | None = None,
+    ) -> None:
+        """Record a run's status; a terminal status also records its end time."""
+        values: dict[str, Any] = {"status": status.value, "error": error}
+        now = utcnow()
+        if status is RunStatus.RUNNING:
+            values["ended_at"] = None
+            values["heartbeat_at"] = now
+        if status.is_terminal():
+            values["ended_at"] = now
+        if release:
+            values["owner"] = None
+        if needs_attention is not None:
+            values["needs_attention"] = needs_attention
+        with self._begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+            if status is RunStatus.RUNNING:
+                conn.execute(
+                    update(runs)
+                    .where(runs.c.run_id == run_id, runs.c.started_at.is_(None))
+                    .values(started_at=now)
+                )
+
+    def claim_run(
+        self, run_id: str, owner: str, *, stale_after_s: float, dead_owners: Iterable[str] = ()
+    ) -> bool:
+        """Make ``owner`` the only process driving the run.
+
+        Succeeds when nobody owns it, its owner's heartbeat is older than
+        ``stale_after_s``, or its owner is known dead. One conditional UPDATE,
+        so two processes racing for the same run cannot both win.
+        """
+        now = utcnow()
+        stale_before = now - timedelta(seconds=stale_after_s)
+        dead = list(dead_owners)
+        condition = runs.c.owner.is_(None) | (runs.c.heartbeat_at < stale_before)
+        if dead:
+            condition = condition | runs.c.owner.in_(dead)
+        with self._begin() as conn:
+            result = conn.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id, condition)
+                .values(owner=owner, heartbeat_at=now)
+            )
+            return result.rowcount == 1
+
+    def heartbeat(self, run_id: str, owner: str) -> bool:
+        """Refresh the owner's heartbeat; False if another process took the run over."""
+        with self._begin() as conn:
+            result = conn.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id, runs.c.owner == owner)
+                .values(heartbeat_at=utcnow())
+            )
+            return result.rowcount == 1
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        """Give up ownership of the run."""
+        with self._begin() as conn:
+            conn.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id, runs.c.owner == owner)
+                .values(owner=None)
+            )
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def get_tasks(self, run_id: str) -> list[TaskRecord]:
+        """The run's task instances in pipeline order."""
+        query = (
+            select(task_instances)
+            .where(task_instances.c.run_id == run_id)
+            .order_by(task_instances.c.position)
+        )
+        with self._connect() as conn:
+            return [_task_record(r) for r in conn.execute(query).mappings()]
+
+    def write(self) -> _Transaction:
+        """Open one transaction for several transitions (``with store.write() as tx: …``).
+
+        The engine groups the transitions of one scheduling step this way, so a
+        chain of tasks costs one commit per task.
+        """
+        return _Transaction(self.engine)
+
+    def start_attempt(
+        self, run_id: str, task_id: str, attempt: int, *, log_path: str, kind: str = "run"
+    ) -> datetime:
+        """Mark the task running and open its attempt record; returns the start time."""
+        with self.write() as tx:
+            return tx.start_attempt(run_id, task_id, attempt, log_path=log_path, kind=kind)
+
+    def finish_attempt(self, run_id: str, task_id: str, attempt: int, **values: Any) -> None:
+        """Close an attempt and set the task state (see ``_Transaction.finish_attempt``)."""
+        with self.write() as tx:
+            tx.finish_attempt(run_id, task_id, attempt, **values)
+
+    def set_task_states(
+        self, run_id: str, task_ids: Sequence[str], state: TaskState, *, error: str | None = None
+    ) -> None:
+        """Set several tasks to a state that needs no attempt (skipped, cancelled, pending)."""
+        with self.write() as tx:
+            tx.set_task_states(run_id, task_ids, state, error=error)
+
+    def close_open_attempts(self, run_id: str, *, error: str) -> list[tuple[str, int]]:
+        """Mark attempts left running by a dead process as failed; returns (task, attempt)."""
+        with self._begin() as conn:
+            open_rows = conn.execute(
+                select(attempts.c.task_id, attempts.c.attempt).where(
+                    attempts.c.run_id == run_id, attempts.c.state == TaskState.RUNNING.value
+                )
+            ).all()
+            if open_rows:
+                conn.execute(
+                    update(attempts)
+                    .where(attempts.c.run_id == run_id, attempts.c.state == TaskState.RUNNING.value)
+                    .values(state=TaskState.FAILED.value, ended_at=utcnow(), error=error)
+                )
+        return [(r.task_id, r.attempt) for r in open_rows]
+
+    def get_attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
+        """Attempts of a run (or of one task), oldest first."""
+        query = select(attempts).where(attempts.c.run_id == run_id)
+        if task_id is not None:
+            query = query.where(attempts.c.task_id == task_id)
+        query = query.order_by(attempts.c.started_at, attempts.c.task_id, attempts.c.attempt)
+        with self._connect() as conn:
+            return [_attempt_record(r) for r in conn.execute(query).mappings()]
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _begin(self):  # type: ignore[no-untyped-def]
+        return _Wrapped(self.engine, begin=True)
+
+    def _connect(self):  # type: ignore[no-untyped-def]
+        return _Wrapped(self.engine, begin=False)
+
+
+_B = bindparam
+_TASK_KEY = (task_instances.c.run_id == _B("k_run")) & (task_instances.c.task_id == _B("k_task"))
+_ATTEMPT_KEY = (
+    (attempts.c.run_id == _B("k_run"))
+    & (attempts.c.task_id == _B("k_task"))
+    & (attempts.c.attempt == _B("k_attempt"))
+)
+_START_TASK = (
+    update(task_instances)
+    .where(_TASK_KEY)
+    .values(
+        state=_B("state"), attempts=_B("attempts"), started_at=_B("now"), ended_at=None, error=None
+    )
+)
+_INSERT_ATTEMPT = attempts.insert()
+_FINISH_ATTEMPT = (
+    update(attempts)
+    .where(_ATTEMPT_KEY)
+    .values(state=_B("state"), ended_at=_B("now"), error=_B("error"))
+)
+_FINISH_TASK = (
+    update(task_instances)
+    .where(_TASK_KEY)
+    .values(
+        state=_B("state"),
+        ended_at=_B("now"),
+        error=_B("error"),
+        rows_in=_B("rows_in"),
+        rows_out=_B("rows_out"),
+        rows_rejected=_B("rows_rejected"),
+        duration_s=_B("duration_s"),
+        output=_B("output", type_=task_instances.c.output.type),
+    )
+)
+
+
+class _Transaction:
+    """Transitions written in one database transaction (see :meth:`RunStore.write`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._wrapped = _Wrapped(engine, begin=True)
+        self._conn: Any = None
+
+    def __enter__(self) -> _Transaction:
+        self._conn = self._wrapped.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        return self._wrapped.__exit__(exc_type, exc, tb)
+
+    def start_attempt(
+        self, run_id: str, task_id: str, attempt: int, *, log_path: str, kind: str = "run"
+    ) -> datetime:
+        """Mark the task running and open its attempt record; returns the start time."""
+        now = utcnow()
+        self._conn.execute(
+            _START_TASK,
+            {
+                "k_run": run_id,
+                "k_task": task_id,
+                "state": TaskState.RUNNING.value,
+                "attempts": attempt,
+                "now": now,
+            },
+        )
+        self._conn.execute(
+            _INSERT_ATTEMPT,
+            {
+                "run_id": run_id,
+                "task_id": task_id,
+                "attempt": attempt,
+                "kind": kind,
+                "state": TaskState.RUNNING.value,
+                "started_at": now,
+                "log_path": log_path,
+            },
+        )
+        return now
+
+    def finish_attempt(
+        self,
+        run_id: str,
+        task_id: str,
+        attempt: int,
+        *,
+        state: TaskState,
+        attempt_state: TaskState | None = None,
+        error: str | None = None,
+        rows_in: int | None = None,
+        rows_out: int | None = None,
+        rows_rejected: int | None = None,
+        duration_s: float | None = None,
+        output: dict[str, Any] | None = None,
+    ) -> None:
+        """Close an attempt and set the task's new state (success, failed or retry)."""
+        now = utcnow()
+        self._conn.execute(
+            _FINISH_ATTEMPT,
+            {
+                "k_run": run_id,
+                "k_task": task_id,
+                "k_attempt": attempt,
+                "state": (attempt_state or state).value,
+                "now": now,
+                "error": error,
+            },
+        )
+        self._conn.execute(
+            _FINISH_TASK,
+            {
+                "k_run": run_id,
+                "k_task": task_id,
+                "state": state.value,
+                "now": now,
+                "error": error,
+                "rows_in": rows_in,
+                "rows_out": rows_out,
+                "rows_rejected": rows_rejected,
+                "duration_s": duration_s,
+                "output": output,
+            },
+        )
+
+    def set_task_states(
+        self, run_id: str, task_ids: Sequence[str], state: TaskState, *, error: str | None = None
+    ) -> None:
+        """Set several tasks to a state that needs no attempt (skipped, cancelled, pending)."""
+        if not task_ids:
+            return
+        values: dict[str, Any] = {"state": state.value, "error": error}
+        if state.is_terminal():
+            values["ended_at"] = utcnow()
+        self._conn.execute(
+            update(task_instances)
+            .where(task_instances.c.run_id == run_id, task_instances.c.task_id.in_(task_ids))
+            .values(**values)
+        )
+
+
+class _Wrapped:
+    """A connection context that turns driver errors into :class:`StoreError`."""
+
+    def __init__(self, engine: Engine, *, begin: bool) -> None:
+        self._engine = engine
+        self._begin = begin
+        self._ctx: Any = None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        try:
+            self._ctx = self._engine.begin() if self._begin else self._engine.connect()
+            return self._ctx.__enter__()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state store unavailable: {_first_line(exc)}") from exc
+
+    def __exit__(self, exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        try:
+            return self._ctx.__exit__(exc_type, exc, tb)
+        except SQLAlchemyError as err:
+            raise StoreError(f"state store write failed: {_first_line(err)}") from err
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _run_record(row: Any) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        pipeline=row["pipeline"],
+        status=RunStatus(row["status"])
+        if row["status"] in RunStatus._value2member_map_
+        else RunStatus.UNKNOWN,
+        source_path=row["source_path"],
+        spec=row["spec"],
+        params=row["params"],
+        ds=row["ds"],
+        created_at=_aware(row["created_at"]),  # type: ignore[arg-type]
+        started_at=_aware(row["started_at"]),
+        ended_at=_aware(row["ended_at"]),
+        owner=row["owner"],
+        heartbeat_at=_aware(row["heartbeat_at"]),
+        error=row["error"],
+        needs_attention=bool(row["needs_attention"]),
+    )
+
+
+def _state(value: str) -> TaskState:
+    return TaskState(value) if value in TaskState._value2member_map_ else TaskState.UNKNOWN
+
+
+def _task_record(row: Any) -> TaskRecord:
+    return TaskRecord(
+        run_id=row["run_id"],
+        task_id=row["task_id"],
+        position=row["position"],
+        state=_state(row["state"]),
+        attempts=row["attempts"],
+        rows_in=row["rows_in"],
+        rows_out=row["rows_out"],
+        rows_rejected=row["rows_rejected"],
+        started_at=_aware(row["started_at"]),
+        ended_at=_aware(row["ended_at"]),
+        duration_s=row["duration_s"],
+        error=row["error"],
+        output=row["output"],
+    )
+
+
+def _attempt_record(row: Any) -> AttemptRecord:
+    return AttemptRecord(
+        run_id=row["run_id"],
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        kind=row["kind"],
+        state=_state(row["state"]),
+        started_at=_aware(row["started_at"]),  # type: ignore[arg-type]
+        ended_at=_aware(row["ended_at"]),
+        error=row["error"],
+        log_path=row["log_path"],
+    )

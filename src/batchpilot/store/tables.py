@@ -1,0 +1,76 @@
+"""The state database's tables (SQLAlchemy Core). Alembic migrations create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "bp_runs",
+    metadata,
+    Column("run_id", String(100), primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("source_path", Text),
+    Column("spec", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("ds", String(10), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("owner", String(200)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("needs_attention", Boolean, nullable=False, default=False),
+    Index("ix_bp_runs_created_at", "created_at"),
+    Index("ix_bp_runs_pipeline", "pipeline"),
+)
+
+task_instances = Table(
+    "bp_task_instances",
+    metadata,
+    Column("run_id", String(100), primary_key=True),
+    Column("task_id", String(200), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("state", String(30), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("rows_in", BigInteger),
+    Column("rows_out", BigInteger),
+    Column("rows_rejected", BigInteger),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("duration_s", Float),
+    Column("error", Text),
+    Column("output", JSON),
+    ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
+)
+
+attempts = Table(
+    "bp_attempts",
+    metadata,
+    Column("run_id", String(100), primary_key=True),
+    Column("task_id", String(200), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False, default="run"),
+    Column("state", String(30), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("log_path", Text),
+    ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
+)

