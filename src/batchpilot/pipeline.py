@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runpy
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from batchpilot.engine.results import RunResult
 from batchpilot.engine.runs import resume_run, start_run
 from batchpilot.errors import SpecError
 from batchpilot.settings import Settings
-from batchpilot.spec.loader import build_pipeline
+from batchpilot.spec.loader import build_pipeline, load_pipeline_file
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunStore
 
@@ -201,3 +202,18 @@ def load_python_pipeline(path: str | Path) -> PipelineSpec:
         return pipeline.to_spec()
     except SpecError as exc:
         raise exc.with_path(path) from None
+
+
+def load_pipeline(path: str | Path) -> PipelineSpec:
+    """Read a pipeline file: ``.yaml``, ``.yml``, ``.json``, or a ``.py`` defining a Pipeline.
+
+    The file's folder goes on ``sys.path`` so ``callable: module:function``
+    finds modules kept next to the pipeline. Raises :class:`SpecError`.
+    """
+    path = Path(path)
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    if path.suffix == ".py":
+        return load_python_pipeline(path)
+    return load_pipeline_file(path)

@@ -115,3 +115,14 @@ def test_opening_an_existing_store_keeps_its_data(store_url: str, store: RunStor
     again = RunStore(store_url)
     assert again.get_run("r1").pipeline == "p"
     again.dispose()
+
+
+def test_schema_revision_constant_matches_the_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from batchpilot.store import run_store
+
+    config = Config()
+    config.set_main_option("script_location", str(run_store._MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == run_store.SCHEMA_REVISION

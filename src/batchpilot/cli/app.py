@@ -35,10 +35,9 @@ from batchpilot.errors import (
     SpecError,
     SpecErrors,
 )
-from batchpilot.pipeline import load_python_pipeline
+from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
-from batchpilot.spec.loader import PIPELINE_SUFFIXES, load_pipeline_file, read_pipeline_document
-from batchpilot.spec.model import PipelineSpec
+from batchpilot.spec.loader import PIPELINE_SUFFIXES, parse_document
 from batchpilot.states import RunStatus
 from batchpilot.steps.registry import default_registry
 from batchpilot.store import RunStore
@@ -92,13 +91,6 @@ def _store(settings: Settings) -> RunStore:
 
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
-
-
-def load_spec(path: Path) -> PipelineSpec:
-    """Read a pipeline file (.yaml, .yml, .json or a .py defining a Pipeline)."""
-    if path.suffix == ".py":
-        return load_python_pipeline(path)
-    return load_pipeline_file(path)
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -156,7 +148,7 @@ def run(
     params = _parse_params(param)
     settings = _settings()
     try:
-        spec = load_spec(file)
+        spec = load_pipeline(file)
     except SpecError as exc:
         _report_spec_error(exc)
     store = _store(settings)
@@ -197,6 +189,7 @@ def resume(
             settings=settings,
             store=store,
             workers=workers,
+            load_file=load_pipeline,
             listener=_listener(output, quiet),
         )
     except (RunNotFound, RunStateError) as exc:
@@ -225,10 +218,10 @@ def _pipeline_files(paths: list[Path]) -> list[tuple[Path, bool]]:
 
 def _looks_like_pipeline(path: Path) -> bool:
     try:
-        document = read_pipeline_document(path)
+        document = parse_document(path)
     except SpecError:
         return True  # a broken file that may be a pipeline: report it
-    return "nodes" in document
+    return isinstance(document, dict) and "nodes" in document
 
 
 @app.command()
@@ -244,7 +237,7 @@ def validate(
         if not explicit and not _looks_like_pipeline(path):
             continue
         try:
-            spec = load_spec(path)
+            spec = load_pipeline(path)
             check_pipeline(spec, registry, settings.connections)
             report.append({"path": str(path), "ok": True, "pipeline": spec.name, "errors": []})
         except SpecError as exc:

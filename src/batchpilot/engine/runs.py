@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from batchpilot.engine.results import RunResult
 from batchpilot.engine.runner import RunExecutor
 from batchpilot.errors import RunStateError, SpecError
 from batchpilot.settings import Settings
-from batchpilot.spec.loader import build_pipeline, load_pipeline_file
+from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.spec.serialize import spec_to_document
 from batchpilot.states import RunStatus, TaskState
@@ -107,14 +107,16 @@ def resume_run(
     settings: Settings,
     store: RunStore,
     spec: PipelineSpec | None = None,
+    load_file: Callable[[str], PipelineSpec] | None = None,
     registry: StepRegistry | None = None,
     listener: RunListener | None = None,
     workers: int | None = None,
 ) -> RunResult:
     """Continue an interrupted or failed run, re-running only what did not succeed.
 
-    The pipeline is re-read from its file when it still exists (so a fixed bug
-    takes effect), else rebuilt from the copy stored with the run. Raises
+    The pipeline is ``spec`` if given; else re-read with ``load_file`` from its
+    file when that still exists (so a fixed bug takes effect); else rebuilt
+    from the copy stored with the run. Raises
     :class:`RunStateError` if the run succeeded, or another live process is
     driving it; :class:`RunNotFound` for an unknown id.
     """
@@ -133,7 +135,7 @@ def resume_run(
             run_id=run_id,
         )
     try:
-        spec = spec or _spec_for_resume(run.source_path, run.spec)
+        spec = spec or _spec_for_resume(run.source_path, run.spec, load_file)
         tasks = {t.task_id: t for t in store.get_tasks(run_id)}
         missing = [n for n in spec.node_ids if n not in tasks]
         if missing:
@@ -178,13 +180,13 @@ def resume_run(
     return RunResult.load(store, run_id)
 
 
-def _spec_for_resume(source_path: str | None, stored: dict[str, Any]) -> PipelineSpec:
-    if source_path and Path(source_path).exists():
-        if source_path.endswith(".py"):
-            from batchpilot.pipeline import load_python_pipeline
-
-            return load_python_pipeline(source_path)
-        return load_pipeline_file(source_path)
+def _spec_for_resume(
+    source_path: str | None,
+    stored: dict[str, Any],
+    load_file: Callable[[str], PipelineSpec] | None,
+) -> PipelineSpec:
+    if source_path and load_file is not None and Path(source_path).exists():
+        return load_file(source_path)
     return build_pipeline(stored, source_path=source_path)
 
 

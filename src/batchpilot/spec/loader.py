@@ -132,9 +132,17 @@ class _RawPipeline(BaseModel):
 def read_pipeline_document(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON pipeline file into a mapping.
 
-    Raises :class:`SpecError` for a missing file or a syntax error, naming
-    the file and line.
+    Raises :class:`SpecError` for a missing file, a syntax error (naming the
+    file and line), or a document that is not a mapping.
     """
+    document = parse_document(path)
+    if not isinstance(document, dict):
+        raise SpecError("a pipeline file must hold a mapping with 'name' and 'nodes'", path=path)
+    return document
+
+
+def parse_document(path: str | Path) -> Any:
+    """Parse a YAML or JSON file, whatever it holds; raises :class:`SpecError`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -155,8 +163,6 @@ def read_pipeline_document(path: str | Path) -> dict[str, Any]:
             problem = getattr(exc, "problem", None) or str(exc)
             line = mark.line + 1 if mark is not None else None
             raise SpecError(f"invalid YAML: {problem}", path=path, line=line) from None
-    if not isinstance(document, dict):
-        raise SpecError("a pipeline file must hold a mapping with 'name' and 'nodes'", path=path)
     return document
 
 

@@ -1,0 +1,5 @@
+"""``python -m batchpilot`` runs the CLI."""
+
+from batchpilot.cli.app import main
+
+main()
