@@ -29,6 +29,7 @@ from batchpilot.engine.trigger_rules import Readiness, decide
 from batchpilot.errors import BatchpilotError, SpecError, StepError
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
+from batchpilot.spec.serialize import to_jsonable
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.steps.base import StepContext, StepResult
 from batchpilot.steps.registry import StepRegistry
@@ -263,7 +264,7 @@ class RunExecutor:
             output = {
                 "artifact": result.output.to_json() if result.output else None,
                 "side_outputs": {k: v.to_json() for k, v in result.side_outputs.items()},
-                "metadata": _jsonable(result.metadata),
+                "metadata": to_jsonable(result.metadata),
             }
             tx.finish_attempt(
                 self.run_id,
@@ -453,13 +454,3 @@ def _describe(result: StepResult) -> str:
         if value is not None:
             parts.append(f"{name}={value}")
     return ", ".join(parts) or "done"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)

@@ -21,6 +21,8 @@ from batchpilot.spec.model import (
     DEFAULT_MAX_RETRY_DELAY_S,
     DEFAULT_RETRIES,
     DEFAULT_RETRY_DELAY_S,
+    ActionSpec,
+    CompensationMode,
     NodeSpec,
     PipelineSpec,
     RetryBackoff,
@@ -73,12 +75,64 @@ class _DefaultArgs(_Policy):
     pass
 
 
+class _RawAction(BaseModel):
+    """A compensation or callback: a step definition, or ``"module:function"``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    retries: int = Field(default=0, ge=0)
+    retry_delay: float = 1.0
+    retry_backoff: RetryBackoff = RetryBackoff.EXPONENTIAL
+    timeout: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str) or callable(value):
+            return {"type": "python", "config": {"callable": value}}
+        return value
+
+    @field_validator("retry_delay", "timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    def to_spec(self) -> ActionSpec:
+        return ActionSpec(
+            type=self.type,
+            config=dict(self.config),
+            retry=RetryPolicy(
+                retries=self.retries,
+                retry_delay_s=self.retry_delay,
+                backoff=self.retry_backoff,
+            ),
+            timeout_s=self.timeout,
+        )
+
+
+def _actions(value: Any) -> Any:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 class _RawNode(_Policy):
     id: str
     type: str
     config: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
     description: str | None = None
+    compensate: _RawAction | None = None
+    on_success: list[_RawAction] = Field(default_factory=list)
+    on_failure: list[_RawAction] = Field(default_factory=list)
+    on_retry: list[_RawAction] = Field(default_factory=list)
+    transaction: str | None = None
+
+    _one_or_many_actions = field_validator("on_success", "on_failure", "on_retry", mode="before")(
+        classmethod(lambda cls, v: _actions(v))
+    )
 
     @field_validator("id")
     @classmethod
@@ -127,6 +181,13 @@ class _RawPipeline(BaseModel):
     edges: list[_RawEdge] = Field(default_factory=list)
     version: int | str | None = None
     kind: Literal["pipeline"] | None = None
+    compensation: CompensationMode = CompensationMode.AUTO
+    on_run_success: list[_RawAction] = Field(default_factory=list)
+    on_run_failure: list[_RawAction] = Field(default_factory=list)
+
+    _one_or_many_actions = field_validator("on_run_success", "on_run_failure", mode="before")(
+        classmethod(lambda cls, v: _actions(v))
+    )
 
 
 def read_pipeline_document(path: str | Path) -> dict[str, Any]:
@@ -333,6 +394,11 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
                 trigger_rule=rule,
                 description=node.description,
                 line=_node_line(document, ids[node.id]),
+                compensate=node.compensate.to_spec() if node.compensate else None,
+                on_success=tuple(a.to_spec() for a in node.on_success),
+                on_failure=tuple(a.to_spec() for a in node.on_failure),
+                on_retry=tuple(a.to_spec() for a in node.on_retry),
+                transaction=node.transaction,
             )
         )
     return PipelineSpec(
@@ -343,4 +409,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
         schedule=raw.schedule,
         max_workers=raw.max_workers,
         source_path=path,
+        compensation=raw.compensation,
+        on_run_success=tuple(a.to_spec() for a in raw.on_run_success),
+        on_run_failure=tuple(a.to_spec() for a in raw.on_run_failure),
     )

@@ -47,6 +47,27 @@ class RetryPolicy:
     jitter: bool = True
 
 
+class CompensationMode(StrEnum):
+    """Whether a failed run's compensations start by themselves or on command."""
+
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A step run outside the graph: a compensation or a callback.
+
+    ``type``/``config`` name a step like a node's; a callback given as
+    ``"module:function"`` (or a Python callable) becomes a ``python`` action.
+    """
+
+    type: str
+    config: dict[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_s: float | None = None
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One task of a pipeline: what to run, with which policy, after what."""
@@ -60,6 +81,11 @@ class NodeSpec:
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     description: str | None = None
     line: int | None = None
+    compensate: ActionSpec | None = None
+    on_success: tuple[ActionSpec, ...] = ()
+    on_failure: tuple[ActionSpec, ...] = ()
+    on_retry: tuple[ActionSpec, ...] = ()
+    transaction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +99,9 @@ class PipelineSpec:
     schedule: str | None = None
     max_workers: int | None = None
     source_path: str | None = None
+    compensation: CompensationMode = CompensationMode.AUTO
+    on_run_success: tuple[ActionSpec, ...] = ()
+    on_run_failure: tuple[ActionSpec, ...] = ()
 
     def node(self, node_id: str) -> NodeSpec:
         """Return the node with that id; raises ``KeyError`` if there is none."""

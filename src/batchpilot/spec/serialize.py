@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchpilot.spec.model import PipelineSpec
+from batchpilot.spec.model import ActionSpec, CompensationMode, PipelineSpec
+
+
+def action_to_document(action: ActionSpec) -> dict[str, Any]:
+    """The file form of a compensation or callback."""
+    item: dict[str, Any] = {
+        "type": action.type,
+        "config": to_jsonable(action.config),
+        "retries": action.retry.retries,
+        "retry_delay": action.retry.retry_delay_s,
+        "retry_backoff": action.retry.backoff.value,
+    }
+    if action.timeout_s is not None:
+        item["timeout"] = action.timeout_s
+    return item
 
 
 def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
@@ -17,7 +31,7 @@ def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
         item: dict[str, Any] = {
             "id": node.id,
             "type": node.type,
-            "config": _jsonable(node.config),
+            "config": to_jsonable(node.config),
             "depends_on": list(node.upstream),
             "retries": node.retry.retries,
             "retry_delay": node.retry.retry_delay_s,
@@ -30,8 +44,26 @@ def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
             item["timeout"] = node.timeout_s
         if node.description:
             item["description"] = node.description
+        if node.compensate:
+            item["compensate"] = action_to_document(node.compensate)
+        for hook in ("on_success", "on_failure", "on_retry"):
+            actions = getattr(node, hook)
+            if actions:
+                item[hook] = [action_to_document(a) for a in actions]
+        if node.transaction:
+            item["transaction"] = node.transaction
         nodes.append(item)
-    document: dict[str, Any] = {"name": spec.name, "params": _jsonable(spec.params), "nodes": nodes}
+    document: dict[str, Any] = {
+        "name": spec.name,
+        "params": to_jsonable(spec.params),
+        "nodes": nodes,
+    }
+    if spec.compensation is not CompensationMode.AUTO:
+        document["compensation"] = spec.compensation.value
+    for hook in ("on_run_success", "on_run_failure"):
+        actions = getattr(spec, hook)
+        if actions:
+            document[hook] = [action_to_document(a) for a in actions]
     for key in ("description", "schedule", "max_workers"):
         value = getattr(spec, key)
         if value is not None:
@@ -39,11 +71,12 @@ def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
     return document
 
 
-def _jsonable(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
+    """Return ``value`` with callables as ``module:qualname`` and unknown objects as text."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [to_jsonable(v) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if callable(value):

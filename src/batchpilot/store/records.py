@@ -27,6 +27,9 @@ class RunRecord:
     heartbeat_at: datetime | None
     error: str | None
     needs_attention: bool
+    executor: str = "local"
+    external_id: str | None = None
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from batchpilot.store.tables import attempts, runs, task_instances
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest Alembic revision; a test checks it matches the migrations folder.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 def utcnow() -> datetime:
@@ -107,8 +107,14 @@ class RunStore:
         source_path: str | None,
         task_ids: Sequence[str],
         owner: str | None = None,
+        executor: str = "local",
+        external_id: str | None = None,
     ) -> None:
-        """Insert a run and all its task instances (pending), in one transaction."""
+        """Insert a run and all its task instances (pending), in one transaction.
+
+        ``executor``/``external_id`` mark a run driven elsewhere (``airflow``
+        and its DAG run id).
+        """
         now = utcnow()
         with self._begin() as conn:
             conn.execute(
@@ -124,6 +130,9 @@ class RunStore:
                     owner=owner,
                     heartbeat_at=now if owner else None,
                     needs_attention=False,
+                    executor=executor,
+                    external_id=external_id,
+                    cancel_requested=False,
                 )
             )
             if task_ids:
@@ -240,7 +249,50 @@ class RunStore:
                 .values(owner=None)
             )
 
+    def request_cancel(self, run_id: str) -> None:
+        """Ask whoever drives the run to stop it (read by the engine's heartbeat)."""
+        with self._begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(cancel_requested=True))
+
+    def set_external_id(self, run_id: str, external_id: str) -> None:
+        """Record the id a remote executor gave the run (an Airflow DAG run id)."""
+        with self._begin() as conn:
+            conn.execute(
+                update(runs).where(runs.c.run_id == run_id).values(external_id=external_id)
+            )
+
     # -- tasks ------------------------------------------------------------------------------
+
+    def sync_task(
+        self,
+        run_id: str,
+        task_id: str,
+        *,
+        state: TaskState,
+        attempts: int | None = None,
+        started_at: datetime | None = None,
+        ended_at: datetime | None = None,
+        duration_s: float | None = None,
+        error: str | None = None,
+        rows_out: int | None = None,
+    ) -> None:
+        """Overwrite a task's state as a remote executor reports it (no attempt records)."""
+        values: dict[str, Any] = {"state": state.value, "error": error}
+        for name, value in (
+            ("attempts", attempts),
+            ("started_at", started_at),
+            ("ended_at", ended_at),
+            ("duration_s", duration_s),
+            ("rows_out", rows_out),
+        ):
+            if value is not None:
+                values[name] = value
+        with self._begin() as conn:
+            conn.execute(
+                update(task_instances)
+                .where(task_instances.c.run_id == run_id, task_instances.c.task_id == task_id)
+                .values(**values)
+            )
 
     def get_tasks(self, run_id: str) -> list[TaskRecord]:
         """The run's task instances in pipeline order."""
@@ -503,6 +555,9 @@ def _run_record(row: Any) -> RunRecord:
         heartbeat_at=_aware(row["heartbeat_at"]),
         error=row["error"],
         needs_attention=bool(row["needs_attention"]),
+        executor=row["executor"],
+        external_id=row["external_id"],
+        cancel_requested=bool(row["cancel_requested"]),
     )
 
 

@@ -37,6 +37,9 @@ runs = Table(
     Column("heartbeat_at", DateTime(timezone=True)),
     Column("error", Text),
     Column("needs_attention", Boolean, nullable=False, default=False),
+    Column("executor", String(20), nullable=False, default="local"),
+    Column("external_id", Text),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
     Index("ix_bp_runs_created_at", "created_at"),
     Index("ix_bp_runs_pipeline", "pipeline"),
 )
@@ -72,5 +75,21 @@ attempts = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("error", Text),
     Column("log_path", Text),
+    ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
+)
+
+callbacks = Table(
+    "bp_callbacks",
+    metadata,
+    Column("run_id", String(100), primary_key=True),
+    Column("callback_id", String(300), primary_key=True),
+    Column("task_id", String(200)),
+    Column("event", String(30), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("context", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("fired_at", DateTime(timezone=True)),
+    Column("error", Text),
     ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
 )
