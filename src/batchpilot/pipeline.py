@@ -42,6 +42,11 @@ class Task:
         config: Mapping[str, Any] | None = None,
         depends_on: Iterable[Task | str] | Task | str | None = None,
         description: str | None = None,
+        compensate: Callable[..., Any] | Task | str | None = None,
+        on_success: Any = None,
+        on_failure: Any = None,
+        on_retry: Any = None,
+        transaction: str | None = None,
         **policy: Any,
     ) -> None:
         unknown = set(policy) - set(_POLICY_FIELDS)
@@ -58,6 +63,9 @@ class Task:
             self.type = type or "empty"
         self.description = description
         self.policy = {k: v for k, v in policy.items() if v is not None}
+        self.compensate = compensate
+        self.hooks = {"on_success": on_success, "on_failure": on_failure, "on_retry": on_retry}
+        self.transaction = transaction
         self._upstream: list[str] = []
         if depends_on is not None:
             self.depends_on(depends_on)
@@ -85,11 +93,40 @@ class Task:
             node["depends_on"] = list(self._upstream)
         if self.description:
             node["description"] = self.description
+        if self.compensate is not None:
+            node["compensate"] = action_document(self.compensate)
+        for hook, value in self.hooks.items():
+            if value is not None:
+                node[hook] = [action_document(v) for v in _many(value)]
+        if self.transaction:
+            node["transaction"] = self.transaction
         node.update(self.policy)
         return node
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, type={self.type!r})"
+
+
+def action_document(action: Callable[..., Any] | Task | str | Mapping[str, Any]) -> Any:
+    """A compensation or callback in file form: a Task becomes its step, a callable
+    or ``"module:function"`` a ``python`` step."""
+    if isinstance(action, Task):
+        return {
+            "type": action.type,
+            "config": action.config,
+            **{
+                k: v
+                for k, v in action.policy.items()
+                if k in ("retries", "retry_delay", "retry_backoff", "timeout")
+            },
+        }
+    if isinstance(action, Mapping):
+        return dict(action)
+    return {"type": "python", "config": {"callable": action}}
+
+
+def _many(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 class Pipeline:
@@ -104,8 +141,14 @@ class Pipeline:
         max_workers: int | None = None,
         description: str | None = None,
         schedule: str | None = None,
+        compensation: str = "auto",
+        on_run_success: Any = None,
+        on_run_failure: Any = None,
     ) -> None:
         self.name = name
+        self.compensation = compensation
+        self.on_run_success = on_run_success
+        self.on_run_failure = on_run_failure
         self.params = dict(params or {})
         self.default_args = dict(default_args or {})
         self.max_workers = max_workers
@@ -137,6 +180,11 @@ class Pipeline:
         for key in ("max_workers", "description", "schedule"):
             if getattr(self, key) is not None:
                 document[key] = getattr(self, key)
+        document["compensation"] = self.compensation
+        for hook in ("on_run_success", "on_run_failure"):
+            value = getattr(self, hook)
+            if value is not None:
+                document[hook] = [action_document(v) for v in _many(value)]
         return build_pipeline(document, source_path=self.source_path)
 
     def run(

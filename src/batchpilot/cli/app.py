@@ -22,11 +22,12 @@ from batchpilot import __version__
 from batchpilot.cli.progress import LineProgress, LiveProgress
 from batchpilot.cli.render import render_run, render_runs
 from batchpilot.connections import ConnectionRegistry
+from batchpilot.engine.control import cancel_run, compensate_run, reap_runs
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.preflight import check_pipeline
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runner import RunInterrupted
-from batchpilot.engine.runs import resume_run, start_run
+from batchpilot.engine.runs import resume_run, retry_run, start_run
 from batchpilot.errors import (
     BatchpilotError,
     ConnectionError,
@@ -201,6 +202,119 @@ def resume(
     except BatchpilotError as exc:
         _fail(str(exc), EXIT_RUN_FAILED)
     _finish(result, output)
+
+
+@app.command()
+def retry(
+    run_id: Annotated[str, typer.Argument(help="a finished run")],
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="re-run this task (even if it succeeded)")
+    ] = None,
+    downstream: Annotated[
+        bool, typer.Option("--downstream", help="with --task: also every task after it")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="tasks run in parallel")] = None,
+    output: OutputOption = OutputFormat.text,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+) -> None:
+    """Re-run failed tasks of a finished run in the same run (like clearing tasks in
+    Airflow); earlier attempts and their logs stay readable."""
+    if downstream and task is None:
+        _fail("--downstream goes with --task")
+    settings = _settings()
+    store = _store(settings)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = retry_run(
+            run_id,
+            settings=settings,
+            store=store,
+            task_id=task,
+            downstream=downstream,
+            workers=workers,
+            load_file=load_pipeline,
+            listener=_listener(output, quiet),
+        )
+    except (RunNotFound, RunStateError) as exc:
+        _fail(str(exc))
+    except SpecError as exc:
+        _report_spec_error(exc)
+    except RunInterrupted as exc:
+        _fail(str(exc), EXIT_RUN_FAILED)
+    _finish(result, output)
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="a queued or running run")],
+    compensate: Annotated[
+        bool, typer.Option("--compensate", help="then undo what its succeeded tasks did")
+    ] = False,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Stop a run: running tasks stop (their transactions roll back), pending ones are
+    cancelled. No compensation runs unless --compensate."""
+    settings = _settings()
+    store = _store(settings)
+    try:
+        result = cancel_run(run_id, settings=settings, store=store, compensate_after=compensate)
+    except (RunNotFound, RunStateError) as exc:
+        _fail(str(exc))
+    if output is OutputFormat.json:
+        _print_json(result.to_dict())
+    else:
+        render_run(out, result)
+
+
+@app.command("compensate")
+def compensate_command(
+    run_id: Annotated[str, typer.Argument(help="a failed or cancelled run")],
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Run the compensations of a failed run's succeeded tasks, latest first
+    (for pipelines with compensation: manual, or to retry failed compensations)."""
+    settings = _settings()
+    store = _store(settings)
+    try:
+        result = compensate_run(run_id, settings=settings, store=store)
+    except (RunNotFound, RunStateError) as exc:
+        _fail(str(exc))
+    if output is OutputFormat.json:
+        _print_json(result.to_dict())
+    else:
+        render_run(out, result)
+    raise typer.Exit(EXIT_RUN_FAILED if result.needs_attention else EXIT_OK)
+
+
+@runs_app.command("reap")
+def runs_reap(output: OutputOption = OutputFormat.text) -> None:
+    """Find runs whose process died: fail their open attempts (firing failure
+    callbacks once) and leave them resumable."""
+    settings = _settings()
+    store = _store(settings)
+    reaped = reap_runs(settings=settings, store=store)
+    if output is OutputFormat.json:
+        _print_json(
+            [
+                {
+                    "run_id": r.run_id,
+                    "closed_tasks": r.closed_tasks,
+                    "callbacks_fired": r.callbacks_fired,
+                }
+                for r in reaped
+            ]
+        )
+        return
+    if not reaped:
+        out.print("no dead runs")
+    for r in reaped:
+        tasks = ", ".join(r.closed_tasks) or "none running"
+        out.print(
+            f"{r.run_id}: failed (tasks whose process died: {tasks}); "
+            f"{r.callbacks_fired} callbacks fired; resume with: batchpilot resume "
+            f"{r.run_id}",
+            markup=False,
+        )
 
 
 def _pipeline_files(paths: list[Path]) -> list[tuple[Path, bool]]:

@@ -1,10 +1,10 @@
 """Runs one pipeline run: a state machine over task instances, persisted at every step.
 
-The engine thread alone writes to the store. Steps run on a thread pool and
-hand back an :class:`AttemptOutcome`; each scheduling step (outcomes recorded,
-skips decided, attempts started) is committed in one transaction *before*
-any newly started attempt is submitted, so a process killed at any moment
-leaves a state that ``resume`` can continue from.
+The engine thread alone writes task transitions. Steps run on a thread pool
+and hand back an :class:`AttemptOutcome`; each scheduling step (outcomes
+recorded, skips decided, callbacks queued, attempts started) is committed in
+one transaction *before* any newly started attempt is submitted, so a
+process killed at any moment leaves a state that ``resume`` can continue.
 """
 
 from __future__ import annotations
@@ -13,29 +13,37 @@ import heapq
 import random
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from batchpilot.artifacts import ArtifactRef, ArtifactStore
+from batchpilot.engine.actions import ActionRunner
+from batchpilot.engine.attempts import (
+    AttemptHandle,
+    AttemptOutcome,
+    StopReason,
+    one_line_error,
+)
+from batchpilot.engine.callbacks import fire_pending_callbacks, run_callbacks, task_callbacks
+from batchpilot.engine.compensation import compensate
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.preflight import build_step, template_context
 from batchpilot.engine.retry import retry_delay, should_retry
-from batchpilot.engine.task_logs import AttemptLog
 from batchpilot.engine.trigger_rules import Readiness, decide
-from batchpilot.errors import BatchpilotError, SpecError, StepError
+from batchpilot.errors import BatchpilotError, StepError
 from batchpilot.settings import Settings
-from batchpilot.spec.model import PipelineSpec
+from batchpilot.spec.model import CompensationMode, PipelineSpec
 from batchpilot.spec.serialize import to_jsonable
 from batchpilot.states import RunStatus, TaskState
-from batchpilot.steps.base import StepContext, StepResult
+from batchpilot.steps.base import Step, StepContext, StepResult
 from batchpilot.steps.registry import StepRegistry
-from batchpilot.store import RunStore
+from batchpilot.store import CallbackRecord, RunStore
 
-MAX_ERROR_CHARS = 500
+#: how long a stopped attempt gets to wind down before the engine gives up on it
+STOP_GRACE_S = 5.0
+#: how often the engine looks for a cancel request
+CANCEL_POLL_S = 0.5
 
 
 class RunInterrupted(BatchpilotError):
@@ -48,33 +56,7 @@ class RunInterrupted(BatchpilotError):
         )
 
 
-@dataclass
-class AttemptOutcome:
-    """What one attempt of a step returned or raised."""
-
-    task_id: str
-    attempt: int
-    result: StepResult | None = None
-    error: BaseException | None = None
-    duration_s: float = 0.0
-
-
-@dataclass
-class _Running:
-    task_id: str
-    attempt: int
-    started: float
-    deadline: float | None
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-def one_line_error(exc: BaseException) -> str:
-    """A single line naming what went wrong, for ``runs show`` (the log has the traceback)."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    if not isinstance(exc, BatchpilotError):
-        first = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return first[:MAX_ERROR_CHARS]
+_Event = tuple[str, TaskState, int, str | None]
 
 
 class RunExecutor:
@@ -93,6 +75,7 @@ class RunExecutor:
         owner: str,
         listener: RunListener | None = None,
         workers: int | None = None,
+        generation: int = 1,
     ) -> None:
         self.spec = spec
         self.run_id = run_id
@@ -104,12 +87,25 @@ class RunExecutor:
         self.owner = owner
         self.listener = listener or RunListener()
         self.workers = max(1, workers or spec.max_workers or settings.workers)
+        self.generation = generation
         self.run_dir = settings.runs_dir / run_id
         self.artifacts = ArtifactStore(self.run_dir / "artifacts")
+        self.actions = ActionRunner(
+            spec=spec,
+            run_id=run_id,
+            params=self.params,
+            ds=ds,
+            settings=settings,
+            registry=registry,
+            run_dir=self.run_dir,
+        )
         self._nodes = {n.id: n for n in spec.nodes}
         self._position = {n.id: i for i, n in enumerate(spec.nodes)}
         self._children = spec.downstream()
+        self._has_callbacks = any(n.on_success or n.on_failure or n.on_retry for n in spec.nodes)
         self._rng = random.Random()
+        self._cancel_requested = threading.Event()
+        self._running: dict[Future[AttemptOutcome], AttemptHandle] = {}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -131,27 +127,23 @@ class RunExecutor:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.store.set_run_status(self.run_id, RunStatus.RUNNING)
         self.listener.run_started(self.run_id, self.spec, dict(self.states))
-        stop_heartbeat = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat, args=(stop_heartbeat,), name="bp-heartbeat", daemon=True
+        fire_pending_callbacks(self.store, self.actions)  # left by a process that died
+        stop_watch = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch, args=(stop_watch,), name="bp-heartbeat", daemon=True
         )
-        beat.start()
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bp-task")
-        self._running: dict[Future[AttemptOutcome], _Running] = {}
+        watcher.start()
+        # Room for attempts that ignored a stop and were abandoned, still holding a thread.
+        pool = ThreadPoolExecutor(max_workers=self.workers * 2 + 2, thread_name_prefix="bp-task")
         try:
             self._loop(pool)
         except KeyboardInterrupt:
             self._interrupt()
             raise RunInterrupted(self.run_id) from None
         finally:
-            stop_heartbeat.set()
+            stop_watch.set()
             pool.shutdown(wait=False, cancel_futures=True)
-        failed = any(s in (TaskState.FAILED, TaskState.CANCELLED) for s in self.states.values())
-        status = RunStatus.FAILED if failed else RunStatus.SUCCESS
-        error = self._run_error() if failed else None
-        self.store.set_run_status(self.run_id, status, error=error, release=True)
-        self.listener.run_finished(self.run_id, status)
-        return status
+        return self._finish()
 
     # -- the scheduling loop ----------------------------------------------------------------
 
@@ -161,61 +153,89 @@ class RunExecutor:
         queued: set[str] = set()
         dirty = [(self._position[t], t) for t, s in self.states.items() if s is TaskState.PENDING]
         heapq.heapify(dirty)
-        for task_id, state in self.states.items():
-            if state is TaskState.RETRY:
-                retry_at[task_id] = time.monotonic()
-        finished: list[AttemptOutcome] = []
-        timed_out: list[_Running] = []
+        finished: list[tuple[AttemptHandle, AttemptOutcome]] = []
+        cancelling = False
 
         while True:
-            started: list[tuple[str, int]] = []
-            skipped: list[str] = []
-            events: list[tuple[str, TaskState, int, str | None]] = []
+            started: list[AttemptHandle] = []
+            events: list[_Event] = []
+            callbacks: list[CallbackRecord] = []
+            cancel_now = self._cancel_requested.is_set() and not cancelling
             with self.store.write() as tx:
-                for outcome in finished:
-                    self._record_outcome(tx, outcome, retry_at, dirty, events)
-                for run in timed_out:
-                    outcome = AttemptOutcome(
-                        run.task_id,
-                        run.attempt,
-                        error=StepError(f"timed out after {self._nodes[run.task_id].timeout_s:g}s"),
-                        duration_s=time.monotonic() - run.started,
-                    )
-                    self._record_outcome(tx, outcome, retry_at, dirty, events)
-                self._decide(dirty, ready, queued, skipped)
-                for task_id in skipped:
-                    reason = self._skip_reason(task_id)
-                    tx.set_task_states(self.run_id, [task_id], TaskState.SKIPPED, error=reason)
-                    events.append(
-                        (task_id, TaskState.SKIPPED, self.attempts.get(task_id, 0), reason)
-                    )
-                now = time.monotonic()
-                for task_id in [t for t, due in retry_at.items() if due <= now]:
-                    del retry_at[task_id]
-                    heapq.heappush(ready, (self._position[task_id], task_id))
-                while ready and len(self._running) + len(started) < self.workers:
-                    _, task_id = heapq.heappop(ready)
-                    queued.discard(task_id)
-                    attempt = self.attempts.get(task_id, 0) + 1
-                    self.attempts[task_id] = attempt
-                    tx.start_attempt(
+                for handle, outcome in finished:
+                    self._record_outcome(tx, handle, outcome, retry_at, dirty, events, callbacks)
+                if cancel_now:
+                    cancelling = True
+                    waiting = [
+                        t
+                        for t, s in self.states.items()
+                        if s in (TaskState.PENDING, TaskState.RETRY)
+                    ]
+                    tx.set_task_states(
                         self.run_id,
-                        task_id,
-                        attempt,
-                        log_path=str(self._log_path(task_id, attempt)),
+                        waiting,
+                        TaskState.CANCELLED,
+                        error="cancelled before it started",
                     )
-                    self.states[task_id] = TaskState.RUNNING
-                    started.append((task_id, attempt))
+                    for task_id in waiting:
+                        self.states[task_id] = TaskState.CANCELLED
+                        events.append(
+                            (task_id, TaskState.CANCELLED, self.attempts.get(task_id, 0), None)
+                        )
+                    retry_at.clear()
+                    ready.clear()
+                    queued.clear()
+                    dirty.clear()
+                if not cancelling:
+                    skipped: list[str] = []
+                    self._decide(dirty, ready, queued, skipped)
+                    for task_id in skipped:
+                        reason = self._skip_reason(task_id)
+                        tx.set_task_states(self.run_id, [task_id], TaskState.SKIPPED, error=reason)
+                        events.append(
+                            (task_id, TaskState.SKIPPED, self.attempts.get(task_id, 0), reason)
+                        )
+                    now = time.monotonic()
+                    for task_id in [t for t, due in retry_at.items() if due <= now]:
+                        del retry_at[task_id]
+                        heapq.heappush(ready, (self._position[task_id], task_id))
+                    while ready and len(self._running) + len(started) < self.workers:
+                        _, task_id = heapq.heappop(ready)
+                        queued.discard(task_id)
+                        attempt = self.attempts.get(task_id, 0) + 1
+                        self.attempts[task_id] = attempt
+                        handle = AttemptHandle(
+                            task_id=task_id,
+                            attempt=attempt,
+                            log_path=self._log_path(task_id, attempt),
+                            timeout_s=self._nodes[task_id].timeout_s,
+                        )
+                        tx.start_attempt(
+                            self.run_id, task_id, attempt, log_path=str(handle.log_path)
+                        )
+                        self.states[task_id] = TaskState.RUNNING
+                        started.append(handle)
+                if callbacks:
+                    tx.add_callbacks(self.run_id, callbacks)
             # Committed: now the transitions may take effect.
+            if cancel_now:
+                for handle in self._running.values():
+                    handle.stop(StopReason.CANCEL, grace_s=STOP_GRACE_S)
             for task_id, state, attempt, error in events:
                 self.listener.task_state_changed(task_id, state, attempt=attempt, error=error)
-            for task_id, attempt in started:
-                self._submit(pool, task_id, attempt)
-                self.listener.task_state_changed(task_id, TaskState.RUNNING, attempt=attempt)
+            if callbacks:
+                fire_pending_callbacks(self.store, self.actions)
+            for handle in started:
+                handle.started = time.monotonic()
+                future = pool.submit(self._run_attempt, handle)
+                self._running[future] = handle
+                self.listener.task_state_changed(
+                    handle.task_id, TaskState.RUNNING, attempt=handle.attempt
+                )
 
             if not self._running and not ready and not retry_at:
                 return
-            finished, timed_out = self._wait(retry_at)
+            finished = self._wait(retry_at)
 
     def _decide(
         self,
@@ -252,14 +272,18 @@ class RunExecutor:
     def _record_outcome(
         self,
         tx: Any,
+        handle: AttemptHandle,
         outcome: AttemptOutcome,
         retry_at: dict[str, float],
         dirty: list[tuple[int, str]],
-        events: list[tuple[str, TaskState, int, str | None]],
+        events: list[_Event],
+        callbacks: list[CallbackRecord],
     ) -> None:
-        task_id, attempt = outcome.task_id, outcome.attempt
+        task_id, attempt = handle.task_id, handle.attempt
         node = self._nodes[task_id]
-        if outcome.error is None:
+        error: str | None = None
+        reason = handle.stop_reason
+        if outcome.error is None and reason in (None, StopReason.TIMEOUT):
             result = outcome.result or StepResult()
             output = {
                 "artifact": result.output.to_json() if result.output else None,
@@ -278,10 +302,23 @@ class RunExecutor:
                 output=output,
             )
             self.outputs[task_id] = output
-            state, error = TaskState.SUCCESS, None
+            state = TaskState.SUCCESS
+        elif reason is StopReason.CANCEL:
+            state, error = TaskState.CANCELLED, "cancelled while running"
+            tx.finish_attempt(
+                self.run_id,
+                task_id,
+                attempt,
+                state=state,
+                error=error,
+                duration_s=outcome.duration_s,
+            )
         else:
-            error = self.settings.connections.redact(one_line_error(outcome.error))
-            if should_retry(node.retry, attempt, outcome.error):
+            failure = outcome.error or StepError("stopped")
+            if reason is StopReason.TIMEOUT:
+                failure = StepError(f"timed out after {node.timeout_s:g}s")
+            error = self.settings.connections.redact(one_line_error(failure))
+            if should_retry(node.retry, attempt, failure):
                 state = TaskState.RETRY
                 retry_at[task_id] = time.monotonic() + retry_delay(node.retry, attempt, self._rng)
             else:
@@ -297,98 +334,109 @@ class RunExecutor:
             )
         self.states[task_id] = state
         events.append((task_id, state, attempt, error))
+        if self._has_callbacks:
+            event = {
+                TaskState.SUCCESS: "on_success",
+                TaskState.FAILED: "on_failure",
+                TaskState.RETRY: "on_retry",
+            }.get(state)
+            if event:
+                callbacks.extend(
+                    task_callbacks(
+                        self.spec,
+                        event=event,
+                        task_id=task_id,
+                        attempt=attempt,
+                        error=error,
+                        log_path=str(handle.log_path),
+                        state=state.value,
+                    )
+                )
         if state.is_terminal():
             for child in self._children[task_id]:
                 heapq.heappush(dirty, (self._position[child], child))
 
-    def _wait(self, retry_at: dict[str, float]) -> tuple[list[AttemptOutcome], list[_Running]]:
+    def _wait(self, retry_at: dict[str, float]) -> list[tuple[AttemptHandle, AttemptOutcome]]:
         now = time.monotonic()
-        wake = [due for due in retry_at.values()]
-        wake += [r.deadline for r in self._running.values() if r.deadline is not None]
-        timeout = max(0.0, min(wake) - now) if wake else None
+        wake = [now + CANCEL_POLL_S, *retry_at.values()]
+        for handle in self._running.values():
+            limit = handle.stop_deadline if handle.stop_reason else handle.deadline
+            if limit is not None:
+                wake.append(limit)
+        timeout = max(0.0, min(wake) - now)
         if self._running:
             done, _ = wait(list(self._running), timeout=timeout, return_when=FIRST_COMPLETED)
         else:
-            time.sleep(timeout or 0)
+            time.sleep(timeout)
             done = set()
         finished = []
         for future in done:
-            self._running.pop(future)
-            finished.append(future.result())
+            handle = self._running.pop(future)
+            finished.append((handle, self._outcome_of(future, handle)))
         now = time.monotonic()
-        timed_out = []
-        for future, run in list(self._running.items()):
-            if run.deadline is not None and run.deadline <= now:
-                run.cancel.set()  # the step stops at its next check; its result is ignored
+        for future, handle in list(self._running.items()):
+            if handle.stop_reason is None:
+                if handle.deadline is not None and handle.deadline <= now:
+                    handle.stop(StopReason.TIMEOUT, grace_s=STOP_GRACE_S)
+            elif handle.stop_deadline is not None and handle.stop_deadline <= now:
+                # It ignored the stop (stuck in C code): give up on it and move on.
                 del self._running[future]
-                timed_out.append(run)
-        return finished, timed_out
+                finished.append(
+                    (
+                        handle,
+                        AttemptOutcome(
+                            handle.task_id,
+                            handle.attempt,
+                            error=StepError(f"did not stop within {STOP_GRACE_S:g}s; abandoned"),
+                            duration_s=now - handle.started,
+                            stop_reason=handle.stop_reason,
+                        ),
+                    )
+                )
+        return finished
+
+    @staticmethod
+    def _outcome_of(future: Future[AttemptOutcome], handle: AttemptHandle) -> AttemptOutcome:
+        error = future.exception()
+        if error is None:
+            return future.result()
+        # A stop landed after the attempt's own handlers: count it as stopped.
+        return AttemptOutcome(
+            handle.task_id, handle.attempt, error=error, stop_reason=handle.stop_reason
+        )
 
     # -- attempts ---------------------------------------------------------------------------
 
-    def _submit(self, pool: ThreadPoolExecutor, task_id: str, attempt: int) -> None:
-        node = self._nodes[task_id]
-        now = time.monotonic()
-        run = _Running(
-            task_id=task_id,
-            attempt=attempt,
-            started=now,
-            deadline=now + node.timeout_s if node.timeout_s else None,
-        )
-        future = pool.submit(self._run_attempt, task_id, attempt, run.cancel)
-        self._running[future] = run
+    def _run_attempt(self, handle: AttemptHandle) -> AttemptOutcome:
+        node = self._nodes[handle.task_id]
 
-    def _run_attempt(self, task_id: str, attempt: int, cancel: threading.Event) -> AttemptOutcome:
-        """Run one attempt on a worker thread; never raises."""
-        started = time.perf_counter()
-        node = self._nodes[task_id]
-        outcome = AttemptOutcome(task_id, attempt)
-        log = AttemptLog(self._log_path(task_id, attempt), name=f"batchpilot.task.{task_id}")
-        with log:
-            log.logger.info(
-                "run %s, task %s (%s), attempt %d", self.run_id, task_id, node.type, attempt
+        def build() -> tuple[Step, StepContext]:
+            context = template_context(
+                self.spec,
+                params=self.params,
+                run_id=self.run_id,
+                ds=self.ds,
+                task_id=handle.task_id,
             )
-            try:
-                context = template_context(
-                    self.spec,
-                    params=self.params,
-                    run_id=self.run_id,
-                    ds=self.ds,
-                    task_id=task_id,
-                )
-                step = build_step(node, self.registry, context, path=self.spec.source_path)
-                ctx = StepContext(
-                    pipeline=self.spec.name,
-                    run_id=self.run_id,
-                    task_id=task_id,
-                    attempt=attempt,
-                    params=self.params,
-                    inputs=self._inputs(task_id),
-                    extra_inputs=self._side_inputs(task_id),
-                    artifacts=self.artifacts,
-                    connections=self.settings.connections,
-                    log=log.logger,
-                    cancel_event=cancel,
-                    progress=self.listener.task_rows_reported,
-                )
-                outcome.result = step.run(ctx)
-                log.logger.info("succeeded: %s", _describe(outcome.result))
-            except SpecError as exc:
-                # A config that only fails once rendered is bad input: no retry can fix it.
-                from batchpilot.errors import PermanentStepError
+            step = build_step(node, self.registry, context, path=self.spec.source_path)
+            ctx = StepContext(
+                pipeline=self.spec.name,
+                run_id=self.run_id,
+                task_id=handle.task_id,
+                attempt=handle.attempt,
+                params=self.params,
+                inputs=self._inputs(handle.task_id),
+                extra_inputs=self._side_inputs(handle.task_id),
+                artifacts=self.artifacts,
+                connections=self.settings.connections,
+                log=None,  # type: ignore[arg-type] - set by the handle to the attempt's log
+                cancel_event=handle.cancel,
+                progress=self.listener.task_rows_reported,
+            )
+            return step, ctx
 
-                outcome.error = PermanentStepError(str(exc))
-                log.logger.error("invalid configuration: %s", exc)
-            except BaseException as exc:
-                outcome.error = exc
-                text = "".join(traceback.format_exception(exc))
-                log.logger.error(
-                    "failed: %s\n%s",
-                    one_line_error(exc),
-                    self.settings.connections.redact(text),
-                )
-        outcome.duration_s = time.perf_counter() - started
-        return outcome
+        header = f"run {self.run_id}, task {handle.task_id} ({node.type}), attempt {handle.attempt}"
+        return handle.run(build, header=header, redact=self.settings.connections.redact)
 
     def _inputs(self, task_id: str) -> dict[str, ArtifactRef]:
         inputs = {}
@@ -406,51 +454,87 @@ class RunExecutor:
                 side[parent] = {k: ArtifactRef.from_json(v) for k, v in outputs.items()}
         return side
 
-    def _log_path(self, task_id: str, attempt: int) -> Path:
+    def _log_path(self, task_id: str, attempt: int) -> Any:
         return self.run_dir / "logs" / f"{task_id}.attempt-{attempt}.log"
+
+    # -- the end of a run -------------------------------------------------------------------
+
+    def _finish(self) -> RunStatus:
+        states = self.states.values()
+        if self._cancel_requested.is_set():
+            status, error = RunStatus.CANCELLED, "cancelled"
+        elif any(s in (TaskState.FAILED, TaskState.CANCELLED) for s in states):
+            failed = [t for t, s in self.states.items() if s is TaskState.FAILED]
+            status = RunStatus.FAILED
+            error = f"failed tasks: {', '.join(failed)}" if failed else "tasks were cancelled"
+        else:
+            status, error = RunStatus.SUCCESS, None
+        event = {RunStatus.SUCCESS: "on_run_success", RunStatus.FAILED: "on_run_failure"}.get(
+            status
+        )
+        needs_compensation = (
+            status is RunStatus.FAILED
+            and self.spec.compensation is CompensationMode.AUTO
+            and any(
+                self.states[n.id] is TaskState.SUCCESS and n.compensate for n in self.spec.nodes
+            )
+        )
+        with self.store.write() as tx:
+            if event:
+                tx.add_callbacks(
+                    self.run_id,
+                    run_callbacks(
+                        self.spec,
+                        event=event,
+                        status=status.value,
+                        error=error,
+                        generation=self.generation,
+                    ),
+                )
+            tx.set_run_status(self.run_id, status, error=error, release=not needs_compensation)
+        if needs_compensation:
+            try:
+                compensate(self.store, self.actions, self.listener)
+            finally:
+                self.store.release_run(self.run_id, self.owner)
+        fire_pending_callbacks(self.store, self.actions)
+        self.listener.run_finished(self.run_id, status)
+        return status
 
     # -- interruption and liveness ----------------------------------------------------------
 
     def _interrupt(self) -> None:
-        for run in self._running.values():
-            run.cancel.set()
-        wait(list(self._running), timeout=5)
+        for handle in self._running.values():
+            handle.stop(StopReason.INTERRUPT, grace_s=STOP_GRACE_S)
+        wait(list(self._running), timeout=STOP_GRACE_S)
         with self.store.write() as tx:
-            for future, run in self._running.items():
+            for handle in self._running.values():
                 tx.finish_attempt(
                     self.run_id,
-                    run.task_id,
-                    run.attempt,
+                    handle.task_id,
+                    handle.attempt,
                     state=TaskState.PENDING,
                     attempt_state=TaskState.FAILED,
                     error="interrupted",
-                    duration_s=time.monotonic() - run.started,
+                    duration_s=time.monotonic() - handle.started,
                 )
-                del future
-        self.store.set_run_status(
-            self.run_id,
-            RunStatus.FAILED,
-            error=f"interrupted; resume with: batchpilot resume {self.run_id}",
-            release=True,
-        )
+            tx.set_run_status(
+                self.run_id,
+                RunStatus.FAILED,
+                error=f"interrupted; resume with: batchpilot resume {self.run_id}",
+                release=True,
+            )
         self.listener.run_finished(self.run_id, RunStatus.FAILED)
 
-    def _heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.heartbeat_s):
+    def _watch(self, stop: threading.Event) -> None:
+        """Heartbeat, and look for a cancel request from another process."""
+        last_beat = time.monotonic()
+        while not stop.wait(CANCEL_POLL_S):
             try:
-                self.store.heartbeat(self.run_id, self.owner)
+                if self.store.get_run(self.run_id).cancel_requested:
+                    self._cancel_requested.set()
+                if time.monotonic() - last_beat >= self.settings.heartbeat_s:
+                    self.store.heartbeat(self.run_id, self.owner)
+                    last_beat = time.monotonic()
             except BatchpilotError:
                 continue  # a busy store must not kill the run; the next beat retries
-
-    def _run_error(self) -> str:
-        failed = [t for t, s in self.states.items() if s is TaskState.FAILED]
-        return f"failed tasks: {', '.join(failed)}" if failed else "tasks were cancelled"
-
-
-def _describe(result: StepResult) -> str:
-    parts = []
-    for name in ("rows_in", "rows_out", "rows_rejected"):
-        value = getattr(result, name)
-        if value is not None:
-            parts.append(f"{name}={value}")
-    return ", ".join(parts) or "done"

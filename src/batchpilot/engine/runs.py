@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from batchpilot.engine.callbacks import task_callbacks
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.preflight import check_pipeline, merged_params
 from batchpilot.engine.results import RunResult
@@ -21,7 +22,7 @@ from batchpilot.spec.model import PipelineSpec
 from batchpilot.spec.serialize import spec_to_document
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.steps.registry import StepRegistry, default_registry
-from batchpilot.store import RunStore
+from batchpilot.store import RunRecord, RunStore, TaskRecord
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -35,7 +36,8 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _owner_is_dead(owner: str | None) -> bool:
+def owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` (``host:pid:token``) is a process of this host that is gone."""
     if not owner:
         return True
     host, _, rest = owner.partition(":")
@@ -116,24 +118,127 @@ def resume_run(
 
     The pipeline is ``spec`` if given; else re-read with ``load_file`` from its
     file when that still exists (so a fixed bug takes effect); else rebuilt
-    from the copy stored with the run. Raises
-    :class:`RunStateError` if the run succeeded, or another live process is
-    driving it; :class:`RunNotFound` for an unknown id.
+    from the copy stored with the run. Attempts a killed process left open
+    are closed as failed and their ``on_failure`` callbacks fire. Raises
+    :class:`RunStateError` if the run succeeded or was cancelled, or another
+    live process drives it; :class:`RunNotFound` for an unknown id.
     """
-    registry = registry or default_registry()
     run = store.get_run(run_id)
-    run_id = run.run_id
     if run.status is RunStatus.SUCCESS:
-        raise RunStateError(f"run {run_id} already succeeded; nothing to resume", run_id=run_id)
-    if run.status is RunStatus.CANCELLED:
-        raise RunStateError(f"run {run_id} was cancelled; start a new run", run_id=run_id)
-    owner = owner_id()
-    dead = [run.owner] if run.owner and _owner_is_dead(run.owner) else []
-    if not store.claim_run(run_id, owner, stale_after_s=settings.stale_after_s, dead_owners=dead):
         raise RunStateError(
-            f"run {run_id} is being run or resumed by another process ({run.owner})",
-            run_id=run_id,
+            f"run {run.run_id} already succeeded; nothing to resume", run_id=run.run_id
         )
+    if run.status is RunStatus.CANCELLED:
+        raise RunStateError(
+            f"run {run.run_id} was cancelled; use 'batchpilot retry {run.run_id}' to run "
+            "its tasks again",
+            run_id=run.run_id,
+        )
+
+    def not_succeeded(spec: PipelineSpec, tasks: dict[str, TaskRecord]) -> set[str]:
+        return {t for t in spec.node_ids if tasks[t].state is not TaskState.SUCCESS}
+
+    return _continue_run(
+        run,
+        not_succeeded,
+        settings=settings,
+        store=store,
+        spec=spec,
+        load_file=load_file,
+        registry=registry,
+        listener=listener,
+        workers=workers,
+    )
+
+
+def retry_run(
+    run_id: str,
+    *,
+    settings: Settings,
+    store: RunStore,
+    task_id: str | None = None,
+    downstream: bool = False,
+    spec: PipelineSpec | None = None,
+    load_file: Callable[[str], PipelineSpec] | None = None,
+    registry: StepRegistry | None = None,
+    listener: RunListener | None = None,
+    workers: int | None = None,
+) -> RunResult:
+    """Run tasks of a finished run again in the same run, like clearing tasks in Airflow.
+
+    Without ``task_id``: every task that did not succeed. With it: that task
+    (even if it succeeded), everything after it when ``downstream``, and in
+    any case the tasks after it that did not succeed. Earlier attempts and
+    their logs stay. Raises :class:`RunStateError` for a run still running or
+    when there is nothing to retry.
+    """
+    run = store.get_run(run_id)
+    if not run.status.is_terminal():
+        raise RunStateError(
+            f"run {run.run_id} is {run.status.value}; only a finished run can be retried "
+            "(use 'batchpilot resume' for an interrupted one)",
+            run_id=run.run_id,
+        )
+
+    def chosen(spec: PipelineSpec, tasks: dict[str, TaskRecord]) -> set[str]:
+        if task_id is None:
+            picked = {t for t in spec.node_ids if tasks[t].state is not TaskState.SUCCESS}
+            if not picked:
+                raise RunStateError(
+                    f"run {run.run_id} has no failed task to retry", run_id=run.run_id
+                )
+            return picked
+        if task_id not in spec.node_ids:
+            raise RunStateError(
+                f"run {run.run_id} has no task '{task_id}' (tasks: {', '.join(spec.node_ids)})",
+                run_id=run.run_id,
+            )
+        after = _descendants(spec, task_id)
+        picked = {task_id} | {
+            t for t in after if downstream or tasks[t].state is not TaskState.SUCCESS
+        }
+        return picked
+
+    return _continue_run(
+        run,
+        chosen,
+        settings=settings,
+        store=store,
+        spec=spec,
+        load_file=load_file,
+        registry=registry,
+        listener=listener,
+        workers=workers,
+    )
+
+
+def _descendants(spec: PipelineSpec, task_id: str) -> set[str]:
+    children = spec.downstream()
+    found: set[str] = set()
+    stack = [task_id]
+    while stack:
+        for child in children[stack.pop()]:
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _continue_run(
+    run: RunRecord,
+    pick: Callable[[PipelineSpec, dict[str, TaskRecord]], set[str]],
+    *,
+    settings: Settings,
+    store: RunStore,
+    spec: PipelineSpec | None,
+    load_file: Callable[[str], PipelineSpec] | None,
+    registry: StepRegistry | None,
+    listener: RunListener | None,
+    workers: int | None,
+) -> RunResult:
+    registry = registry or default_registry()
+    run_id = run.run_id
+    owner = claim_or_refuse(store, run, settings)
     try:
         spec = spec or _spec_for_resume(run.source_path, run.spec, load_file)
         tasks = {t.task_id: t for t in store.get_tasks(run_id)}
@@ -145,25 +250,24 @@ def resume_run(
                 path=spec.source_path,
             )
         check_pipeline(spec, registry, settings.connections, params=run.params, ds=run.ds)
+        to_run = pick(spec, tasks)
     except BaseException:
         store.release_run(run_id, owner)
         raise
-    store.close_open_attempts(run_id, error="the process running this attempt died")
+    close_dead_attempts(store, spec, run_id)
     states: dict[str, TaskState] = {}
     attempts: dict[str, int] = {}
     outputs: dict[str, dict[str, Any]] = {}
-    to_reset = []
     for task_id in spec.node_ids:
         record = tasks[task_id]
         attempts[task_id] = record.attempts
-        if record.state is TaskState.SUCCESS:
-            states[task_id] = TaskState.SUCCESS
-            outputs[task_id] = record.output or {}
-        else:
+        if task_id in to_run:
             states[task_id] = TaskState.PENDING
-            if record.state is not TaskState.PENDING:
-                to_reset.append(task_id)
-    store.set_task_states(run_id, to_reset, TaskState.PENDING)
+        else:
+            states[task_id] = record.state
+            if record.state is TaskState.SUCCESS:
+                outputs[task_id] = record.output or {}
+    store.set_task_states(run_id, sorted(to_run), TaskState.PENDING)
     executor = RunExecutor(
         spec=spec,
         run_id=run_id,
@@ -175,9 +279,64 @@ def resume_run(
         owner=owner,
         listener=listener,
         workers=workers,
+        generation=next_generation(store, run_id),
     )
     executor.execute(states, attempts, outputs)
     return RunResult.load(store, run_id)
+
+
+def claim_or_refuse(store: RunStore, run: RunRecord, settings: Settings) -> str:
+    """Take ownership of the run for this process; raises :class:`RunStateError` if a
+    live process holds it."""
+    owner = owner_id()
+    dead = [run.owner] if run.owner and owner_is_dead(run.owner) else []
+    if not store.claim_run(
+        run.run_id, owner, stale_after_s=settings.stale_after_s, dead_owners=dead
+    ):
+        raise RunStateError(
+            f"run {run.run_id} is already being run or resumed by another process ({run.owner})",
+            run_id=run.run_id,
+        )
+    return owner
+
+
+def close_dead_attempts(store: RunStore, spec: PipelineSpec, run_id: str) -> list[str]:
+    """Close attempts a dead process left open, queueing their failure callbacks in the
+    same transaction; returns the tasks whose attempt was closed."""
+    error = "the process running this attempt died (killed or out of memory)"
+    with store.write() as tx:
+        closed = tx.close_open_attempts(run_id, error=error)
+        callbacks = []
+        for task_id, attempt in closed:
+            if task_id in spec.node_ids:
+                log_path = attempt_log_path(store, run_id, task_id, attempt)
+                callbacks.extend(
+                    task_callbacks(
+                        spec,
+                        event="on_failure",
+                        task_id=task_id,
+                        attempt=attempt,
+                        error=error,
+                        log_path=log_path,
+                        state=TaskState.FAILED.value,
+                    )
+                )
+        tx.add_callbacks(run_id, callbacks)
+    return [task_id for task_id, _ in closed]
+
+
+def attempt_log_path(store: RunStore, run_id: str, task_id: str, attempt: int) -> str | None:
+    """The log file recorded for an attempt."""
+    for record in store.get_attempts(run_id, task_id):
+        if record.attempt == attempt and record.kind == "run":
+            return record.log_path
+    return None
+
+
+def next_generation(store: RunStore, run_id: str) -> int:
+    """How many times this run has ended before, plus one (keys run-level callbacks)."""
+    seen = [c.context.get("attempt") for c in store.get_callbacks(run_id) if c.task_id is None]
+    return max([g for g in seen if isinstance(g, int)], default=0) + 1
 
 
 def _spec_for_resume(

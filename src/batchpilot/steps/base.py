@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -44,6 +44,27 @@ class StepContext:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     extra_inputs: Mapping[str, Mapping[str, ArtifactRef]] = field(default_factory=dict)
     progress: Any = None
+    #: for callbacks: pipeline, run_id, task_id, attempt, error, log_path, state
+    event: Mapping[str, Any] | None = None
+    #: for compensations: the compensated task's id, metadata, rows and output
+    original: Mapping[str, Any] | None = None
+    _cancel_hooks: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        """Register ``hook`` to run (from another thread) if the attempt is stopped.
+
+        Steps use it to cancel work the engine cannot interrupt itself, such as
+        a SQL statement running on the server (``psycopg`` ``conn.cancel()``).
+        If the attempt is already stopped, the hook runs at once.
+        """
+        self._cancel_hooks.append(hook)
+        if self.cancel_event.is_set():
+            _call_quietly(hook)
+
+    def run_cancel_hooks(self) -> None:
+        """Called by the engine when it stops the attempt (cancel or timeout)."""
+        for hook in list(self._cancel_hooks):
+            _call_quietly(hook)
 
     def single_input(self) -> ArtifactRef:
         """Return the only upstream output; raises :class:`StepError` otherwise."""
@@ -78,6 +99,13 @@ class StepContext:
         """Raise :class:`StepError` if the run was asked to stop; call it in long loops."""
         if self.cancel_event.is_set():
             raise StepError("stopped: the run was cancelled")
+
+
+def _call_quietly(hook: Callable[[], None]) -> None:
+    try:
+        hook()
+    except Exception:  # a failing cancel hook must not stop the others
+        logging.getLogger(__name__).debug("cancel hook failed", exc_info=True)
 
 
 @dataclass

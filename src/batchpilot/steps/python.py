@@ -26,7 +26,9 @@ class PythonConfig(StepConfig):
 
 class PythonStep(Step):
     """Calls ``callable`` with the arguments it names among: ``context``, ``inputs``
-    (upstream tables by node id), ``params``, ``run_id``, ``log`` and ``config.kwargs``.
+    (upstream tables by node id), ``params``, ``run_id``, ``task_id``, ``attempt``,
+    ``log`` and ``config.kwargs``; as a callback also ``event`` (and ``error``,
+    ``log_path``…); as a compensation also ``original`` and ``metadata``.
 
     A returned table (Arrow, polars, pandas, list of dicts) becomes the task's
     output; a returned int is its row count; a returned dict its metadata.
@@ -45,8 +47,17 @@ class PythonStep(Step):
             "params": dict(ctx.params),
             "run_id": ctx.run_id,
             "log": ctx.log,
-            **config.kwargs,
+            "task_id": ctx.task_id,
+            "attempt": ctx.attempt,
         }
+        if ctx.event is not None:  # a callback: its event, and each field by name
+            # the event's own task_id, attempt, error… describe what caused the callback
+            available.update({k: v for k, v in ctx.event.items() if k != "event"})
+            available["event"] = dict(ctx.event)
+        if ctx.original is not None:  # a compensation: what the original task did
+            available["original"] = dict(ctx.original)
+            available["metadata"] = dict(ctx.original.get("metadata") or {})
+        available.update(config.kwargs)
         value = call_with_known_arguments(config.callable, available)
         rows_in = sum(ref.rows for ref in ctx.inputs.values()) if ctx.inputs else None
         table = to_arrow(value)

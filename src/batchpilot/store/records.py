@@ -64,3 +64,17 @@ class AttemptRecord:
     ended_at: datetime | None
     error: str | None
     log_path: str | None
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """A callback queued by a transition; fired once by whoever drives the run."""
+
+    callback_id: str
+    task_id: str | None
+    event: str
+    context: dict[str, Any]
+    state: str = "pending"
+    attempts: int = 0
+    error: str | None = None
+    fired_at: datetime | None = None

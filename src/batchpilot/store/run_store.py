@@ -17,8 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from batchpilot.errors import RunNotFound, StoreError
 from batchpilot.states import RunStatus, TaskState
-from batchpilot.store.records import AttemptRecord, RunRecord, TaskRecord
+from batchpilot.store.records import AttemptRecord, CallbackRecord, RunRecord, TaskRecord
 from batchpilot.store.tables import attempts, runs, task_instances
+from batchpilot.store.tables import callbacks as callbacks_table
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest Alembic revision; a test checks it matches the migrations folder.
@@ -187,15 +188,8 @@ class RunStore:
         needs_attention: bool | None = None,
     ) -> None:
         """Record a run's status; a terminal status also records its end time."""
-        values: dict[str, Any] = {"status": status.value, "error": error}
-        now = utcnow()
-        if status is RunStatus.RUNNING:
-            values["ended_at"] = None
-            values["heartbeat_at"] = now
-        if status.is_terminal():
-            values["ended_at"] = now
-        if release:
-            values["owner"] = None
+        values = _status_values(status, error, release)
+        now = values.get("heartbeat_at") or utcnow()
         if needs_attention is not None:
             values["needs_attention"] = needs_attention
         with self._begin() as conn:
@@ -331,21 +325,49 @@ class RunStore:
         with self.write() as tx:
             tx.set_task_states(run_id, task_ids, state, error=error)
 
-    def close_open_attempts(self, run_id: str, *, error: str) -> list[tuple[str, int]]:
-        """Mark attempts left running by a dead process as failed; returns (task, attempt)."""
+    def start_compensation_attempt(
+        self, run_id: str, task_id: str, attempt: int, *, log_path: str
+    ) -> None:
+        """Open a compensation attempt record (the task's state is set by the caller)."""
         with self._begin() as conn:
-            open_rows = conn.execute(
-                select(attempts.c.task_id, attempts.c.attempt).where(
-                    attempts.c.run_id == run_id, attempts.c.state == TaskState.RUNNING.value
+            conn.execute(
+                attempts.insert().values(
+                    run_id=run_id,
+                    task_id=task_id,
+                    attempt=attempt,
+                    kind="compensation",
+                    state=TaskState.COMPENSATING.value,
+                    started_at=utcnow(),
+                    log_path=log_path,
                 )
-            ).all()
-            if open_rows:
-                conn.execute(
-                    update(attempts)
-                    .where(attempts.c.run_id == run_id, attempts.c.state == TaskState.RUNNING.value)
-                    .values(state=TaskState.FAILED.value, ended_at=utcnow(), error=error)
+            )
+
+    def finish_compensation_attempt(
+        self, run_id: str, task_id: str, attempt: int, *, error: str | None
+    ) -> None:
+        """Close a compensation attempt as compensated, or failed with ``error``."""
+        state = TaskState.COMPENSATED if error is None else TaskState.COMPENSATION_FAILED
+        with self._begin() as conn:
+            conn.execute(
+                update(attempts)
+                .where(
+                    attempts.c.run_id == run_id,
+                    attempts.c.task_id == task_id,
+                    attempts.c.kind == "compensation",
+                    attempts.c.attempt == attempt,
                 )
-        return [(r.task_id, r.attempt) for r in open_rows]
+                .values(state=state.value, ended_at=utcnow(), error=error)
+            )
+
+    def set_needs_attention(self, run_id: str, flag: bool) -> None:
+        """Flag (or clear) a run that a person must look at (a failed compensation)."""
+        with self._begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(needs_attention=flag))
+
+    def close_open_attempts(self, run_id: str, *, error: str) -> list[tuple[str, int]]:
+        """Mark attempts left open by a dead process as failed (see ``_Transaction``)."""
+        with self.write() as tx:
+            return tx.close_open_attempts(run_id, error=error)
 
     def get_attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
         """Attempts of a run (or of one task), oldest first."""
@@ -355,6 +377,58 @@ class RunStore:
         query = query.order_by(attempts.c.started_at, attempts.c.task_id, attempts.c.attempt)
         with self._connect() as conn:
             return [_attempt_record(r) for r in conn.execute(query).mappings()]
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    def get_callbacks(
+        self, run_id: str, *, states: Sequence[str] | None = None
+    ) -> list[CallbackRecord]:
+        """Callbacks of a run (optionally only those in ``states``), oldest first."""
+        query = select(callbacks_table).where(callbacks_table.c.run_id == run_id)
+        if states:
+            query = query.where(callbacks_table.c.state.in_(list(states)))
+        query = query.order_by(callbacks_table.c.created_at, callbacks_table.c.callback_id)
+        with self._connect() as conn:
+            return [_callback_record(r) for r in conn.execute(query).mappings()]
+
+    def mark_callback(
+        self,
+        run_id: str,
+        callback_id: str,
+        *,
+        state: str,
+        error: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        """Record a callback's progress: ``running`` before it fires, then ``done``/``failed``."""
+        values: dict[str, Any] = {"state": state, "error": error}
+        if attempts is not None:
+            values["attempts"] = attempts
+        if state in ("done", "failed"):
+            values["fired_at"] = utcnow()
+        with self._begin() as conn:
+            conn.execute(
+                update(callbacks_table)
+                .where(
+                    callbacks_table.c.run_id == run_id, callbacks_table.c.callback_id == callback_id
+                )
+                .values(**values)
+            )
+
+    def add_callbacks(self, run_id: str, callbacks: Sequence[CallbackRecord]) -> None:
+        """Queue callbacks in their own transaction (see ``_Transaction.add_callbacks``)."""
+        with self.write() as tx:
+            tx.add_callbacks(run_id, callbacks)
+
+    def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[RunRecord]:
+        """Runs whose status is one of ``statuses``, oldest first."""
+        query = (
+            select(runs)
+            .where(runs.c.status.in_([s.value for s in statuses]))
+            .order_by(runs.c.created_at)
+        )
+        with self._connect() as conn:
+            return [_run_record(r) for r in conn.execute(query).mappings()]
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -370,6 +444,7 @@ _TASK_KEY = (task_instances.c.run_id == _B("k_run")) & (task_instances.c.task_id
 _ATTEMPT_KEY = (
     (attempts.c.run_id == _B("k_run"))
     & (attempts.c.task_id == _B("k_task"))
+    & (attempts.c.kind == "run")
     & (attempts.c.attempt == _B("k_attempt"))
 )
 _START_TASK = (
@@ -488,6 +563,65 @@ class _Transaction:
             },
         )
 
+    def add_callbacks(self, run_id: str, callbacks: Sequence[CallbackRecord]) -> None:
+        """Queue callbacks; one already queued under the same id is left as it is."""
+        if not callbacks:
+            return
+        existing = set(
+            self._conn.execute(
+                select(callbacks_table.c.callback_id).where(
+                    callbacks_table.c.run_id == run_id,
+                    callbacks_table.c.callback_id.in_([c.callback_id for c in callbacks]),
+                )
+            ).scalars()
+        )
+        rows = [
+            {
+                "run_id": run_id,
+                "callback_id": c.callback_id,
+                "task_id": c.task_id,
+                "event": c.event,
+                "state": "pending",
+                "attempts": 0,
+                "context": c.context,
+                "created_at": utcnow(),
+            }
+            for c in callbacks
+            if c.callback_id not in existing
+        ]
+        if rows:
+            self._conn.execute(callbacks_table.insert(), rows)
+
+    def close_open_attempts(self, run_id: str, *, error: str) -> list[tuple[str, int]]:
+        """Mark attempts left open by a dead process as failed.
+
+        Returns the (task, attempt) of the task attempts closed (compensation
+        attempts are closed too but not returned).
+        """
+        open_states = [TaskState.RUNNING.value, TaskState.COMPENSATING.value]
+        open_rows = self._conn.execute(
+            select(attempts.c.task_id, attempts.c.attempt, attempts.c.kind).where(
+                attempts.c.run_id == run_id, attempts.c.state.in_(open_states)
+            )
+        ).all()
+        if open_rows:
+            self._conn.execute(
+                update(attempts)
+                .where(attempts.c.run_id == run_id, attempts.c.state.in_(open_states))
+                .values(state=TaskState.FAILED.value, ended_at=utcnow(), error=error)
+            )
+        return [(r.task_id, r.attempt) for r in open_rows if r.kind == "run"]
+
+    def set_run_status(
+        self, run_id: str, status: RunStatus, *, error: str | None = None, release: bool = False
+    ) -> None:
+        """Record a run's status inside this transaction (see ``RunStore.set_run_status``)."""
+        self._conn.execute(
+            update(runs)
+            .where(runs.c.run_id == run_id)
+            .values(**_status_values(status, error, release))
+        )
+
     def set_task_states(
         self, run_id: str, task_ids: Sequence[str], state: TaskState, *, error: str | None = None
     ) -> None:
@@ -524,6 +658,19 @@ class _Wrapped:
             return self._ctx.__exit__(exc_type, exc, tb)
         except SQLAlchemyError as err:
             raise StoreError(f"state store write failed: {_first_line(err)}") from err
+
+
+def _status_values(status: RunStatus, error: str | None, release: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": status.value, "error": error}
+    now = utcnow()
+    if status is RunStatus.RUNNING:
+        values["ended_at"] = None
+        values["heartbeat_at"] = now
+    if status.is_terminal():
+        values["ended_at"] = now
+    if release:
+        values["owner"] = None
+    return values
 
 
 def _current_revision(conn: Any) -> str | None:
@@ -594,4 +741,17 @@ def _attempt_record(row: Any) -> AttemptRecord:
         ended_at=_aware(row["ended_at"]),
         error=row["error"],
         log_path=row["log_path"],
+    )
+
+
+def _callback_record(row: Any) -> CallbackRecord:
+    return CallbackRecord(
+        callback_id=row["callback_id"],
+        task_id=row["task_id"],
+        event=row["event"],
+        context=row["context"],
+        state=row["state"],
+        attempts=row["attempts"],
+        error=row["error"],
+        fired_at=_aware(row["fired_at"]),
     )

@@ -1,0 +1,179 @@
+"""Acting on runs from outside their process: cancel, compensate, reap."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from batchpilot.engine.actions import ActionRunner
+from batchpilot.engine.callbacks import fire_pending_callbacks
+from batchpilot.engine.compensation import compensate, compensation_order
+from batchpilot.engine.listener import RunListener
+from batchpilot.engine.results import RunResult
+from batchpilot.engine.runs import (
+    claim_or_refuse,
+    close_dead_attempts,
+    owner_is_dead,
+)
+from batchpilot.errors import RunStateError
+from batchpilot.settings import Settings
+from batchpilot.spec.loader import build_pipeline
+from batchpilot.spec.model import PipelineSpec
+from batchpilot.states import RunStatus, TaskState
+from batchpilot.steps.registry import StepRegistry, default_registry
+from batchpilot.store import RunRecord, RunStore
+
+CANCEL_WAIT_S = 30.0
+
+
+def _stored_spec(run: RunRecord) -> PipelineSpec:
+    return build_pipeline(run.spec, source_path=run.source_path)
+
+
+def _actions(
+    run: RunRecord, spec: PipelineSpec, settings: Settings, registry: StepRegistry
+) -> ActionRunner:
+    return ActionRunner(
+        spec=spec,
+        run_id=run.run_id,
+        params=run.params,
+        ds=run.ds,
+        settings=settings,
+        registry=registry,
+        run_dir=settings.runs_dir / run.run_id,
+    )
+
+
+def _is_driven(run: RunRecord, settings: Settings) -> bool:
+    """True when a live process owns the run and keeps its heartbeat fresh."""
+    if run.owner is None or owner_is_dead(run.owner) or run.heartbeat_at is None:
+        return False
+    return (time.time() - run.heartbeat_at.timestamp()) < settings.stale_after_s
+
+
+def cancel_run(
+    run_id: str,
+    *,
+    settings: Settings,
+    store: RunStore,
+    wait_s: float = CANCEL_WAIT_S,
+    spec: PipelineSpec | None = None,
+    registry: StepRegistry | None = None,
+    compensate_after: bool = False,
+) -> RunResult:
+    """Stop a queued or running run: running tasks stop, pending ones become cancelled.
+
+    The process driving the run notices the request within half a second and
+    stops its attempts (their transactions roll back). A run whose process is
+    gone is cancelled here directly. Raises :class:`RunStateError` for a run
+    that already ended.
+    """
+    run = store.get_run(run_id)
+    if run.status.is_terminal():
+        raise RunStateError(
+            f"run {run.run_id} is {run.status.value}; only a queued or running run can be "
+            "cancelled",
+            run_id=run.run_id,
+        )
+    if _is_driven(run, settings):
+        store.request_cancel(run.run_id)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if store.get_run(run.run_id).status.is_terminal():
+                break
+            time.sleep(0.2)
+        else:
+            raise RunStateError(
+                f"run {run.run_id}: cancel requested, but its process has not stopped within "
+                f"{wait_s:g}s; it will stop at its next check",
+                run_id=run.run_id,
+            )
+    else:
+        owner = claim_or_refuse(store, run, settings)
+        spec = spec or _stored_spec(run)
+        close_dead_attempts(store, spec, run.run_id)
+        open_tasks = [t.task_id for t in store.get_tasks(run.run_id) if not t.state.is_terminal()]
+        with store.write() as tx:
+            tx.set_task_states(run.run_id, open_tasks, TaskState.CANCELLED, error="cancelled")
+            tx.set_run_status(run.run_id, RunStatus.CANCELLED, error="cancelled", release=True)
+        store.release_run(run.run_id, owner)
+    if compensate_after:
+        compensate_run(run.run_id, settings=settings, store=store, spec=spec, registry=registry)
+    return RunResult.load(store, run.run_id)
+
+
+def compensate_run(
+    run_id: str,
+    *,
+    settings: Settings,
+    store: RunStore,
+    spec: PipelineSpec | None = None,
+    registry: StepRegistry | None = None,
+    listener: RunListener | None = None,
+) -> RunResult:
+    """Run the compensations of a failed or cancelled run's succeeded tasks (for
+    ``compensation: manual``, after a cancel, or to retry failed compensations).
+
+    Raises :class:`RunStateError` when the run is not failed or cancelled, or
+    has nothing to compensate.
+    """
+    run = store.get_run(run_id)
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise RunStateError(
+            f"run {run.run_id} is {run.status.value}; only a failed or cancelled run can be "
+            "compensated",
+            run_id=run.run_id,
+        )
+    registry = registry or default_registry()
+    spec = spec or _stored_spec(run)
+    runner = _actions(run, spec, settings, registry)
+    if not compensation_order(runner, store.get_tasks(run.run_id)):
+        raise RunStateError(
+            f"run {run.run_id} has no succeeded task to compensate", run_id=run.run_id
+        )
+    owner = claim_or_refuse(store, run, settings)
+    try:
+        compensate(store, runner, listener)
+    finally:
+        store.release_run(run.run_id, owner)
+    return RunResult.load(store, run.run_id)
+
+
+@dataclass(frozen=True)
+class ReapedRun:
+    """A run whose process had died, as ``runs reap`` left it."""
+
+    run_id: str
+    closed_tasks: list[str]
+    callbacks_fired: int
+
+
+def reap_runs(
+    *, settings: Settings, store: RunStore, registry: StepRegistry | None = None
+) -> list[ReapedRun]:
+    """Find runs whose driving process died; fail their open attempts (firing failure
+    callbacks once) and leave the runs ``failed`` and resumable."""
+    registry = registry or default_registry()
+    reaped = []
+    for run in store.runs_in_status([RunStatus.QUEUED, RunStatus.RUNNING]):
+        if _is_driven(run, settings):
+            continue
+        try:
+            owner = claim_or_refuse(store, run, settings)
+        except RunStateError:
+            continue  # another reaper or a resume got it first
+        spec = _stored_spec(run)
+        closed = close_dead_attempts(store, spec, run.run_id)
+        with store.write() as tx:
+            tx.set_task_states(
+                run.run_id, closed, TaskState.FAILED, error="the process running it died"
+            )
+            tx.set_run_status(
+                run.run_id,
+                RunStatus.FAILED,
+                error=f"its process died; resume with: batchpilot resume {run.run_id}",
+            )
+        fired = fire_pending_callbacks(store, _actions(run, spec, settings, registry))
+        store.release_run(run.run_id, owner)
+        reaped.append(ReapedRun(run.run_id, closed, fired))
+    return reaped
