@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,25 @@ from psycopg import sql
 
 PG_DSN_VARIABLE = "BATCHPILOT_TEST_PG_DSN"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each session its own temporary root.
+
+    pytest prunes old numbered folders of the shared root, which deletes the
+    files (and the PostgreSQL data folder) of a test session still running
+    next to this one.
+    """
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="batchpilot-tests-")
+        config._batchpilot_own_basetemp = True  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if getattr(config, "_batchpilot_own_basetemp", False) and not os.environ.get(
+        "BATCHPILOT_KEEP_TEST_TMP"
+    ):
+        shutil.rmtree(config.option.basetemp, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
