@@ -13,6 +13,13 @@ ENTRY_POINT_GROUP = "batchpilot.steps"
 _BUILTIN_MODULES = (
     "batchpilot.steps.empty",
     "batchpilot.steps.python",
+    "batchpilot.steps.extract",
+    "batchpilot.steps.transform",
+    "batchpilot.steps.validate",
+    "batchpilot.steps.load_file",
+    "batchpilot.steps.load_sql",
+    "batchpilot.steps.load_postgres",
+    "batchpilot.steps.sql",
 )
 
 

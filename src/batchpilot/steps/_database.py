@@ -1,0 +1,183 @@
+"""What the database steps share: engines, table names, one-line driver errors, Arrow types.
+
+Private to ``batchpilot.steps``: the SQL steps (``extract.sql``, ``sql``,
+``load.sql``, ``load.postgres``) build on it; nothing else should.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import Field, field_validator, model_validator
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+
+from batchpilot.connections import Connection, ConnectionRegistry
+from batchpilot.errors import PermanentStepError
+from batchpilot.steps.base import StepConfig, StepContext
+
+#: the table, in the target database, where loads record (pipeline, run, task) once
+LOADS_TABLE = "batchpilot_loads"
+
+#: rows per INSERT round trip / per Arrow batch read from a database
+CHUNK_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class TableName:
+    """A table name, optionally schema-qualified (``schema.table``)."""
+
+    schema: str | None
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> TableName:
+        """Split ``schema.table``; raises ``ValueError`` on an empty part or more than one dot."""
+        parts = text.split(".")
+        if len(parts) > 2 or not all(p.strip() for p in parts):
+            raise ValueError(f"expected 'table' or 'schema.table', got {text!r}")
+        if len(parts) == 2:
+            return cls(schema=parts[0].strip(), name=parts[1].strip())
+        return cls(schema=None, name=parts[0].strip())
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+def create_transactional_engine(connection: Connection) -> Engine:
+    """An engine for ``connection`` where every transaction, DDL included, is real.
+
+    Python's sqlite3 module does not open a transaction before ``CREATE`` or
+    ``DROP``, so a failed script would keep its DDL; here SQLite connections
+    run in driver autocommit and SQLAlchemy emits ``BEGIN`` itself.
+    """
+    engine = create_engine(connection.sqlalchemy_url(), poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _no_driver_transactions(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def driver_message(exc: BaseException) -> str:
+    """The database's own message, first line only, without the SQL echo SQLAlchemy adds."""
+    orig = getattr(exc, "orig", None) or exc
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    text = primary or str(orig) or type(orig).__name__
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(orig).__name__
+
+
+def connection_failure(
+    connection: Connection, registry: ConnectionRegistry, exc: BaseException
+) -> str:
+    """A one-line, password-free reason for not reaching ``connection``."""
+    return registry.redact(
+        f"cannot connect to '{connection.name}' ({connection.masked_url}): {driver_message(exc)}"
+    )
+
+
+def first_line(text: str, limit: int = 120) -> str:
+    """The first non-blank line of ``text``, cut to ``limit`` characters."""
+    for line in text.strip().splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""
+
+
+def storage_type(arrow_type: pa.DataType) -> pa.DataType:
+    """The type a column is stored as: dictionaries become their values, large types plain."""
+    if pa.types.is_dictionary(arrow_type):
+        return storage_type(arrow_type.value_type)
+    if pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
+        return pa.string()
+    if pa.types.is_large_binary(arrow_type) or pa.types.is_binary_view(arrow_type):
+        return pa.binary()
+    return arrow_type
+
+
+class LoadConfig(StepConfig):
+    """The config shared by ``load.postgres`` and ``load.sql``."""
+
+    connection: str
+    table: str
+    mode: Literal["append", "replace", "upsert"] = "append"
+    key: list[str] = Field(default_factory=list)
+    create: bool = True
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        TableName.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _upsert_needs_key(self) -> LoadConfig:
+        if self.mode == "upsert" and not self.key:
+            raise ValueError("mode 'upsert' needs 'key': the column(s) that identify a row")
+        if len(set(self.key)) != len(self.key):
+            raise ValueError(f"key lists a column twice: {self.key}")
+        return self
+
+    @property
+    def table_name(self) -> TableName:
+        """The target table, split into schema and name."""
+        return TableName.parse(self.table)
+
+
+def check_load_columns(
+    input_columns: list[str], table_columns: list[str] | None, config: LoadConfig
+) -> None:
+    """Raise :class:`PermanentStepError` if an input or key column has no place in the table.
+
+    ``table_columns`` is None when the table does not exist yet.
+    """
+    missing_keys = [k for k in config.key if k not in input_columns]
+    if missing_keys:
+        raise PermanentStepError(
+            f"key column(s) {', '.join(missing_keys)} not in the input "
+            f"(input columns: {', '.join(input_columns)})"
+        )
+    if table_columns is None:
+        if not config.create:
+            raise PermanentStepError(
+                f"table {config.table} does not exist and create is false; "
+                "create it first or set create: true"
+            )
+        return
+    existing = set(table_columns)
+    for column in input_columns:
+        if column not in existing:
+            lower = {c.lower(): c for c in table_columns}
+            hint = (
+                f" (did you mean '{lower[column.lower()]}'? names are case-sensitive)"
+                if column.lower() in lower
+                else ""
+            )
+            raise PermanentStepError(
+                f"input column '{column}' is not in table {config.table}{hint}; "
+                f"the table has: {', '.join(table_columns)}"
+            )
+
+
+def cancel_on_stop(ctx: StepContext, dbapi_connection: Any) -> None:
+    """Make a cancel or timeout of the attempt interrupt the statement running on the server.
+
+    psycopg connections get a server-side cancel request, sqlite3 ones an interrupt; the
+    interrupted statement fails, so the open transaction rolls back.
+    """
+    for method in ("cancel_safe", "cancel", "interrupt"):
+        hook = getattr(dbapi_connection, method, None)
+        if callable(hook):
+            ctx.on_cancel(hook)
+            return

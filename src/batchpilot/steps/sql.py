@@ -1,0 +1,134 @@
+"""``sql``: run a script of SQL statements on a connection, in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlparse
+from pydantic import Field, field_validator
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from batchpilot.errors import StepError
+from batchpilot.steps._database import (
+    cancel_on_stop,
+    connection_failure,
+    create_transactional_engine,
+    driver_message,
+    first_line,
+)
+from batchpilot.steps.base import Step, StepConfig, StepContext, StepResult
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a script and the line it starts on (1-based)."""
+
+    sql: str
+    line: int
+
+
+def split_script(script: str) -> list[Statement]:
+    """Split ``script`` into statements, honouring quotes, dollar-quoting and comments.
+
+    Statements holding only comments are dropped.
+    """
+    statements: list[Statement] = []
+    position = 0
+    for raw in sqlparse.split(script):
+        found = script.find(raw, position)
+        start = found if found >= 0 else position
+        if found >= 0:
+            position = found + len(raw)
+        code = sqlparse.format(raw, strip_comments=True).strip().rstrip(";").strip()
+        if not code:
+            continue
+        lead = _code_offset(raw)
+        line = script.count("\n", 0, start + lead) + 1
+        statements.append(Statement(sql=raw[lead:].strip(), line=line))
+    return statements
+
+
+def _code_offset(raw: str) -> int:
+    """Where the statement's code starts, past the blanks and comments before it."""
+    offset = 0
+    for token in sqlparse.parse(raw)[0].flatten():
+        if not (token.is_whitespace or token.ttype in sqlparse.tokens.Comment):
+            return offset
+        offset += len(token.value)
+    return 0
+
+
+class SqlConfig(StepConfig):
+    connection: str
+    sql: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("sql")
+    @classmethod
+    def _has_statements(cls, value: str) -> str:
+        if not split_script(value):
+            raise ValueError("the SQL script has no statement")
+        return value
+
+
+class SqlStep(Step):
+    """Runs every statement of ``sql`` in one transaction: all of them commit, or none.
+
+    ``params`` are bind parameters, written ``:name`` in the script. On a failure
+    the transaction is rolled back and :class:`StepError` names the statement's
+    number, its first line and the database's message. metadata: ``statements``
+    (how many ran) and ``rowcounts`` (one per statement, -1 when unknown).
+    """
+
+    type_name = "sql"
+    Config = SqlConfig
+    connection_fields = ("connection",)
+
+    def run(self, ctx: StepContext) -> StepResult:
+        config: SqlConfig = self.config  # type: ignore[assignment]
+        connection = ctx.connections.get(config.connection)
+        statements = split_script(config.sql)
+        engine = create_transactional_engine(connection)
+        rowcounts: list[int] = []
+        try:
+            try:
+                conn = engine.connect()
+            except OperationalError as exc:
+                raise StepError(connection_failure(connection, ctx.connections, exc)) from exc
+            cancel_on_stop(ctx, conn.connection.dbapi_connection)
+            with conn, conn.begin():
+                for number, statement in enumerate(statements, start=1):
+                    ctx.check_cancelled()
+                    clause = text(statement.sql)
+                    wanted = {k: v for k, v in config.params.items() if k in clause._bindparams}
+                    try:
+                        result = conn.execute(clause, wanted)
+                    except (DBAPIError, SQLAlchemyError) as exc:
+                        raise StepError(
+                            ctx.connections.redact(
+                                f"statement {number} of {len(statements)} (line {statement.line}: "
+                                f"{first_line(statement.sql, limit=80)}) failed on "
+                                f"'{connection.name}': {driver_message(exc)}; "
+                                "the script was rolled back"
+                            )
+                        ) from exc
+                    rowcounts.append(result.rowcount if result.rowcount is not None else -1)
+                    ctx.log.info(
+                        "statement %d/%d done (%s rows): %s",
+                        number,
+                        len(statements),
+                        rowcounts[-1],
+                        first_line(statement.sql, limit=80),
+                    )
+        finally:
+            engine.dispose()
+        affected = sum(c for c in rowcounts if c > 0)
+        return StepResult(
+            rows_out=affected,
+            metadata={"statements": len(statements), "rowcounts": rowcounts},
+        )
+
+
+STEPS = (SqlStep,)
