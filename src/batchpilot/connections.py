@@ -111,6 +111,12 @@ class ConnectionRegistry:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(sorted(self._by_name.values(), key=lambda c: c.name))
 
+    def with_defaults(self, defaults: Iterable[Connection]) -> ConnectionRegistry:
+        """A registry that also knows ``defaults``, except names it already has."""
+        merged = {c.name.lower(): c for c in defaults}
+        merged.update(self._by_name)
+        return ConnectionRegistry(merged.values())
+
     def secrets(self) -> list[str]:
         """Every password known, so messages can be scrubbed of them."""
         return [p for c in self._by_name.values() if (p := c.password)]

@@ -19,12 +19,13 @@ from rich.console import Console
 from rich.table import Table
 
 from batchpilot import __version__
+from batchpilot.cli import airflow_cli
 from batchpilot.cli.progress import LineProgress, LiveProgress
 from batchpilot.cli.render import render_run, render_runs
 from batchpilot.connections import ConnectionRegistry
 from batchpilot.engine.control import cancel_run, compensate_run, reap_runs
 from batchpilot.engine.listener import RunListener
-from batchpilot.engine.preflight import check_pipeline
+from batchpilot.engine.preflight import check_pipeline, with_pipeline_connections
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runner import RunInterrupted
 from batchpilot.engine.runs import resume_run, retry_run, start_run
@@ -56,6 +57,7 @@ runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 connections_app = typer.Typer(help="Named database connections.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(connections_app, name="connections")
+app.add_typer(airflow_cli.export_app, name="export")
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -144,10 +146,23 @@ def run(
     ] = None,
     output: OutputOption = OutputFormat.text,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+    on: Annotated[
+        airflow_cli.RunOn,
+        typer.Option("--on", help="local (this machine) or airflow (BATCHPILOT_AIRFLOW_*)"),
+    ] = airflow_cli.RunOn.local,
 ) -> None:
-    """Run a pipeline to the end on this machine."""
+    """Run a pipeline to the end on this machine (or on Airflow with --on airflow)."""
     params = _parse_params(param)
     settings = _settings()
+    if on is airflow_cli.RunOn.airflow:
+        airflow_cli.run_on_airflow(
+            file,
+            params=params,
+            date=date,
+            store=_store(settings),
+            listener=_listener(output, quiet),
+            json_output=output is OutputFormat.json,
+        )
     try:
         spec = load_pipeline(file)
     except SpecError as exc:
@@ -257,6 +272,12 @@ def cancel(
     settings = _settings()
     store = _store(settings)
     try:
+        record = store.get_run(run_id)
+    except RunNotFound as exc:
+        _fail(str(exc))
+    if airflow_cli.is_remote(record):
+        airflow_cli.cancel_remote_run(store, record, json_output=output is OutputFormat.json)
+    try:
         result = cancel_run(run_id, settings=settings, store=store, compensate_after=compensate)
     except (RunNotFound, RunStateError) as exc:
         _fail(str(exc))
@@ -352,7 +373,7 @@ def validate(
             continue
         try:
             spec = load_pipeline(path)
-            check_pipeline(spec, registry, settings.connections)
+            check_pipeline(spec, registry, with_pipeline_connections(settings, spec).connections)
             report.append({"path": str(path), "ok": True, "pipeline": spec.name, "errors": []})
         except SpecError as exc:
             errors = exc.errors if isinstance(exc, SpecErrors) else [exc]
@@ -382,7 +403,9 @@ def runs_list(
 ) -> None:
     """List runs, newest first."""
     store = _store(_settings())
-    records = store.list_runs(limit=limit, pipeline=pipeline)
+    records = airflow_cli.refresh_remote_runs(
+        store, store.list_runs(limit=limit, pipeline=pipeline)
+    )
     if output is OutputFormat.json:
         _print_json(
             [
@@ -393,6 +416,7 @@ def runs_list(
                     "started_at": r.started_at.isoformat() if r.started_at else None,
                     "ended_at": r.ended_at.isoformat() if r.ended_at else None,
                     "needs_attention": r.needs_attention,
+                    "executor": r.executor,
                 }
                 for r in records
             ]
@@ -408,6 +432,7 @@ def runs_show(
 ) -> None:
     """Show a run's status and each task's state, attempts, rows, duration and error."""
     store = _store(_settings())
+    airflow_cli.refresh_if_remote(store, run_id)
     try:
         result = RunResult.load(store, run_id)
     except RunNotFound as exc:
@@ -435,6 +460,10 @@ def logs(
     if task is not None and task not in task_ids:
         _fail(
             f"run {run_record.run_id} has no task '{task}' (tasks: {', '.join(sorted(task_ids))})"
+        )
+    if airflow_cli.is_remote(run_record):
+        airflow_cli.print_remote_logs(
+            run_record, task=task, attempt=attempt, json_output=output is OutputFormat.json
         )
     records = [
         a

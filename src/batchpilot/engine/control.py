@@ -9,6 +9,7 @@ from batchpilot.engine.actions import ActionRunner
 from batchpilot.engine.callbacks import fire_pending_callbacks
 from batchpilot.engine.compensation import compensate, compensation_order
 from batchpilot.engine.listener import RunListener
+from batchpilot.engine.preflight import with_pipeline_connections
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runs import (
     claim_or_refuse,
@@ -33,6 +34,7 @@ def _stored_spec(run: RunRecord) -> PipelineSpec:
 def _actions(
     run: RunRecord, spec: PipelineSpec, settings: Settings, registry: StepRegistry
 ) -> ActionRunner:
+    settings = with_pipeline_connections(settings, spec)
     return ActionRunner(
         spec=spec,
         run_id=run.run_id,

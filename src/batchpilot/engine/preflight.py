@@ -3,13 +3,16 @@ and builds each task's step with its rendered config."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
-from batchpilot.connections import ConnectionRegistry
+from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.errors import SpecError, SpecErrors
+from batchpilot.settings import Settings
 from batchpilot.spec.model import NodeSpec, PipelineSpec
 from batchpilot.spec.templating import TemplateRenderError, render_config
 from batchpilot.steps.base import Step
@@ -21,15 +24,34 @@ PREVIEW_RUN_ID = "preflight"
 def template_context(
     spec: PipelineSpec, *, params: Mapping[str, Any], run_id: str, ds: str, task_id: str = ""
 ) -> dict[str, Any]:
-    """Variables a config template sees: params, run_id, ds, ds_nodash, pipeline, task_id."""
+    """Variables a config template sees: params, pipeline_dir, run_id, ds, ds_nodash,
+    pipeline, task_id."""
     return {
         "params": dict(params),
+        "pipeline_dir": spec.folder or os.getcwd(),
         "run_id": run_id,
         "ds": ds,
         "ds_nodash": ds.replace("-", ""),
         "pipeline": spec.name,
         "task_id": task_id,
     }
+
+
+def with_pipeline_connections(settings: Settings, spec: PipelineSpec) -> Settings:
+    """Settings whose connections include the pipeline's defaults (``connections:``);
+    a connection the environment or the connections file defines wins."""
+    if not spec.connections:
+        return settings
+    context = {"pipeline_dir": spec.folder or os.getcwd(), "params": dict(spec.params)}
+    try:
+        urls = render_config(spec.connections, context)
+    except TemplateRenderError as exc:
+        raise SpecError(str(exc), path=spec.source_path, field=f"connections.{exc.field}") from None
+    defaults = [
+        Connection(name=name, url=str(url), origin=f"{spec.source_path or 'pipeline'}")
+        for name, url in urls.items()
+    ]
+    return replace(settings, connections=settings.connections.with_defaults(defaults))
 
 
 def merged_params(spec: PipelineSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from batchpilot.engine.callbacks import task_callbacks
 from batchpilot.engine.listener import RunListener
-from batchpilot.engine.preflight import check_pipeline, merged_params
+from batchpilot.engine.preflight import check_pipeline, merged_params, with_pipeline_connections
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runner import RunExecutor
 from batchpilot.errors import RunStateError, SpecError
@@ -71,6 +71,7 @@ def start_run(
     and :class:`RunInterrupted` if stopped by a signal.
     """
     registry = registry or default_registry()
+    settings = with_pipeline_connections(settings, spec)
     run_params = merged_params(spec, params or {})
     ds = ds or date.today().isoformat()
     check_pipeline(spec, registry, settings.connections, params=run_params, ds=ds)
@@ -249,6 +250,7 @@ def _continue_run(
                 "start a new run instead",
                 path=spec.source_path,
             )
+        settings = with_pipeline_connections(settings, spec)
         check_pipeline(spec, registry, settings.connections, params=run.params, ds=run.ds)
         to_run = pick(spec, tasks)
     except BaseException:

@@ -182,6 +182,7 @@ class _RawPipeline(BaseModel):
     version: int | str | None = None
     kind: Literal["pipeline"] | None = None
     compensation: CompensationMode = CompensationMode.AUTO
+    connections: dict[str, str] = Field(default_factory=dict)
     on_run_success: list[_RawAction] = Field(default_factory=list)
     on_run_failure: list[_RawAction] = Field(default_factory=list)
 
@@ -410,6 +411,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
         max_workers=raw.max_workers,
         source_path=path,
         compensation=raw.compensation,
+        connections=dict(raw.connections),
         on_run_success=tuple(a.to_spec() for a in raw.on_run_success),
         on_run_failure=tuple(a.to_spec() for a in raw.on_run_failure),
     )

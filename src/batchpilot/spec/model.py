@@ -102,6 +102,17 @@ class PipelineSpec:
     compensation: CompensationMode = CompensationMode.AUTO
     on_run_success: tuple[ActionSpec, ...] = ()
     on_run_failure: tuple[ActionSpec, ...] = ()
+    #: default connections (name → URL) used when the environment defines none by that name
+    connections: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> str | None:
+        """The absolute folder of the pipeline file (``{{ pipeline_dir }}``), if any."""
+        if self.source_path is None:
+            return None
+        from pathlib import Path
+
+        return str(Path(self.source_path).resolve().parent)
 
     def node(self, node_id: str) -> NodeSpec:
         """Return the node with that id; raises ``KeyError`` if there is none."""

@@ -58,6 +58,8 @@ def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
         "params": to_jsonable(spec.params),
         "nodes": nodes,
     }
+    if spec.connections:
+        document["connections"] = dict(spec.connections)
     if spec.compensation is not CompensationMode.AUTO:
         document["compensation"] = spec.compensation.value
     for hook in ("on_run_success", "on_run_failure"):
