@@ -14,6 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.cli_runner import Cli
+
 PG_DSN_VARIABLE = "BATCHPILOT_TEST_PG_DSN"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,3 +114,9 @@ def pg_url(pg_dsn: str) -> str:
 def python_executable() -> str:
     """The interpreter running the tests (for CLI subprocesses)."""
     return sys.executable
+
+
+@pytest.fixture
+def cli(home: Path, tmp_path: Path) -> Cli:
+    """Runs ``python -m batchpilot …`` with this test's home, from tmp_path."""
+    return Cli(home, tmp_path)

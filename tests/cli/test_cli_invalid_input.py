@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Cli
+from tests.cli_runner import Cli
 
 
 def run_invalid(cli: Cli, tmp_path: Path, body: str, name: str = "p.yaml") -> str:

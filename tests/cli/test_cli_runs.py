@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.conftest import Cli
+from tests.cli_runner import Cli
 
 TASK_KEYS = {"state", "attempts", "rows_in", "rows_out", "rows_rejected", "duration_s", "error"}
 

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from batchpilot.engine.listener import RunListener
 from batchpilot.spec.model import PipelineSpec
@@ -22,6 +23,9 @@ STATE_STYLE = {
     TaskState.FAILED: "bold red",
     TaskState.SKIPPED: "dim yellow",
     TaskState.CANCELLED: "magenta",
+    TaskState.COMPENSATING: "yellow",
+    TaskState.COMPENSATED: "blue",
+    TaskState.COMPENSATION_FAILED: "bold red",
 }
 MAX_LIVE_ROWS = 40
 
@@ -116,7 +120,7 @@ class LiveProgress(RunListener):
                 )
                 table.add_row(
                     task_id,
-                    f"[{STATE_STYLE.get(v.state, '')}]{v.state.value}[/]",
+                    Text(v.state.value, style=STATE_STYLE.get(v.state, "")),
                     str(v.attempt or ""),
                     f"{v.rows:,}" if v.rows is not None else "",
                     f"{took:.1f}s" if took is not None else "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from batchpilot.cli.progress import STATE_STYLE
 from batchpilot.engine.results import RunResult
@@ -16,14 +17,18 @@ RUN_STYLE = {RunStatus.SUCCESS: "green", RunStatus.FAILED: "bold red", RunStatus
 def render_run(console: Console, result: RunResult) -> None:
     """Print a run's status and a table of its tasks."""
     style = RUN_STYLE.get(result.status, "")
-    console.print(f"run {result.run_id} of {result.pipeline}: [{style}]{result.status.value}[/]")
+    line = Text(f"run {result.run_id} of {result.pipeline}: ")
+    line.append(result.status.value, style=style)
+    if result.needs_attention:
+        line.append("  (needs attention: a compensation failed)", style="bold red")
+    console.print(line)
     if result.error:
         console.print(f"  {result.error}", markup=False)
     table = Table("task", "state", "attempts", "rows in", "rows out", "rejected", "time")
     for task in result.tasks.values():
         table.add_row(
             task.task_id,
-            f"[{STATE_STYLE.get(task.state, '')}]{task.state.value}[/]",
+            Text(task.state.value, style=STATE_STYLE.get(task.state, "")),
             str(task.attempts),
             _n(task.rows_in),
             _n(task.rows_out),
@@ -47,7 +52,7 @@ def render_runs(console: Console, records: list[RunRecord]) -> None:
         table.add_row(
             r.run_id,
             r.pipeline,
-            f"[{style}]{r.status.value}[/]",
+            Text(r.status.value, style=style),
             f"{r.started_at:%Y-%m-%d %H:%M:%S}" if r.started_at else "",
             f"{r.ended_at:%Y-%m-%d %H:%M:%S}" if r.ended_at else "",
             ("needs attention " if r.needs_attention else "") + (r.error or ""),

@@ -7,6 +7,7 @@ Private to ``batchpilot.steps``: the SQL steps (``extract.sql``, ``sql``,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -53,7 +54,11 @@ def create_transactional_engine(connection: Connection) -> Engine:
     ``DROP``, so a failed script would keep its DDL; here SQLite connections
     run in driver autocommit and SQLAlchemy emits ``BEGIN`` itself.
     """
-    engine = create_engine(connection.sqlalchemy_url(), poolclass=NullPool)
+    url = connection.sqlalchemy_url()
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        # A new SQLite target is a file in a folder that may not exist yet.
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, poolclass=NullPool)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

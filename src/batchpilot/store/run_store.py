@@ -655,9 +655,12 @@ class _Wrapped:
 
     def __exit__(self, exc_type, exc, tb):  # type: ignore[no-untyped-def]
         try:
-            return self._ctx.__exit__(exc_type, exc, tb)
+            self._ctx.__exit__(exc_type, exc, tb)  # commits, or rolls back on error
         except SQLAlchemyError as err:
             raise StoreError(f"state store write failed: {_first_line(err)}") from err
+        if isinstance(exc, SQLAlchemyError):
+            raise StoreError(f"state store error: {_first_line(exc)}") from exc
+        return False
 
 
 def _status_values(status: RunStatus, error: str | None, release: bool) -> dict[str, Any]:

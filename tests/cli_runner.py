@@ -1,4 +1,4 @@
-"""Drive the real ``batchpilot`` command in a subprocess."""
+"""Drive the real ``batchpilot`` command in a subprocess (the ``cli`` fixture)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 
 @dataclass
@@ -41,8 +39,3 @@ class Cli:
             timeout=timeout,
         )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
-
-
-@pytest.fixture
-def cli(home: Path, tmp_path: Path) -> Cli:
-    return Cli(home, tmp_path)
