@@ -18,7 +18,7 @@ from batchpilot.engine.attempts import (
     StopReason,
     one_line_error,
 )
-from batchpilot.engine.preflight import build_step, template_context
+from batchpilot.engine.preflight import action_node, build_step, template_context
 from batchpilot.engine.retry import retry_delay, should_retry
 from batchpilot.errors import StepError
 from batchpilot.settings import Settings
@@ -34,17 +34,6 @@ class ActionOutcome:
     succeeded: bool
     attempts: int
     error: str | None = None
-
-
-def action_node(action: ActionSpec, *, node_id: str) -> NodeSpec:
-    """The action as a node, so it is built and validated like any task."""
-    return NodeSpec(
-        id=node_id,
-        type=action.type,
-        config=action.config,
-        retry=action.retry,
-        timeout_s=action.timeout_s,
-    )
 
 
 @dataclass

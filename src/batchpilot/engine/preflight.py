@@ -11,9 +11,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from batchpilot.connections import Connection, ConnectionRegistry
+from batchpilot.engine.transactions import plan_groups
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.settings import Settings
-from batchpilot.spec.model import NodeSpec, PipelineSpec
+from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
 from batchpilot.spec.templating import TemplateRenderError, render_config
 from batchpilot.steps.base import Step
 from batchpilot.steps.registry import StepRegistry
@@ -35,6 +36,17 @@ def template_context(
         "pipeline": spec.name,
         "task_id": task_id,
     }
+
+
+def action_node(action: ActionSpec, *, node_id: str) -> NodeSpec:
+    """An action (compensation, callback) as a node, built and checked like any task."""
+    return NodeSpec(
+        id=node_id,
+        type=action.type,
+        config=action.config,
+        retry=action.retry,
+        timeout_s=action.timeout_s,
+    )
 
 
 def with_pipeline_connections(settings: Settings, spec: PipelineSpec) -> Settings:
@@ -120,6 +132,7 @@ def check_pipeline(
     errors: list[SpecError] = []
     run_params = merged_params(spec, params or {})
     path = spec.source_path
+    member_connections: dict[str, str | None] = {}
     for node in spec.nodes:
         context = template_context(
             spec, params=run_params, run_id=PREVIEW_RUN_ID, ds=ds, task_id=node.id
@@ -132,21 +145,117 @@ def check_pipeline(
         except SpecError as exc:
             errors.append(exc)
             continue
+        errors.extend(_check_actions(spec, node, step, registry, context))
+        if node.transaction:
+            member_connections[node.id] = getattr(step.config, "connection", None)
+        steps_to_check = [(step, "config")]
+        steps_to_check += _built_actions(spec, node, registry, context)
         if connections is None:
             continue
-        for field in step.connection_fields:
-            name = getattr(step.config, field, None)
-            if isinstance(name, str) and name not in connections:
-                known = ", ".join(c.name for c in connections) or "none defined"
+        for checked, prefix in steps_to_check:
+            errors.extend(_check_connections(spec, node, checked, prefix, connections))
+    errors.extend(plan_groups(spec, member_connections)[1])
+    for field, actions in (
+        ("on_run_success", spec.on_run_success),
+        ("on_run_failure", spec.on_run_failure),
+    ):
+        for i, action in enumerate(actions):
+            context = template_context(spec, params=run_params, run_id=PREVIEW_RUN_ID, ds=ds)
+            try:
+                build_step(action_node(action, node_id="run"), registry, context, path=path)
+            except SpecError as exc:
                 errors.append(
-                    SpecError(
-                        f"unknown connection '{name}' (known: {known}); define it with "
-                        f"BATCHPILOT_CONN_{name.upper()}=<url> or in connections.yaml",
-                        path=path,
-                        node_id=node.id,
-                        field=f"config.{field}",
-                        line=node.line,
-                    )
+                    SpecError(exc.reason, path=path, field=f"{field}[{i}].{exc.field or 'type'}")
                 )
     if errors:
         raise SpecErrors(errors)
+
+
+def _check_actions(
+    spec: PipelineSpec,
+    node: NodeSpec,
+    step: Step,
+    registry: StepRegistry,
+    context: Mapping[str, Any],
+) -> list[SpecError]:
+    """A compensation on a step with nothing to undo, or an action that cannot be built."""
+    errors = []
+    if node.compensate is not None and not step.compensable:
+        errors.append(
+            SpecError(
+                f"a {node.type} step changes nothing outside the run, so there is nothing to "
+                "compensate; put 'compensate' on the step that writes (a load, sql or python)",
+                path=spec.source_path,
+                node_id=node.id,
+                field="compensate",
+                line=node.line,
+            )
+        )
+    for field, action in _node_actions(node):
+        try:
+            build_step(
+                action_node(action, node_id=node.id),
+                registry,
+                {**context, "task": {}, "event": {}},
+                path=spec.source_path,
+            )
+        except SpecErrors as exc:
+            for err in exc.errors:
+                errors.append(_action_error(spec, node, field, err))
+        except SpecError as exc:
+            errors.append(_action_error(spec, node, field, exc))
+    return errors
+
+
+def _node_actions(node: NodeSpec) -> list[tuple[str, ActionSpec]]:
+    found = [("compensate", node.compensate)] if node.compensate else []
+    for hook in ("on_success", "on_failure", "on_retry"):
+        found += [(f"{hook}[{i}]", a) for i, a in enumerate(getattr(node, hook))]
+    return found
+
+
+def _built_actions(
+    spec: PipelineSpec, node: NodeSpec, registry: StepRegistry, context: Mapping[str, Any]
+) -> list[tuple[Step, str]]:
+    built = []
+    for field, action in _node_actions(node):
+        try:
+            step = build_step(
+                action_node(action, node_id=node.id),
+                registry,
+                {**context, "task": {}, "event": {}},
+                path=spec.source_path,
+            )
+        except SpecError:
+            continue  # reported by _check_actions
+        built.append((step, f"{field}.config"))
+    return built
+
+
+def _action_error(spec: PipelineSpec, node: NodeSpec, field: str, err: SpecError) -> SpecError:
+    inner = err.field or "type"
+    return SpecError(
+        err.reason, path=spec.source_path, node_id=node.id, field=f"{field}.{inner}", line=node.line
+    )
+
+
+def _check_connections(
+    spec: PipelineSpec, node: NodeSpec, step: Step, prefix: str, connections: ConnectionRegistry
+) -> list[SpecError]:
+    errors = []
+    path = spec.source_path
+    for field in step.connection_fields:
+        name = getattr(step.config, field, None)
+        if isinstance(name, str) and name not in connections:
+            known = ", ".join(c.name for c in connections) or "none defined"
+            errors.append(
+                SpecError(
+                    f"unknown connection '{name}' (known: {known}); define it with "
+                    f"BATCHPILOT_CONN_{name.upper()}=<url> or in connections.yaml",
+                    path=path,
+                    node_id=node.id,
+                    field=f"{prefix}.{field}",
+                    line=node.line,
+                )
+            )
+    return errors

@@ -30,8 +30,14 @@ from batchpilot.engine.compensation import compensate
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.preflight import build_step, template_context
 from batchpilot.engine.retry import retry_delay, should_retry
+from batchpilot.engine.transactions import (
+    OpenTransactions,
+    TransactionGroup,
+    group_token,
+    run_groups,
+)
 from batchpilot.engine.trigger_rules import Readiness, decide
-from batchpilot.errors import BatchpilotError, StepError
+from batchpilot.errors import BatchpilotError, PermanentStepError, StepError
 from batchpilot.settings import Settings
 from batchpilot.spec.model import CompensationMode, PipelineSpec
 from batchpilot.spec.serialize import to_jsonable
@@ -104,6 +110,12 @@ class RunExecutor:
         self._children = spec.downstream()
         self._has_callbacks = any(n.on_success or n.on_failure or n.on_retry for n in spec.nodes)
         self._rng = random.Random()
+        self.transactions = OpenTransactions(
+            pipeline=spec.name,
+            run_id=run_id,
+            groups=run_groups(spec, self.params, ds, run_id),
+            connections=settings.connections,
+        )
         self._cancel_requested = threading.Event()
         self._running: dict[Future[AttemptOutcome], AttemptHandle] = {}
 
@@ -143,6 +155,7 @@ class RunExecutor:
         finally:
             stop_watch.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            self.transactions.rollback_all()  # a group still open did not finish: undo it
         return self._finish()
 
     # -- the scheduling loop ----------------------------------------------------------------
@@ -283,6 +296,17 @@ class RunExecutor:
         node = self._nodes[task_id]
         error: str | None = None
         reason = handle.stop_reason
+        group = self.transactions.member_of.get(task_id)
+        if (
+            group is not None
+            and task_id == group.last
+            and outcome.error is None
+            and reason in (None, StopReason.TIMEOUT)
+        ):
+            try:
+                self.transactions.commit(group)  # before the store records the success
+            except StepError as exc:
+                outcome.error = PermanentStepError(str(exc))
         if outcome.error is None and reason in (None, StopReason.TIMEOUT):
             result = outcome.result or StepResult()
             output = {
@@ -334,6 +358,8 @@ class RunExecutor:
             )
         self.states[task_id] = state
         events.append((task_id, state, attempt, error))
+        if group is not None and state in (TaskState.FAILED, TaskState.CANCELLED):
+            self._roll_back_group(tx, group, task_id, events, dirty)
         if self._has_callbacks:
             event = {
                 TaskState.SUCCESS: "on_success",
@@ -354,6 +380,27 @@ class RunExecutor:
                 )
         if state.is_terminal():
             for child in self._children[task_id]:
+                heapq.heappush(dirty, (self._position[child], child))
+
+    def _roll_back_group(
+        self,
+        tx: Any,
+        group: TransactionGroup,
+        failed_member: str,
+        events: list[_Event],
+        dirty: list[tuple[int, str]],
+    ) -> None:
+        """A member failed for good: nothing of the group remains, so its members that
+        had succeeded fail too."""
+        self.transactions.rollback(group.name)
+        undone = [m for m in group.members if self.states[m] is TaskState.SUCCESS]
+        error = f"rolled back: transaction group '{group.name}' failed at '{failed_member}'"
+        if undone:
+            tx.set_task_states(self.run_id, undone, TaskState.FAILED, error=error)
+        for member in undone:
+            self.states[member] = TaskState.FAILED
+            events.append((member, TaskState.FAILED, self.attempts.get(member, 0), error))
+            for child in self._children[member]:
                 heapq.heappush(dirty, (self._position[child], child))
 
     def _wait(self, retry_at: dict[str, float]) -> list[tuple[AttemptHandle, AttemptOutcome]]:
@@ -433,6 +480,10 @@ class RunExecutor:
                 cancel_event=handle.cancel,
                 progress=self.listener.task_rows_reported,
             )
+            group = self.transactions.member_of.get(handle.task_id)
+            if group is not None:
+                token = group_token(group, self.attempts.get(group.first, 1))
+                ctx.transaction = self.transactions.connection_for(group, token)
             return step, ctx
 
         header = f"run {self.run_id}, task {handle.task_id} ({node.type}), attempt {handle.attempt}"

@@ -15,6 +15,7 @@ from batchpilot.engine.listener import RunListener
 from batchpilot.engine.preflight import check_pipeline, merged_params, with_pipeline_connections
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runner import RunExecutor
+from batchpilot.engine.transactions import OpenTransactions, group_token, run_groups
 from batchpilot.errors import RunStateError, SpecError
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
@@ -253,9 +254,12 @@ def _continue_run(
         settings = with_pipeline_connections(settings, spec)
         check_pipeline(spec, registry, settings.connections, params=run.params, ds=run.ds)
         to_run = pick(spec, tasks)
+        committed = _reconcile_groups(spec, run, tasks, to_run, settings)
     except BaseException:
         store.release_run(run_id, owner)
         raise
+    if committed:
+        store.set_task_states(run_id, sorted(committed), TaskState.SUCCESS)
     close_dead_attempts(store, spec, run_id)
     states: dict[str, TaskState] = {}
     attempts: dict[str, int] = {}
@@ -265,6 +269,8 @@ def _continue_run(
         attempts[task_id] = record.attempts
         if task_id in to_run:
             states[task_id] = TaskState.PENDING
+        elif task_id in committed:
+            states[task_id] = TaskState.SUCCESS
         else:
             states[task_id] = record.state
             if record.state is TaskState.SUCCESS:
@@ -285,6 +291,43 @@ def _continue_run(
     )
     executor.execute(states, attempts, outputs)
     return RunResult.load(store, run_id)
+
+
+def _reconcile_groups(
+    spec: PipelineSpec,
+    run: RunRecord,
+    tasks: dict[str, TaskRecord],
+    to_run: set[str],
+    settings: Settings,
+) -> set[str]:
+    """Decide what atomic groups need, from their commit records in the target database.
+
+    A group that did not commit runs again whole (a crash rolled it back); a
+    group that committed before the store recorded it counts as done. Adds to
+    ``to_run`` in place; returns the members to record as succeeded.
+    """
+    groups = run_groups(spec, run.params, run.ds, run.run_id)
+    if not groups:
+        return set()
+    transactions = OpenTransactions(
+        pipeline=spec.name, run_id=run.run_id, groups=groups, connections=settings.connections
+    )
+    done: set[str] = set()
+    for group in groups.values():
+        members = set(group.members)
+        first_attempt = tasks[group.first].attempts
+        committed = first_attempt > 0 and (
+            transactions.committed_token(group) == group_token(group, first_attempt)
+        )
+        all_succeeded = all(tasks[m].state is TaskState.SUCCESS for m in members)
+        if committed and not all_succeeded:
+            done |= members  # killed between the commit and the store's record of it
+            to_run -= members
+        elif not committed and (members & to_run or not all_succeeded):
+            to_run |= members
+        elif members & to_run:
+            to_run |= members  # a retry of one member re-runs the whole group
+    return done
 
 
 def claim_or_refuse(store: RunStore, run: RunRecord, settings: Settings) -> str:

@@ -48,6 +48,9 @@ class StepContext:
     event: Mapping[str, Any] | None = None
     #: for compensations: the compensated task's id, metadata, rows and output
     original: Mapping[str, Any] | None = None
+    #: in an atomic group (``transaction:``): the group's open SQLAlchemy connection;
+    #: the step works inside it (in a savepoint) and never commits it
+    transaction: Any = None
     _cancel_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     def on_cancel(self, hook: Callable[[], None]) -> None:
@@ -127,6 +130,9 @@ class Step(ABC):
     Config: ClassVar[type[StepConfig]] = StepConfig
     #: config field names that name a connection, checked at parse time
     connection_fields: ClassVar[tuple[str, ...]] = ()
+    #: False for steps with no side effect to undo (extracts, transforms): a
+    #: ``compensate:`` on such a node is a spec error
+    compensable: ClassVar[bool] = True
 
     def __init__(self, config: StepConfig) -> None:
         self.config = config

@@ -8,6 +8,8 @@ from batchpilot.steps.base import Step, StepContext, StepResult
 class EmptyStep(Step):
     """Does nothing and succeeds; useful to join branches."""
 
+    compensable = False
+
     type_name = "empty"
 
     def run(self, ctx: StepContext) -> StepResult:

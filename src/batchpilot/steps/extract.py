@@ -119,6 +119,8 @@ class CsvExtract(Step):
     Raises :class:`StepError` if the file is missing or a row cannot be parsed.
     """
 
+    compensable = False
+
     type_name = "extract.csv"
     Config = CsvConfig
 
@@ -193,6 +195,8 @@ class ExcelExtract(Step):
     sheet is missing (listing the sheets it has).
     """
 
+    compensable = False
+
     type_name = "extract.excel"
     Config = ExcelConfig
 
@@ -240,6 +244,8 @@ class ParquetExtract(Step):
     ``columns`` reads only those columns. Raises :class:`StepError` if the path
     is missing or not Parquet.
     """
+
+    compensable = False
 
     type_name = "extract.parquet"
     Config = ParquetConfig
@@ -327,6 +333,8 @@ class SqlExtract(Step):
     ``numeric(p,s)`` to keep exact decimals); other databases' types are inferred
     from the first rows. Raises :class:`StepError` with the database's message.
     """
+
+    compensable = False
 
     type_name = "extract.sql"
     Config = SqlExtractConfig

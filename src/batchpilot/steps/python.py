@@ -118,6 +118,8 @@ class TransformPythonStep(Step):
     """Calls ``callable(df)`` with the upstream output as a polars DataFrame; the
     DataFrame it returns is the output. Extra ``kwargs`` are passed by name."""
 
+    compensable = False
+
     type_name = "transform.python"
     Config = TransformPythonConfig
 

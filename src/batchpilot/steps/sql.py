@@ -90,45 +90,66 @@ class SqlStep(Step):
         config: SqlConfig = self.config  # type: ignore[assignment]
         connection = ctx.connections.get(config.connection)
         statements = split_script(config.sql)
-        engine = create_transactional_engine(connection)
-        rowcounts: list[int] = []
-        try:
+        if ctx.transaction is not None:
+            # A member of an atomic group: a savepoint inside the group's transaction,
+            # which the engine commits after the group's last member.
+            cancel_on_stop(ctx, ctx.transaction.connection.dbapi_connection)
+            with ctx.transaction.begin_nested():
+                rowcounts = self._execute(
+                    ctx,
+                    ctx.transaction,
+                    statements,
+                    connection.name,
+                    "its savepoint was rolled back",
+                )
+        else:
+            engine = create_transactional_engine(connection)
             try:
-                conn = engine.connect()
-            except OperationalError as exc:
-                raise StepError(connection_failure(connection, ctx.connections, exc)) from exc
-            cancel_on_stop(ctx, conn.connection.dbapi_connection)
-            with conn, conn.begin():
-                for number, statement in enumerate(statements, start=1):
-                    ctx.check_cancelled()
-                    clause = text(statement.sql)
-                    wanted = {k: v for k, v in config.params.items() if k in clause._bindparams}
-                    try:
-                        result = conn.execute(clause, wanted)
-                    except (DBAPIError, SQLAlchemyError) as exc:
-                        raise StepError(
-                            ctx.connections.redact(
-                                f"statement {number} of {len(statements)} (line {statement.line}: "
-                                f"{first_line(statement.sql, limit=80)}) failed on "
-                                f"'{connection.name}': {driver_message(exc)}; "
-                                "the script was rolled back"
-                            )
-                        ) from exc
-                    rowcounts.append(result.rowcount if result.rowcount is not None else -1)
-                    ctx.log.info(
-                        "statement %d/%d done (%s rows): %s",
-                        number,
-                        len(statements),
-                        rowcounts[-1],
-                        first_line(statement.sql, limit=80),
+                try:
+                    conn = engine.connect()
+                except OperationalError as exc:
+                    raise StepError(connection_failure(connection, ctx.connections, exc)) from exc
+                cancel_on_stop(ctx, conn.connection.dbapi_connection)
+                with conn, conn.begin():
+                    rowcounts = self._execute(
+                        ctx, conn, statements, connection.name, "the script was rolled back"
                     )
-        finally:
-            engine.dispose()
+            finally:
+                engine.dispose()
         affected = sum(c for c in rowcounts if c > 0)
         return StepResult(
             rows_out=affected,
             metadata={"statements": len(statements), "rowcounts": rowcounts},
         )
+
+    def _execute(
+        self, ctx: StepContext, conn: Any, statements: list[Statement], name: str, undone: str
+    ) -> list[int]:
+        config: SqlConfig = self.config  # type: ignore[assignment]
+        rowcounts: list[int] = []
+        for number, statement in enumerate(statements, start=1):
+            ctx.check_cancelled()
+            clause = text(statement.sql)
+            wanted = {k: v for k, v in config.params.items() if k in clause._bindparams}
+            try:
+                result = conn.execute(clause, wanted)
+            except (DBAPIError, SQLAlchemyError) as exc:
+                raise StepError(
+                    ctx.connections.redact(
+                        f"statement {number} of {len(statements)} (line {statement.line}: "
+                        f"{first_line(statement.sql, limit=80)}) failed on "
+                        f"'{name}': {driver_message(exc)}; {undone}"
+                    )
+                ) from exc
+            rowcounts.append(result.rowcount if result.rowcount is not None else -1)
+            ctx.log.info(
+                "statement %d/%d done (%s rows): %s",
+                number,
+                len(statements),
+                rowcounts[-1],
+                first_line(statement.sql, limit=80),
+            )
+        return rowcounts
 
 
 STEPS = (SqlStep,)

@@ -79,6 +79,8 @@ class SqlTransform(Step):
     unknown table) and the table names available.
     """
 
+    compensable = False
+
     type_name = "transform.sql"
     Config = SqlTransformConfig
 
@@ -111,6 +113,8 @@ class FilterConfig(StepConfig):
 class FilterTransform(Step):
     """Keeps the rows of the single input for which ``condition`` (a DuckDB SQL expression)
     is true, in their order; rows_rejected counts the others (false or NULL)."""
+
+    compensable = False
 
     type_name = "transform.filter"
     Config = FilterConfig
@@ -153,6 +157,8 @@ class DedupeTransform(Step):
     NULL keys count as equal. rows_rejected is the number of duplicates dropped.
     Raises :class:`PermanentStepError` naming a key column the input lacks.
     """
+
+    compensable = False
 
     type_name = "transform.dedupe"
     Config = DedupeConfig

@@ -82,6 +82,8 @@ class ValidateTransform(Step):
     ``max_rejected_ratio``, and before anything when a rule names an unknown column.
     """
 
+    compensable = False
+
     type_name = "transform.validate"
     Config = ValidateConfig
 

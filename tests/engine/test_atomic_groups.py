@@ -1,0 +1,98 @@
+"""Atomic groups: sql nodes sharing ``transaction:`` commit together or not at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from batchpilot import RunStatus, TaskState
+from batchpilot.connections import Connection, ConnectionRegistry
+from batchpilot.engine.runs import start_run
+from batchpilot.errors import SpecErrors
+from batchpilot.settings import Settings
+from batchpilot.spec import build_pipeline
+from batchpilot.store import RunStore
+
+
+def group_pipeline(third_sql: str, *, group_b: str = "g", connection_c: str = "db") -> dict:
+    return {
+        "name": "batch",
+        "nodes": [
+            {"id": "setup", "type": "sql", "config": {"connection": "db", "sql":
+             "CREATE TABLE IF NOT EXISTS ledger (id INT PRIMARY KEY, note TEXT)"}},
+            {"id": "a", "type": "sql", "transaction": "g", "depends_on": ["setup"],
+             "config": {"connection": "db", "sql": "INSERT INTO ledger VALUES (1, 'a')"}},
+            {"id": "b", "type": "sql", "transaction": group_b, "depends_on": ["a"],
+             "config": {"connection": "db", "sql": "INSERT INTO ledger VALUES (2, 'b')"}},
+            {"id": "c", "type": "sql", "transaction": "g", "depends_on": ["b"],
+             "config": {"connection": connection_c, "sql": third_sql}},
+            {"id": "after", "type": "empty", "depends_on": ["c"]},
+        ],
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'target.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def ledger(url: str) -> list[tuple]:
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return conn.execute("SELECT id, note FROM ledger ORDER BY id").fetchall()
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT id, note FROM ledger ORDER BY id").fetchall()
+
+
+def run(document: dict, settings: Settings, url: str):
+    settings = Settings(home=settings.home,
+                        connections=ConnectionRegistry([Connection("db", url),
+                                                        Connection("other", url)]))
+    store = RunStore.for_home(settings.home)
+    return start_run(build_pipeline(document), settings=settings, store=store)
+
+
+def test_a_group_commits_after_its_last_member(settings: Settings, db_url: str):
+    result = run(group_pipeline("INSERT INTO ledger VALUES (3, 'c')"), settings, db_url)
+    assert result.status is RunStatus.SUCCESS
+    assert ledger(db_url) == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_when_a_member_fails_nothing_of_the_group_remains(settings: Settings, db_url: str):
+    result = run(group_pipeline("INSERT INTO ledger VALUES (1, 'duplicate key')"),
+                 settings, db_url)
+    assert result.status is RunStatus.FAILED
+    assert ledger(db_url) == []
+    states = {t: r.state for t, r in result.tasks.items()}
+    assert states == {"setup": TaskState.SUCCESS, "a": TaskState.FAILED, "b": TaskState.FAILED,
+                      "c": TaskState.FAILED, "after": TaskState.SKIPPED}
+    assert result.tasks["a"].error == "rolled back: transaction group 'g' failed at 'c'"
+
+
+def test_a_group_on_two_connections_is_refused_naming_node_and_field(settings: Settings):
+    with pytest.raises(SpecErrors) as info:
+        run(group_pipeline("SELECT 1", connection_c="other"), settings, "sqlite:///x.db")
+    error = info.value.errors[0]
+    assert (error.node_id, error.field) == ("c", "config.connection")
+    assert "spans two connections" in error.reason
+
+
+def test_a_group_must_be_a_chain_of_sql_steps(settings: Settings):
+    document = group_pipeline("SELECT 1", group_b="other_group")
+    with pytest.raises(SpecErrors) as info:
+        run(document, settings, "sqlite:///x.db")
+    assert info.value.errors[0].node_id == "c"
+    assert "must be a chain" in info.value.errors[0].reason
+
+    document = group_pipeline("SELECT 1")
+    document["nodes"][4]["transaction"] = "g"
+    with pytest.raises(SpecErrors) as info:
+        run(document, settings, "sqlite:///x.db")
+    assert any(e.node_id == "after" and e.field == "transaction" and "only sql" in e.reason
+               for e in info.value.errors)
