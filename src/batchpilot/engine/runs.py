@@ -10,7 +10,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from batchpilot.engine.callbacks import task_callbacks
+from batchpilot.engine.actions import ActionRunner
+from batchpilot.engine.callbacks import fire_pending_callbacks, task_callbacks
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.preflight import check_pipeline, merged_params, with_pipeline_connections
 from batchpilot.engine.results import RunResult
@@ -151,6 +152,34 @@ def resume_run(
         listener=listener,
         workers=workers,
     )
+
+
+def _fire_leftover_callbacks(
+    run: RunRecord,
+    *,
+    settings: Settings,
+    store: RunStore,
+    spec: PipelineSpec | None,
+    load_file: Callable[[str], PipelineSpec] | None,
+    registry: StepRegistry | None,
+) -> RunResult:
+    owner = claim_or_refuse(store, run, settings)
+    try:
+        spec = spec or _spec_for_resume(run.source_path, run.spec, load_file)
+        settings = with_pipeline_connections(settings, spec)
+        runner = ActionRunner(
+            spec=spec,
+            run_id=run.run_id,
+            params=run.params,
+            ds=run.ds,
+            settings=settings,
+            registry=registry or default_registry(),
+            run_dir=settings.runs_dir / run.run_id,
+        )
+        fire_pending_callbacks(store, runner)
+    finally:
+        store.release_run(run.run_id, owner)
+    return RunResult.load(store, run.run_id)
 
 
 def retry_run(

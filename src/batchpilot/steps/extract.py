@@ -143,14 +143,19 @@ class CsvExtract(Step):
         convert_options.strings_can_be_null = True
         convert_options.quoted_strings_can_be_null = False
         parse_options = pacsv.ParseOptions(delimiter=config.delimiter)
+        # A Python file object, not the path: given a path, pyarrow reads ahead of the
+        # consumer and memory grows with the file (108 MB at 1M rows, 301 MB at 5M,
+        # measured); through a file object it stays flat at the same speed.
+        source = open(path, "rb")  # noqa: SIM115 - closed below, after the last batch
         try:
             reader = pacsv.open_csv(
-                path,
+                source,
                 read_options=read_options,
                 parse_options=parse_options,
                 convert_options=convert_options,
             )
         except (pa.ArrowInvalid, pa.ArrowKeyError, OSError, UnicodeDecodeError, LookupError) as exc:
+            source.close()
             raise StepError(_csv_reason(path, exc)) from exc
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -167,7 +172,8 @@ class CsvExtract(Step):
                 ctx.report_rows(rows)
                 yield batch
 
-        ref = ctx.write_output_batches(reader.schema, batches())
+        with source:
+            ref = ctx.write_output_batches(reader.schema, batches())
         return StepResult(output=ref, rows_out=ref.rows, metadata={"path": str(path)})
 
 

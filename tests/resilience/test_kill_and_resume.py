@@ -1,0 +1,83 @@
+"""A ``batchpilot run`` killed with SIGKILL mid-load is finished by ``resume``
+with exactly the expected rows: nothing lost, nothing loaded twice."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from batchpilot.states import TaskState
+from tests.resilience.harness import Batchpilot, kill
+
+ROWS = 300_000
+
+PIPELINE = """
+name: kill_me
+nodes:
+  - {id: extract, type: extract.csv, config: {path: "{{ pipeline_dir }}/facts.csv"}}
+  - {id: load, type: load.postgres, depends_on: [extract],
+     config: {connection: dwh, table: facts, mode: append}}
+"""
+
+
+def write_csv(path: Path, rows: int) -> None:
+    table = pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "customer": pa.array([f"customer-{i % 977}" for i in range(rows)]),
+            "amount": pa.array([i * 0.25 for i in range(rows)]),
+        }
+    )
+    pacsv.write_csv(table, path)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, pg_url: str) -> tuple[Batchpilot, Path]:
+    folder = tmp_path / "pipeline"
+    folder.mkdir()
+    write_csv(folder / "facts.csv", ROWS)
+    (folder / "kill_me.yaml").write_text(PIPELINE)
+    return Batchpilot(tmp_path / "home", folder, {"BATCHPILOT_CONN_DWH": pg_url}), folder
+
+
+def wait_for_task_state(
+    bp: Batchpilot, run_id: str, task: str, state: TaskState, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        store = bp.store()
+        try:
+            if any(t.task_id == task and t.state is state for t in store.get_tasks(run_id)):
+                return
+        finally:
+            store.dispose()
+        time.sleep(0.01)
+    raise AssertionError(f"{task} never reached {state}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.15, 0.4])
+def test_sigkill_mid_load_then_resume_loads_every_row_once(setup, pg_dsn: str, delay: float):
+    bp, folder = setup
+    proc = bp.start("run", str(folder / "kill_me.yaml"), "-q")
+    run_id = bp.wait_for_new_run(set(), proc)
+    assert run_id is not None
+    wait_for_task_state(bp, run_id, "load", TaskState.RUNNING)
+    time.sleep(delay)
+    assert kill(proc), "the run finished before it could be killed"
+
+    result = bp.json("resume", run_id)
+    assert result["status"] == "success", result
+    with psycopg.connect(pg_dsn) as conn:
+        count, distinct = conn.execute("SELECT count(*), count(DISTINCT id) FROM facts").fetchone()
+        loads = conn.execute(
+            "SELECT count(*) FROM batchpilot_loads WHERE run_id = %s", (run_id,)
+        ).fetchone()[0]
+    assert (count, distinct) == (ROWS, ROWS)
+    assert loads == 1
+    assert result["tasks"]["extract"]["attempts"] == 1  # its output was reused
