@@ -148,7 +148,8 @@ class RunExecutor:
         # Room for attempts that ignored a stop and were abandoned, still holding a thread.
         pool = ThreadPoolExecutor(max_workers=self.workers * 2 + 2, thread_name_prefix="bp-task")
         try:
-            self._loop(pool)
+            with self.store.session():
+                self._loop(pool)
         except KeyboardInterrupt:
             self._interrupt()
             raise RunInterrupted(self.run_id) from None

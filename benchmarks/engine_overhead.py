@@ -1,0 +1,266 @@
+"""Engine overhead: batchpilot vs Dagster on 1,000 no-op tasks, side by side.
+
+Usage::
+
+    python benchmarks/engine_overhead.py [--tasks N] [--quick] [--reps R] [--dagster-sqlite]
+
+Two graphs of no-op tasks: a chain (t0 -> t1 -> ... -> tN-1) and a fan-out
+(source -> N tasks -> sink, N + 2 tasks). Each tool runs in its own fresh
+subprocess; each graph is run ``--reps`` times and the median counts.
+
+- batchpilot: ``Pipeline.run()`` wall time, with every state transition of
+  every task persisted to SQLite (WAL) under ``.bench/engine/home-*``. The
+  state database is created (migrations) by a small warm-up run first, as it
+  would exist on any machine that has run a pipeline before.
+- Dagster (pinned below, own venv ``.bench/venv-dagster``): wall time of
+  ``job.execute_in_process()`` only (graph construction excluded), after a
+  3-op warm-up job. By default on Dagster's ephemeral in-memory instance;
+  ``--dagster-sqlite`` adds a run on a persistent SQLite instance.
+
+Targets: batchpilot <= 2 ms per task on both graphs, and >= 5x faster than
+Dagster (ephemeral instance) on both. Exit 0 if all targets hold, 1 if one
+is missed, 2 if a run failed.
+
+Adding a competitor (Airflow, issue 4): write a worker like
+``_dagster_worker.py`` that prints ``{"chain": [s...], "fanout": [s...]}``
+and register a function in ``COMPETITORS`` below; it gets a table row, and
+a ratio line if listed in ``RATIO_AGAINST``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from _common import (
+    BENCH,
+    EXIT_BROKEN,
+    REPO,
+    BenchmarkBroken,
+    Targets,
+    ensure_venv,
+    median,
+    print_table,
+    progress,
+    run_measured,
+    scratch,
+)
+
+DAGSTER_VERSION = "1.13.28"
+SHAPES = ("chain", "fanout")
+TARGET_MS_PER_TASK = 2.0
+TARGET_SPEEDUP = 5.0
+
+
+def task_count(shape: str, n: int) -> int:
+    """Tasks in a graph: N for the chain, N + 2 for the fan-out."""
+    return n if shape == "chain" else n + 2
+
+
+# --- batchpilot, run in a subprocess of the project venv ------------------------------------
+
+
+def build_pipeline(shape: str, n: int):  # -> batchpilot.Pipeline (imported lazily)
+    """Build the batchpilot pipeline for ``shape`` with ``n`` no-op tasks."""
+    from batchpilot import Pipeline, Task
+
+    pipeline = Pipeline(f"{shape}_{n}")
+    if shape == "chain":
+        tasks, prev = [], None
+        for i in range(n):
+            task = Task(f"t{i}")
+            if prev is not None:
+                task.depends_on(prev)
+            tasks.append(task)
+            prev = task
+    else:
+        source = Task("source")
+        middle = [Task(f"m{i}", depends_on=source) for i in range(n)]
+        sink = Task("sink", depends_on=middle)
+        tasks = [source, *middle, sink]
+    pipeline.add_tasks(tasks)
+    return pipeline
+
+
+def batchpilot_worker(n: int, reps: int, workers: int) -> dict:
+    """Runs inside the subprocess: time ``Pipeline.run()`` for each shape."""
+    import batchpilot
+    from batchpilot.settings import Settings
+
+    home = BENCH / "engine" / f"home-{n}-{time.time_ns()}"
+    settings = Settings(home=home, workers=workers)
+    out: dict[str, object] = {"batchpilot": batchpilot.__version__}
+    try:
+        started = time.perf_counter()
+        warm = build_pipeline("chain", 3).run(settings=settings)
+        out["warmup_s"] = time.perf_counter() - started
+        if str(warm.status) != "success":
+            raise SystemExit(f"warm-up run ended {warm.status}")
+        for shape in SHAPES:
+            pipeline = build_pipeline(shape, n)
+            started = time.perf_counter()
+            pipeline.to_spec()
+            out[f"{shape}_spec_s"] = time.perf_counter() - started
+            runs = []
+            for _ in range(reps):
+                started = time.perf_counter()
+                result = pipeline.run(settings=settings)
+                runs.append(time.perf_counter() - started)
+                states = [str(t.state) for t in result.tasks.values()]
+                ok = sum(s == "success" for s in states)
+                if str(result.status) != "success" or ok != task_count(shape, n):
+                    raise SystemExit(
+                        f"batchpilot {shape}: run {result.status}, {ok}/{task_count(shape, n)} "
+                        "tasks succeeded"
+                    )
+            out[shape] = runs
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+def run_batchpilot(n: int, reps: int, workers: int) -> dict:
+    """Run :func:`batchpilot_worker` in a fresh project-venv subprocess."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--tasks",
+        str(n),
+        "--reps",
+        str(reps),
+        "--workers",
+        str(workers),
+    ]
+    return run_measured(cmd, cwd=REPO, log=BENCH / "engine" / "batchpilot.stderr.log").json()
+
+
+# --- competitors, each in its own venv -----------------------------------------------------
+
+
+def run_dagster(n: int, reps: int, instance: Path | None = None) -> dict:
+    """Run ``_dagster_worker.py`` in ``.bench/venv-dagster``."""
+    python = ensure_venv(
+        "venv-dagster", [f"dagster=={DAGSTER_VERSION}"], "dagster", DAGSTER_VERSION
+    )
+    worker = Path(__file__).with_name("_dagster_worker.py")
+    cmd = [str(python), str(worker), "--tasks", str(n), "--reps", str(reps)]
+    if instance is not None:
+        shutil.rmtree(instance, ignore_errors=True)
+        instance.mkdir(parents=True)
+        cmd += ["--instance", str(instance)]
+    env = {"DAGSTER_HOME": str(scratch("engine", "dagster-home")), "DAGSTER_DISABLE_TELEMETRY": "1"}
+    try:
+        return run_measured(
+            cmd, env=env, cwd=scratch("engine"), log=BENCH / "engine" / "dagster.stderr.log"
+        ).json()
+    finally:
+        if instance is not None:
+            shutil.rmtree(instance, ignore_errors=True)
+
+
+#: name -> function(n, reps) returning {"chain": [seconds...], "fanout": [seconds...]}.
+#: Issue 4 adds "airflow" here (a worker running ``dag.test()`` in ``.bench/venv-airflow``).
+COMPETITORS: dict[str, Callable[[int, int], dict]] = {
+    "dagster": run_dagster,
+}
+#: competitors batchpilot must beat by TARGET_SPEEDUP
+RATIO_AGAINST = ("dagster",)
+
+
+def main() -> int:
+    """Run both tools on both graphs and print the table and target lines."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=None, help="tasks per graph (1000)")
+    parser.add_argument("--quick", action="store_true", help="200 tasks instead of 1000")
+    parser.add_argument("--reps", type=int, default=3, help="runs per graph; median counts")
+    parser.add_argument("--workers", type=int, default=4, help="batchpilot workers (4)")
+    parser.add_argument(
+        "--dagster-sqlite",
+        action="store_true",
+        help="also run Dagster on a persistent SQLite instance",
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    n = args.tasks or (200 if args.quick else 1000)
+
+    if args.worker:
+        import json
+
+        print(json.dumps(batchpilot_worker(n, args.reps, args.workers)), flush=True)
+        return 0
+
+    scratch("engine")
+    results: dict[str, dict] = {}
+    try:
+        progress(f"batchpilot: {n} no-op tasks, chain and fan-out, {args.reps} runs each")
+        results["batchpilot"] = run_batchpilot(n, args.reps, args.workers)
+        for name, runner in COMPETITORS.items():
+            progress(f"{name}: same graphs, {args.reps} runs each")
+            results[name] = runner(n, args.reps)
+        if args.dagster_sqlite:
+            progress("dagster on a persistent SQLite instance")
+            results["dagster (sqlite)"] = run_dagster(
+                n, args.reps, instance=BENCH / "engine" / "dagster-instance"
+            )
+    except BenchmarkBroken as exc:
+        print(f"BROKEN: {exc}", file=sys.stderr)
+        return EXIT_BROKEN
+
+    rows = []
+    for shape in SHAPES:
+        tasks = task_count(shape, n)
+        for tool, data in results.items():
+            runs = data[shape]
+            rows.append(
+                [
+                    shape,
+                    tasks,
+                    tool,
+                    f"{median(runs):.2f}",
+                    f"{median(runs) * 1000 / tasks:.2f}",
+                    " ".join(f"{r:.2f}" for r in runs),
+                ]
+            )
+    print()
+    bp = results["batchpilot"]
+    print(
+        f"batchpilot {bp['batchpilot']} (workers={args.workers}, state in SQLite WAL); "
+        f"dagster {results['dagster']['dagster']} execute_in_process"
+    )
+    print(
+        f"warm-up runs: batchpilot {bp['warmup_s']:.2f}s (creates the state DB), "
+        f"dagster {results['dagster']['warmup_s']:.2f}s; batchpilot spec build "
+        f"(inside run): chain {bp['chain_spec_s'] * 1000:.0f} ms, "
+        f"fanout {bp['fanout_spec_s'] * 1000:.0f} ms"
+    )
+    print_table(["graph", "tasks", "tool", "median s", "ms/task", "runs s"], rows)
+
+    targets = Targets()
+    for shape in SHAPES:
+        tasks = task_count(shape, n)
+        ours = median(bp[shape])
+        targets.check(
+            f"engine_{shape}_ms_per_task",
+            ours * 1000 / tasks,
+            "<=",
+            TARGET_MS_PER_TASK,
+            unit="ms",
+            kind="TARGET",
+        )
+        for rival in RATIO_AGAINST:
+            targets.check(
+                f"engine_{shape}_vs_{rival}",
+                median(results[rival][shape]) / ours,
+                ">=",
+                TARGET_SPEEDUP,
+            )
+    return targets.report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
