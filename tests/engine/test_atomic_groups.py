@@ -20,14 +20,35 @@ def group_pipeline(third_sql: str, *, group_b: str = "g", connection_c: str = "d
     return {
         "name": "batch",
         "nodes": [
-            {"id": "setup", "type": "sql", "config": {"connection": "db", "sql":
-             "CREATE TABLE IF NOT EXISTS ledger (id INT PRIMARY KEY, note TEXT)"}},
-            {"id": "a", "type": "sql", "transaction": "g", "depends_on": ["setup"],
-             "config": {"connection": "db", "sql": "INSERT INTO ledger VALUES (1, 'a')"}},
-            {"id": "b", "type": "sql", "transaction": group_b, "depends_on": ["a"],
-             "config": {"connection": "db", "sql": "INSERT INTO ledger VALUES (2, 'b')"}},
-            {"id": "c", "type": "sql", "transaction": "g", "depends_on": ["b"],
-             "config": {"connection": connection_c, "sql": third_sql}},
+            {
+                "id": "setup",
+                "type": "sql",
+                "config": {
+                    "connection": "db",
+                    "sql": "CREATE TABLE IF NOT EXISTS ledger (id INT PRIMARY KEY, note TEXT)",
+                },
+            },
+            {
+                "id": "a",
+                "type": "sql",
+                "transaction": "g",
+                "depends_on": ["setup"],
+                "config": {"connection": "db", "sql": "INSERT INTO ledger VALUES (1, 'a')"},
+            },
+            {
+                "id": "b",
+                "type": "sql",
+                "transaction": group_b,
+                "depends_on": ["a"],
+                "config": {"connection": "db", "sql": "INSERT INTO ledger VALUES (2, 'b')"},
+            },
+            {
+                "id": "c",
+                "type": "sql",
+                "transaction": "g",
+                "depends_on": ["b"],
+                "config": {"connection": connection_c, "sql": third_sql},
+            },
             {"id": "after", "type": "empty", "depends_on": ["c"]},
         ],
     }
@@ -51,9 +72,10 @@ def ledger(url: str) -> list[tuple]:
 
 
 def run(document: dict, settings: Settings, url: str):
-    settings = Settings(home=settings.home,
-                        connections=ConnectionRegistry([Connection("db", url),
-                                                        Connection("other", url)]))
+    settings = Settings(
+        home=settings.home,
+        connections=ConnectionRegistry([Connection("db", url), Connection("other", url)]),
+    )
     store = RunStore.for_home(settings.home)
     return start_run(build_pipeline(document), settings=settings, store=store)
 
@@ -65,13 +87,17 @@ def test_a_group_commits_after_its_last_member(settings: Settings, db_url: str):
 
 
 def test_when_a_member_fails_nothing_of_the_group_remains(settings: Settings, db_url: str):
-    result = run(group_pipeline("INSERT INTO ledger VALUES (1, 'duplicate key')"),
-                 settings, db_url)
+    result = run(group_pipeline("INSERT INTO ledger VALUES (1, 'duplicate key')"), settings, db_url)
     assert result.status is RunStatus.FAILED
     assert ledger(db_url) == []
     states = {t: r.state for t, r in result.tasks.items()}
-    assert states == {"setup": TaskState.SUCCESS, "a": TaskState.FAILED, "b": TaskState.FAILED,
-                      "c": TaskState.FAILED, "after": TaskState.SKIPPED}
+    assert states == {
+        "setup": TaskState.SUCCESS,
+        "a": TaskState.FAILED,
+        "b": TaskState.FAILED,
+        "c": TaskState.FAILED,
+        "after": TaskState.SKIPPED,
+    }
     assert result.tasks["a"].error == "rolled back: transaction group 'g' failed at 'c'"
 
 
@@ -94,5 +120,7 @@ def test_a_group_must_be_a_chain_of_sql_steps(settings: Settings):
     document["nodes"][4]["transaction"] = "g"
     with pytest.raises(SpecErrors) as info:
         run(document, settings, "sqlite:///x.db")
-    assert any(e.node_id == "after" and e.field == "transaction" and "only sql" in e.reason
-               for e in info.value.errors)
+    assert any(
+        e.node_id == "after" and e.field == "transaction" and "only sql" in e.reason
+        for e in info.value.errors
+    )

@@ -282,7 +282,7 @@ def render_dag(
             "    # dependency order. Each compensation waits for every pipeline task (all_done)",
             "    # and skips itself unless the run failed and its task had succeeded.",
         ]
-    for node in compensated:
+    for node in reversed(compensated):  # the saga's order: the latest task is undone first
         assert node.compensate is not None
         var = names[compensation_task_id(node.id)]
         lines.append(f"    {var} = BatchpilotCompensationOperator(")

@@ -253,10 +253,22 @@ class RemoteRunFollower:
         record = self.store.get_run(self.run_id)
         if record.status is RunStatus.QUEUED and dag_run.get("state") == "running":
             self.store.set_run_status(self.run_id, RunStatus.RUNNING)
+        cancelled: set[str] = set()
+        if record.cancel_requested:  # Airflow's "failed"/"skipped" after a cancel say no more
+            cancelled = {
+                t.task_id
+                for t in self.store.get_tasks(self.run_id)
+                if t.state is TaskState.CANCELLED
+            }
         for node_id, view in node_views(self.spec, instances).items():
             known = self._known.get(node_id)
-            if record.cancel_requested and known is TaskState.CANCELLED:
-                continue  # cancelled on request: Airflow's "failed"/"skipped" says nothing more
+            if node_id in cancelled:
+                if known is not TaskState.CANCELLED:
+                    self._known[node_id] = TaskState.CANCELLED
+                    self.listener.task_state_changed(
+                        node_id, TaskState.CANCELLED, attempt=view.attempts, error=None
+                    )
+                continue
             if view.state is known:
                 continue
             rows_out = None

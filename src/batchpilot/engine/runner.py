@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from batchpilot.artifacts import ArtifactRef, ArtifactStore
@@ -37,6 +37,7 @@ from batchpilot.engine.transactions import (
     run_groups,
 )
 from batchpilot.engine.trigger_rules import Readiness, decide
+from batchpilot.engine.workers import DaemonThreadPool
 from batchpilot.errors import BatchpilotError, PermanentStepError, StepError
 from batchpilot.settings import Settings
 from batchpilot.spec.model import CompensationMode, PipelineSpec
@@ -146,7 +147,7 @@ class RunExecutor:
         )
         watcher.start()
         # Room for attempts that ignored a stop and were abandoned, still holding a thread.
-        pool = ThreadPoolExecutor(max_workers=self.workers * 2 + 2, thread_name_prefix="bp-task")
+        pool = DaemonThreadPool(self.workers * 2 + 2)
         try:
             with self.store.session():
                 self._loop(pool)
@@ -155,13 +156,13 @@ class RunExecutor:
             raise RunInterrupted(self.run_id) from None
         finally:
             stop_watch.set()
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown()
             self.transactions.rollback_all()  # a group still open did not finish: undo it
         return self._finish()
 
     # -- the scheduling loop ----------------------------------------------------------------
 
-    def _loop(self, pool: ThreadPoolExecutor) -> None:
+    def _loop(self, pool: DaemonThreadPool) -> None:
         retry_at: dict[str, float] = {}
         ready: list[tuple[int, str]] = []
         queued: set[str] = set()
