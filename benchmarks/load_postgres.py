@@ -65,6 +65,7 @@ TARGETS = {
     "upsert_vs_psql": 0.4,
     "rss_mb": 400.0,
     "rss_growth_pct": 20.0,
+    "ledger_pct": 5.0,
 }
 DATES = ["created_at", "shipped_at"]
 
@@ -202,6 +203,30 @@ def checked(done: ProcessRun, method: str) -> ProcessRun:
     return done
 
 
+def ledger_share(done: ProcessRun, home: Path) -> float:
+    """The share of the load task's time spent on exactly-once bookkeeping (the
+    batchpilot_loads record: create-if-missing, claim, row count), as the step
+    measured it inside the same run; the rest is the load without it."""
+    from batchpilot.store import RunStore
+
+    run_id = json.loads(done.stdout)["run_id"]
+    store = RunStore.for_home(home)
+    try:
+        load = next(t for t in store.get_tasks(run_id) if t.task_id == "load")
+    finally:
+        store.dispose()
+    seconds = (load.output or {}).get("metadata", {}).get("ledger_seconds")
+    if seconds is None or not load.duration_s:
+        raise BenchmarkBroken("the load task did not report ledger_seconds")
+    share = seconds / load.duration_s
+    progress(
+        f"exactly-once bookkeeping: {seconds * 1000:.1f} ms of a {load.duration_s:.2f} s "
+        f"load ({share:.2%}); without it the load would take "
+        f"{load.duration_s - seconds:.2f} s"
+    )
+    return share
+
+
 def load_seconds(done: ProcessRun) -> str:
     """The load task's own duration from ``batchpilot run --output json``, if printed."""
     try:
@@ -244,6 +269,7 @@ def main() -> int:
     server = Server()
     version = server.execute("SHOW server_version")[0][0]
     runs: dict[str, list[ProcessRun]] = {"psql": [], "append": [], "upsert": [], "pandas": []}
+    ledger: list[float] = []
     big_run = None
     try:
         progress("warm-up: one small batchpilot run creates the state database (not timed)")
@@ -262,6 +288,7 @@ def main() -> int:
             table = server.fresh_table(f"bench_append_{rep}")
             runs["append"].append(run_batchpilot(server, csv, table, "append", home))
             server.count(table, rows, "batchpilot append")
+            ledger.append(ledger_share(runs["append"][-1], home))
             if rep:
                 server.drop(f"bench_append_{rep - 1}")
 
@@ -353,6 +380,14 @@ def main() -> int:
             ">=",
             TARGETS["append_vs_pandas"],
         )
+    targets.check(
+        "load_exactly_once_bookkeeping_share",
+        median(ledger) * 100,
+        "<=",
+        TARGETS["ledger_pct"],
+        unit="%",
+        kind="TARGET",
+    )
     targets.check(
         "load_upsert_vs_psql", speed["upsert"] / speed["psql"], ">=", TARGETS["upsert_vs_psql"]
     )

@@ -100,3 +100,30 @@ def test_validate_checks_every_pipeline_under_a_folder(cli: Cli, tmp_path: Path)
         ("bad.yaml", False),
     }
     assert cli("validate", str(folder / "good.yaml")).code == 0
+
+
+@pytest.mark.parametrize(
+    ("node", "field", "reason"),
+    [
+        (
+            "{id: x, type: extract.csv, config: {path: a.csv}, compensate: 'm:f'}",
+            "compensate",
+            "nothing to compensate",
+        ),
+        (
+            "{id: x, type: empty, on_failure: 'no_such_module:alert'}",
+            "on_failure[0].config.callable",
+            "cannot import module 'no_such_module'",
+        ),
+        (
+            "{id: x, type: empty, on_success: {type: sql, config: {connection: gone, sql: 'x'}}}",
+            "on_success[0].config.connection",
+            "unknown connection 'gone'",
+        ),
+    ],
+)
+def test_bad_compensations_and_callbacks_name_node_and_field(
+    cli: Cli, tmp_path: Path, node: str, field: str, reason: str
+):
+    stderr = run_invalid(cli, tmp_path, f"name: p\nnodes:\n  - {node}\n")
+    assert f"node 'x', field '{field}'" in stderr and reason in stderr

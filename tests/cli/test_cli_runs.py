@@ -116,7 +116,14 @@ def test_resume_after_a_fix_reruns_only_the_failed_task(cli: Cli, tmp_path: Path
 
 
 def test_actions_on_unknown_runs_say_so_in_one_line_and_exit_2(cli: Cli):
-    for args in (["resume", "nope"], ["runs", "show", "nope"], ["logs", "nope"]):
+    for args in (
+        ["resume", "nope"],
+        ["runs", "show", "nope"],
+        ["logs", "nope"],
+        ["cancel", "nope"],
+        ["retry", "nope"],
+        ["compensate", "nope"],
+    ):
         result = cli(*args)
         assert result.code == 2
         assert result.stderr.strip() == (
