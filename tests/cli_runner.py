@@ -22,14 +22,22 @@ class CliResult:
 
 
 class Cli:
-    """Runs ``python -m batchpilot`` with this test's BATCHPILOT_* environment."""
+    """Runs ``python -m batchpilot`` with this test's BATCHPILOT_* environment.
 
-    def __init__(self, home: Path, cwd: Path) -> None:
+    ``in_process=True`` calls the same Typer app inside the test process (no
+    interpreter start-up, ~1.5 s saved per call) for tests of argument and
+    input handling; runs, kills and signals always use a real subprocess.
+    """
+
+    def __init__(self, home: Path, cwd: Path, *, in_process: bool = False) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHPILOT_")}
         self.env["BATCHPILOT_HOME"] = str(home)
         self.cwd = cwd
+        self.in_process = in_process
 
     def __call__(self, *args: str, timeout: float = 120) -> CliResult:
+        if self.in_process:
+            return self._invoke(args)
         proc = subprocess.run(
             [sys.executable, "-m", "batchpilot", *args],
             capture_output=True,
@@ -39,3 +47,13 @@ class Cli:
             timeout=timeout,
         )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def _invoke(self, args: tuple[str, ...]) -> CliResult:
+        from typer.testing import CliRunner
+
+        from batchpilot.cli.app import app
+
+        env = {k: None for k in os.environ if k.startswith("BATCHPILOT_")}
+        env.update({k: v for k, v in self.env.items() if k.startswith("BATCHPILOT_")})
+        result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)

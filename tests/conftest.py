@@ -120,3 +120,9 @@ def python_executable() -> str:
 def cli(home: Path, tmp_path: Path) -> Cli:
     """Runs ``python -m batchpilot …`` with this test's home, from tmp_path."""
     return Cli(home, tmp_path)
+
+
+@pytest.fixture
+def cli_in_process(home: Path, tmp_path: Path) -> Cli:
+    """The same commands, called in this process (for input-handling tests)."""
+    return Cli(home, tmp_path, in_process=True)

@@ -9,6 +9,12 @@ import pytest
 from tests.cli_runner import Cli
 
 
+@pytest.fixture
+def cli(cli_in_process: Cli) -> Cli:
+    """Input checks need no subprocess: the same app, called in-process."""
+    return cli_in_process
+
+
 def run_invalid(cli: Cli, tmp_path: Path, body: str, name: str = "p.yaml") -> str:
     path = tmp_path / name
     path.write_text(body)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from batchpilot.errors import StoreError
 from batchpilot.store import RunStore
 
 
@@ -23,6 +24,7 @@ class Batchpilot:
         self.env.update(env)
         self.env["BATCHPILOT_HOME"] = str(home)
         self.env["PYTHONPATH"] = str(cwd)
+        self._store: RunStore | None = None
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -45,7 +47,10 @@ class Batchpilot:
         return json.loads(out)
 
     def store(self) -> RunStore:
-        return RunStore.for_home(self.home)
+        """The home's store, read as it is (the CLI under test creates and migrates it)."""
+        if self._store is None:
+            self._store = RunStore(f"sqlite:///{self.home / 'state.db'}", migrate=False)
+        return self._store
 
     def wait_for_new_run(
         self, known: set[str], proc: subprocess.Popen[str], timeout: float = 60
@@ -54,16 +59,16 @@ class Batchpilot:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (self.home / "state.db").exists():
-                store = self.store()
                 try:
-                    fresh = [r.run_id for r in store.list_runs(limit=5) if r.run_id not in known]
-                finally:
-                    store.dispose()
+                    runs = self.store().list_runs(limit=5)
+                except StoreError:
+                    runs = []  # its tables are still being created
+                fresh = [r.run_id for r in runs if r.run_id not in known]
                 if fresh:
                     return fresh[0]
             if proc.poll() is not None:
                 return None
-            time.sleep(0.02)
+            time.sleep(0.05)
         raise AssertionError("the run did not start in time")
 
 

@@ -6,6 +6,7 @@ Set BATCHPILOT_FAULT_KILLS to change the number of kills (default 20)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -99,19 +100,22 @@ def query(dsn: str, sql: str, *args: object) -> list[tuple]:
 def test_random_sigkills_then_resume_lose_and_duplicate_nothing(suite: Batchpilot, pg_dsn: str):
     rng = random.Random(int(os.environ.get("BATCHPILOT_FAULT_SEED", "20261121")))
     pipeline = str(suite.cwd / "fault_suite.yaml")
-    # One clean run tells how long a run takes, so kills spread over the whole of it.
+    # One clean run tells how long a run lasts once it exists, so kills spread over it.
+    proc = suite.start("run", pipeline, "-q", "-o", "json")
+    first = suite.wait_for_new_run(set(), proc)
     began = time.monotonic()
-    clean = suite.json("run", pipeline, "-q")
+    out, _ = proc.communicate(timeout=120)
     span = time.monotonic() - began
+    clean = json.loads(out)
     assert clean["status"] == "success", str(clean["tasks"]["load"])
-    runs = [clean["run_id"]]
+    runs = [first]
     kills = 0
     resumes = 0
     while kills < KILLS:
         known = set(runs)
         proc = suite.start("run", pipeline, "-q")
         run_id = suite.wait_for_new_run(known, proc)
-        time.sleep(rng.uniform(0, span * 0.8))
+        time.sleep(rng.uniform(0, span * 0.9))
         if not kill(proc):
             if run_id:
                 runs.append(run_id)  # finished before the kill: still checked below
@@ -120,13 +124,12 @@ def test_random_sigkills_then_resume_lose_and_duplicate_nothing(suite: Batchpilo
         if run_id is None:
             continue  # killed before the run existed: nothing to resume
         runs.append(run_id)
-        code, _, err = suite.run("resume", run_id, "-q")
+        code, out, err = suite.run("resume", run_id, "-q", "-o", "json")
         resumes += 1
         if code == 2 and "already succeeded" in err:
             continue  # killed after the run had fully ended
         assert code == 0, err
-        shown = suite.json("runs", "show", run_id)
-        assert shown["status"] == "success", shown
+        assert json.loads(out)["status"] == "success", out
 
     duplicates = []
     for run_id in runs:
@@ -178,8 +181,6 @@ def test_a_connection_killed_mid_load_is_retried_and_rows_land_once(suite: Batch
     out, _ = proc.communicate(timeout=120)
     killer.join()
     assert terminated, "the COPY was never seen running"
-    import json
-
     result = json.loads(out)
     assert result["status"] == "success"
     assert result["tasks"]["load"]["attempts"] == 2

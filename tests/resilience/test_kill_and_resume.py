@@ -50,12 +50,8 @@ def wait_for_task_state(
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        store = bp.store()
-        try:
-            if any(t.task_id == task and t.state is state for t in store.get_tasks(run_id)):
-                return
-        finally:
-            store.dispose()
+        if any(t.task_id == task and t.state is state for t in bp.store().get_tasks(run_id)):
+            return
         time.sleep(0.01)
     raise AssertionError(f"{task} never reached {state}")
 

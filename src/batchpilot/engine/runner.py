@@ -368,7 +368,12 @@ class RunExecutor:
                 TaskState.FAILED: "on_failure",
                 TaskState.RETRY: "on_retry",
             }.get(state)
-            if event:
+            if group is not None and state is TaskState.SUCCESS:
+                # A member's success is real only once its group commits: then every
+                # member's on_success is queued, once.
+                if task_id == group.last:
+                    callbacks.extend(self._group_callbacks(group, "on_success"))
+            elif event:
                 callbacks.extend(
                     task_callbacks(
                         self.spec,
@@ -383,6 +388,23 @@ class RunExecutor:
         if state.is_terminal():
             for child in self._children[task_id]:
                 heapq.heappush(dirty, (self._position[child], child))
+
+    def _group_callbacks(
+        self, group: TransactionGroup, event: str, error: str | None = None
+    ) -> list[CallbackRecord]:
+        found = []
+        for member in group.members:
+            attempt = self.attempts.get(member, 0)
+            found += task_callbacks(
+                self.spec,
+                event=event,
+                task_id=member,
+                attempt=attempt,
+                error=error,
+                log_path=str(self._log_path(member, attempt)),
+                state=TaskState.SUCCESS.value if event == "on_success" else "failed",
+            )
+        return found
 
     def _roll_back_group(
         self,

@@ -288,7 +288,23 @@ def _continue_run(
         store.release_run(run_id, owner)
         raise
     if committed:
-        store.set_task_states(run_id, sorted(committed), TaskState.SUCCESS)
+        # The group committed, then the process died before recording it: its members
+        # are done, and their on_success callbacks are due (queued once, by id).
+        with store.write() as tx:
+            tx.set_task_states(run_id, sorted(committed), TaskState.SUCCESS)
+            callbacks = []
+            for task_id in sorted(committed):
+                attempt = tasks[task_id].attempts
+                callbacks += task_callbacks(
+                    spec,
+                    event="on_success",
+                    task_id=task_id,
+                    attempt=attempt,
+                    error=None,
+                    log_path=attempt_log_path(store, run_id, task_id, attempt),
+                    state=TaskState.SUCCESS.value,
+                )
+            tx.add_callbacks(run_id, callbacks)
     close_dead_attempts(store, spec, run_id)
     states: dict[str, TaskState] = {}
     attempts: dict[str, int] = {}

@@ -83,17 +83,24 @@ class RunStore:
         return cls(f"sqlite:///{home / 'state.db'}")
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (a no-op when it is current)."""
-        with self.engine.begin() as conn:
-            if _current_revision(conn) == SCHEMA_REVISION:
-                return  # the common case, without importing Alembic (~0.3 s)
-            from alembic import command
-            from alembic.config import Config
+        """Bring the schema to the newest Alembic revision (a no-op when it is current).
 
-            config = Config()
-            config.set_main_option("script_location", str(_MIGRATIONS))
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        Two processes opening a new store at once must not both create its
+        tables: SQLite migrates under a file lock next to the database,
+        PostgreSQL under a transaction-scoped advisory lock.
+        """
+        with self.engine.connect() as conn:
+            if _current_revision(conn) == SCHEMA_REVISION:
+                return  # the common case, without a lock or Alembic (~0.3 s)
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database:
+            lock = Path(self.engine.url.database + ".migrate.lock")
+            with _file_lock(lock), self.engine.begin() as conn:
+                _upgrade(conn)
+        else:
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+                _upgrade(conn)
 
     def dispose(self) -> None:
         """Close pooled connections."""
@@ -740,6 +747,35 @@ def _status_values(status: RunStatus, error: str | None, release: bool) -> dict[
     if release:
         values["owner"] = None
     return values
+
+
+_LOCK_KEY = 0x62617463  # "batc": the advisory lock batchpilot migrations take
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _upgrade(conn: Any) -> None:
+    """Run Alembic on ``conn`` unless another process just did it (the lock is held)."""
+    if _current_revision(conn) == SCHEMA_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
 
 
 def _current_revision(conn: Any) -> str | None:
