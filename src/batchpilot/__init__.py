@@ -5,12 +5,12 @@ the errors. Everything else is internal.
 """
 
 from batchpilot.engine.results import RunResult, TaskResult
-from batchpilot.engine.runner import RunInterrupted
 from batchpilot.errors import (
     ArtifactError,
     BatchpilotError,
     ConnectionError,
     PermanentStepError,
+    RunInterrupted,
     RunNotFound,
     RunStateError,
     SpecError,

@@ -11,7 +11,8 @@
     ├── StoreError                the state store cannot be read or written
     │   ├── RunNotFound           no run has that id
     │   └── RunStateError         the run is in a state that does not allow the action
-    └── ArtifactError             a dataset between steps is missing or unreadable
+    ├── ArtifactError             a dataset between steps is missing or unreadable
+    └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
 can act on.
@@ -116,11 +117,22 @@ class ArtifactError(BatchpilotError):
     """A dataset passed between steps is missing or cannot be read."""
 
 
+class RunInterrupted(BatchpilotError):
+    """The run was stopped by a signal; it can be resumed."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id} was interrupted; continue it with: batchpilot resume {run_id}"
+        )
+
+
 __all__ = [
     "ArtifactError",
     "BatchpilotError",
     "ConnectionError",
     "PermanentStepError",
+    "RunInterrupted",
     "RunNotFound",
     "RunStateError",
     "SpecError",

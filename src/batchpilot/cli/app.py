@@ -27,11 +27,11 @@ from batchpilot.engine.control import cancel_run, compensate_run, reap_runs
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.preflight import check_pipeline, with_pipeline_connections
 from batchpilot.engine.results import RunResult
-from batchpilot.engine.runner import RunInterrupted
 from batchpilot.engine.runs import resume_run, retry_run, start_run
 from batchpilot.errors import (
     BatchpilotError,
     ConnectionError,
+    RunInterrupted,
     RunNotFound,
     RunStateError,
     SpecError,

@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -154,6 +155,14 @@ class AttemptHandle:
                 else:
                     text = "".join(traceback.format_exception(exc))
                     log.logger.error("failed: %s\n%s", redact(one_line_error(exc)), redact(text))
+
+    def outcome_of(self, future: Future[AttemptOutcome]) -> AttemptOutcome:
+        """The outcome a finished Future holds; a stop that landed after the
+        attempt's own handlers counts as stopped."""
+        error = future.exception()
+        if error is None:
+            return future.result()
+        return AttemptOutcome(self.task_id, self.attempt, error=error, stop_reason=self.stop_reason)
 
     def _finish(self) -> None:
         with self._lock:

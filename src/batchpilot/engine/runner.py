@@ -38,7 +38,7 @@ from batchpilot.engine.transactions import (
 )
 from batchpilot.engine.trigger_rules import Readiness, decide
 from batchpilot.engine.workers import DaemonThreadPool
-from batchpilot.errors import BatchpilotError, PermanentStepError, StepError
+from batchpilot.errors import BatchpilotError, PermanentStepError, RunInterrupted, StepError
 from batchpilot.settings import Settings
 from batchpilot.spec.model import CompensationMode, PipelineSpec
 from batchpilot.spec.serialize import to_jsonable
@@ -51,16 +51,6 @@ from batchpilot.store import CallbackRecord, RunStore
 STOP_GRACE_S = 5.0
 #: how often the engine looks for a cancel request
 CANCEL_POLL_S = 0.5
-
-
-class RunInterrupted(BatchpilotError):
-    """The run was stopped by a signal; it can be resumed."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(
-            f"run {run_id} was interrupted; continue it with: batchpilot resume {run_id}"
-        )
 
 
 _Event = tuple[str, TaskState, int, str | None]
@@ -389,20 +379,19 @@ class RunExecutor:
             for child in self._children[task_id]:
                 heapq.heappush(dirty, (self._position[child], child))
 
-    def _group_callbacks(
-        self, group: TransactionGroup, event: str, error: str | None = None
-    ) -> list[CallbackRecord]:
+    def _group_callbacks(self, group: TransactionGroup, event: str) -> list[CallbackRecord]:
         found = []
         for member in group.members:
             attempt = self.attempts.get(member, 0)
+            log_path = str(self._log_path(member, attempt))
             found += task_callbacks(
                 self.spec,
                 event=event,
                 task_id=member,
                 attempt=attempt,
-                error=error,
-                log_path=str(self._log_path(member, attempt)),
-                state=TaskState.SUCCESS.value if event == "on_success" else "failed",
+                error=None,
+                log_path=log_path,
+                state=event.removeprefix("on_"),
             )
         return found
 
@@ -443,7 +432,7 @@ class RunExecutor:
         finished = []
         for future in done:
             handle = self._running.pop(future)
-            finished.append((handle, self._outcome_of(future, handle)))
+            finished.append((handle, handle.outcome_of(future)))
         now = time.monotonic()
         for future, handle in list(self._running.items()):
             if handle.stop_reason is None:
@@ -465,16 +454,6 @@ class RunExecutor:
                     )
                 )
         return finished
-
-    @staticmethod
-    def _outcome_of(future: Future[AttemptOutcome], handle: AttemptHandle) -> AttemptOutcome:
-        error = future.exception()
-        if error is None:
-            return future.result()
-        # A stop landed after the attempt's own handlers: count it as stopped.
-        return AttemptOutcome(
-            handle.task_id, handle.attempt, error=error, stop_reason=handle.stop_reason
-        )
 
     # -- attempts ---------------------------------------------------------------------------
 
