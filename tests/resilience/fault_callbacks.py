@@ -1,4 +1,4 @@
-"""Callbacks used by the fault-injection pipeline: each delivery is written down."""
+"""Callbacks used by the fault-injection pipeline."""
 
 import os
 
@@ -6,10 +6,15 @@ import psycopg
 
 
 def record(event, run_id, callback_id):
-    """One row per delivery (duplicates are visible); the effect table is keyed by
-    callback_id, the idempotency key batchpilot hands every callback."""
+    """One row per delivery, so a repeated delivery is visible; and the effect, keyed
+    by callback_id (the idempotency key batchpilot hands every callback), so a
+    repeated delivery cannot apply it twice."""
     with psycopg.connect(os.environ["FAULT_DSN"], autocommit=True) as conn:
         conn.execute(
             "INSERT INTO deliveries (run_id, callback_id, event) VALUES (%s, %s, %s)",
             (run_id, callback_id, event["event"]),
+        )
+        conn.execute(
+            "INSERT INTO effects (run_id, callback_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (run_id, callback_id),
         )
