@@ -121,8 +121,8 @@ def test_schema_revision_constant_matches_the_newest_migration():
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from batchpilot.store import run_store
+    from batchpilot.store import migrate
 
     config = Config()
-    config.set_main_option("script_location", str(run_store._MIGRATIONS))
-    assert ScriptDirectory.from_config(config).get_current_head() == run_store.SCHEMA_REVISION
+    config.set_main_option("script_location", str(migrate._MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == migrate.SCHEMA_REVISION

@@ -36,7 +36,7 @@ from batchpilot.engine.transactions import (
     group_token,
     run_groups,
 )
-from batchpilot.engine.trigger_rules import Readiness, decide
+from batchpilot.engine.trigger_rules import Readiness, decide_counts, outcome_bucket
 from batchpilot.engine.workers import DaemonThreadPool
 from batchpilot.errors import BatchpilotError, PermanentStepError, RunInterrupted, StepError
 from batchpilot.settings import Settings
@@ -127,6 +127,13 @@ class RunExecutor:
         self.states = dict(states)
         self.attempts = dict(attempts)
         self.outputs = dict(outputs)
+        # per task: how many upstream tasks succeeded, failed, were skipped
+        self._counts = {n.id: [0, 0, 0] for n in self.spec.nodes}
+        for node in self.spec.nodes:
+            for parent in node.upstream:
+                bucket = outcome_bucket(self.states[parent])
+                if bucket is not None:
+                    self._counts[node.id][bucket] += 1
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.store.set_run_status(self.run_id, RunStatus.RUNNING)
         self.listener.run_started(self.run_id, self.spec, dict(self.states))
@@ -183,7 +190,7 @@ class RunExecutor:
                         error="cancelled before it started",
                     )
                     for task_id in waiting:
-                        self.states[task_id] = TaskState.CANCELLED
+                        self._set_state(task_id, TaskState.CANCELLED)
                         events.append(
                             (task_id, TaskState.CANCELLED, self.attempts.get(task_id, 0), None)
                         )
@@ -218,7 +225,7 @@ class RunExecutor:
                         tx.start_attempt(
                             self.run_id, task_id, attempt, log_path=str(handle.log_path)
                         )
-                        self.states[task_id] = TaskState.RUNNING
+                        self._set_state(task_id, TaskState.RUNNING)
                         started.append(handle)
                 if callbacks:
                     tx.add_callbacks(self.run_id, callbacks)
@@ -259,15 +266,27 @@ class RunExecutor:
             if self.states[task_id] is not TaskState.PENDING:
                 continue
             node = self._nodes[task_id]
-            verdict = decide(node.trigger_rule, (self.states[p] for p in node.upstream))
+            verdict = decide_counts(node.trigger_rule, len(node.upstream), *self._counts[task_id])
             if verdict is Readiness.RUN:
                 heapq.heappush(ready, (self._position[task_id], task_id))
                 queued.add(task_id)
             elif verdict is Readiness.SKIP:
-                self.states[task_id] = TaskState.SKIPPED
+                self._set_state(task_id, TaskState.SKIPPED)
                 skipped.append(task_id)
                 for child in self._children[task_id]:
                     heapq.heappush(dirty, (self._position[child], child))
+
+    def _set_state(self, task_id: str, state: TaskState) -> None:
+        """Change a task's state, keeping its children's upstream counts current."""
+        before = outcome_bucket(self.states[task_id])
+        after = outcome_bucket(state)
+        self.states[task_id] = state
+        if before != after:
+            for child in self._children[task_id]:
+                if before is not None:
+                    self._counts[child][before] -= 1
+                if after is not None:
+                    self._counts[child][after] += 1
 
     def _skip_reason(self, task_id: str) -> str:
         node = self._nodes[task_id]
@@ -348,7 +367,7 @@ class RunExecutor:
                 error=error,
                 duration_s=outcome.duration_s,
             )
-        self.states[task_id] = state
+        self._set_state(task_id, state)
         events.append((task_id, state, attempt, error))
         if group is not None and state in (TaskState.FAILED, TaskState.CANCELLED):
             self._roll_back_group(tx, group, task_id, events, dirty)
@@ -411,7 +430,7 @@ class RunExecutor:
         if undone:
             tx.set_task_states(self.run_id, undone, TaskState.FAILED, error=error)
         for member in undone:
-            self.states[member] = TaskState.FAILED
+            self._set_state(member, TaskState.FAILED)
             events.append((member, TaskState.FAILED, self.attempts.get(member, 0), error))
             for child in self._children[member]:
                 heapq.heappush(dirty, (self._position[child], child))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from batchpilot.states import RunStatus, TaskState
@@ -78,3 +78,87 @@ class CallbackRecord:
     attempts: int = 0
     error: str | None = None
     fired_at: datetime | None = None
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def run_record(row: Any) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        pipeline=row["pipeline"],
+        status=RunStatus(row["status"])
+        if row["status"] in RunStatus._value2member_map_
+        else RunStatus.UNKNOWN,
+        source_path=row["source_path"],
+        spec=row["spec"],
+        params=row["params"],
+        ds=row["ds"],
+        created_at=aware(row["created_at"]),  # type: ignore[arg-type]
+        started_at=aware(row["started_at"]),
+        ended_at=aware(row["ended_at"]),
+        owner=row["owner"],
+        heartbeat_at=aware(row["heartbeat_at"]),
+        error=row["error"],
+        needs_attention=bool(row["needs_attention"]),
+        executor=row["executor"],
+        external_id=row["external_id"],
+        cancel_requested=bool(row["cancel_requested"]),
+    )
+
+
+def task_state(value: str) -> TaskState:
+    return TaskState(value) if value in TaskState._value2member_map_ else TaskState.UNKNOWN
+
+
+def task_record(row: Any) -> TaskRecord:
+    return TaskRecord(
+        run_id=row["run_id"],
+        task_id=row["task_id"],
+        position=row["position"],
+        state=task_state(row["state"]),
+        attempts=row["attempts"],
+        rows_in=row["rows_in"],
+        rows_out=row["rows_out"],
+        rows_rejected=row["rows_rejected"],
+        started_at=aware(row["started_at"]),
+        ended_at=aware(row["ended_at"]),
+        duration_s=row["duration_s"],
+        error=row["error"],
+        output=row["output"],
+    )
+
+
+def attempt_record(row: Any) -> AttemptRecord:
+    return AttemptRecord(
+        run_id=row["run_id"],
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        kind=row["kind"],
+        state=task_state(row["state"]),
+        started_at=aware(row["started_at"]),  # type: ignore[arg-type]
+        ended_at=aware(row["ended_at"]),
+        error=row["error"],
+        log_path=row["log_path"],
+    )
+
+
+def callback_record(row: Any) -> CallbackRecord:
+    return CallbackRecord(
+        callback_id=row["callback_id"],
+        task_id=row["task_id"],
+        event=row["event"],
+        context=row["context"],
+        state=row["state"],
+        attempts=row["attempts"],
+        error=row["error"],
+        fired_at=aware(row["fired_at"]),
+    )

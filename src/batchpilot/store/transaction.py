@@ -1,0 +1,305 @@
+"""Writing transitions: one transaction for several, and the engine's hot statements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from batchpilot.errors import StoreError
+from batchpilot.states import RunStatus, TaskState
+from batchpilot.store.records import CallbackRecord, utcnow
+from batchpilot.store.tables import attempts, runs, task_instances
+from batchpilot.store.tables import callbacks as callbacks_table
+
+_B = bindparam
+_TASK_KEY = (task_instances.c.run_id == _B("k_run")) & (task_instances.c.task_id == _B("k_task"))
+_ATTEMPT_KEY = (
+    (attempts.c.run_id == _B("k_run"))
+    & (attempts.c.task_id == _B("k_task"))
+    & (attempts.c.kind == "run")
+    & (attempts.c.attempt == _B("k_attempt"))
+)
+_START_TASK = (
+    update(task_instances)
+    .where(_TASK_KEY)
+    .values(
+        state=_B("state"), attempts=_B("attempts"), started_at=_B("now"), ended_at=None, error=None
+    )
+)
+_INSERT_ATTEMPT = attempts.insert()
+_FINISH_ATTEMPT = (
+    update(attempts)
+    .where(_ATTEMPT_KEY)
+    .values(state=_B("state"), ended_at=_B("now"), error=_B("error"))
+)
+_FINISH_TASK = (
+    update(task_instances)
+    .where(_TASK_KEY)
+    .values(
+        state=_B("state"),
+        ended_at=_B("now"),
+        error=_B("error"),
+        rows_in=_B("rows_in"),
+        rows_out=_B("rows_out"),
+        rows_rejected=_B("rows_rejected"),
+        duration_s=_B("duration_s"),
+        output=_B("output", type_=task_instances.c.output.type),
+    )
+)
+
+
+class _DriverStatement:
+    """A Core statement compiled once for the store's dialect and run through
+    ``exec_driver_sql``. The engine's hot path (four statements per task) skips
+    SQLAlchemy's per-execution compile-cache lookup and parameter machinery:
+    measured 470 µs → about 200 µs per task on SQLite."""
+
+    def __init__(self, statement: Any, dialect: Any, column_keys: list[str] | None = None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        self.sql = compiled.string
+        self.order = compiled.positiontup  # None for named paramstyles (psycopg)
+        # literal values in the statement, e.g. ended_at=None
+        self.defaults = {n: b.value for n, b in compiled.binds.items() if not b.required}
+        self.processors = {
+            name: processor
+            for name, bind in compiled.binds.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+
+    def execute(self, conn: Any, params: dict[str, Any]) -> None:
+        values = {**self.defaults, **params}
+        for name, processor in self.processors.items():
+            if name in values:
+                values[name] = processor(values[name])
+        if self.order is None:
+            conn.exec_driver_sql(self.sql, values)
+        else:
+            conn.exec_driver_sql(self.sql, tuple(values[name] for name in self.order))
+
+
+_ATTEMPT_COLUMNS = ["run_id", "task_id", "attempt", "kind", "state", "started_at", "log_path"]
+
+
+class HotStatements:
+    """The engine's per-task statements, compiled for one dialect."""
+
+    def __init__(self, dialect: Any) -> None:
+        self.start_task = _DriverStatement(_START_TASK, dialect)
+        self.insert_attempt = _DriverStatement(_INSERT_ATTEMPT, dialect, _ATTEMPT_COLUMNS)
+        self.finish_attempt = _DriverStatement(_FINISH_ATTEMPT, dialect)
+        self.finish_task = _DriverStatement(_FINISH_TASK, dialect)
+
+
+class Transaction:
+    """Transitions written in one database transaction (see :meth:`RunStore.write`)."""
+
+    def __init__(self, engine: Engine, hot: HotStatements, conn: Any = None) -> None:
+        self._wrapped = Wrapped(engine, begin=True, conn=conn)
+        self._hot = hot
+        self._conn: Any = None
+
+    def __enter__(self) -> Transaction:
+        self._conn = self._wrapped.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        return self._wrapped.__exit__(exc_type, exc, tb)
+
+    def start_attempt(
+        self, run_id: str, task_id: str, attempt: int, *, log_path: str, kind: str = "run"
+    ) -> datetime:
+        """Mark the task running and open its attempt record; returns the start time."""
+        now = utcnow()
+        self._hot.start_task.execute(
+            self._conn,
+            {
+                "k_run": run_id,
+                "k_task": task_id,
+                "state": TaskState.RUNNING.value,
+                "attempts": attempt,
+                "now": now,
+            },
+        )
+        self._hot.insert_attempt.execute(
+            self._conn,
+            {
+                "run_id": run_id,
+                "task_id": task_id,
+                "attempt": attempt,
+                "kind": kind,
+                "state": TaskState.RUNNING.value,
+                "started_at": now,
+                "log_path": log_path,
+            },
+        )
+        return now
+
+    def finish_attempt(
+        self,
+        run_id: str,
+        task_id: str,
+        attempt: int,
+        *,
+        state: TaskState,
+        attempt_state: TaskState | None = None,
+        error: str | None = None,
+        rows_in: int | None = None,
+        rows_out: int | None = None,
+        rows_rejected: int | None = None,
+        duration_s: float | None = None,
+        output: dict[str, Any] | None = None,
+    ) -> None:
+        """Close an attempt and set the task's new state (success, failed or retry)."""
+        now = utcnow()
+        self._hot.finish_attempt.execute(
+            self._conn,
+            {
+                "k_run": run_id,
+                "k_task": task_id,
+                "k_attempt": attempt,
+                "state": (attempt_state or state).value,
+                "now": now,
+                "error": error,
+            },
+        )
+        self._hot.finish_task.execute(
+            self._conn,
+            {
+                "k_run": run_id,
+                "k_task": task_id,
+                "state": state.value,
+                "now": now,
+                "error": error,
+                "rows_in": rows_in,
+                "rows_out": rows_out,
+                "rows_rejected": rows_rejected,
+                "duration_s": duration_s,
+                "output": output,
+            },
+        )
+
+    def add_callbacks(self, run_id: str, callbacks: Sequence[CallbackRecord]) -> None:
+        """Queue callbacks; one already queued under the same id is left as it is."""
+        if not callbacks:
+            return
+        existing = set(
+            self._conn.execute(
+                select(callbacks_table.c.callback_id).where(
+                    callbacks_table.c.run_id == run_id,
+                    callbacks_table.c.callback_id.in_([c.callback_id for c in callbacks]),
+                )
+            ).scalars()
+        )
+        rows = [
+            {
+                "run_id": run_id,
+                "callback_id": c.callback_id,
+                "task_id": c.task_id,
+                "event": c.event,
+                "state": "pending",
+                "attempts": 0,
+                "context": c.context,
+                "created_at": utcnow(),
+            }
+            for c in callbacks
+            if c.callback_id not in existing
+        ]
+        if rows:
+            self._conn.execute(callbacks_table.insert(), rows)
+
+    def close_open_attempts(self, run_id: str, *, error: str) -> list[tuple[str, int]]:
+        """Mark attempts left open by a dead process as failed.
+
+        Returns the (task, attempt) of the task attempts closed (compensation
+        attempts are closed too but not returned).
+        """
+        open_states = [TaskState.RUNNING.value, TaskState.COMPENSATING.value]
+        open_rows = self._conn.execute(
+            select(attempts.c.task_id, attempts.c.attempt, attempts.c.kind).where(
+                attempts.c.run_id == run_id, attempts.c.state.in_(open_states)
+            )
+        ).all()
+        if open_rows:
+            self._conn.execute(
+                update(attempts)
+                .where(attempts.c.run_id == run_id, attempts.c.state.in_(open_states))
+                .values(state=TaskState.FAILED.value, ended_at=utcnow(), error=error)
+            )
+        return [(r.task_id, r.attempt) for r in open_rows if r.kind == "run"]
+
+    def set_run_status(
+        self, run_id: str, status: RunStatus, *, error: str | None = None, release: bool = False
+    ) -> None:
+        """Record a run's status inside this transaction (see ``RunStore.set_run_status``)."""
+        self._conn.execute(
+            update(runs)
+            .where(runs.c.run_id == run_id)
+            .values(**status_values(status, error, release))
+        )
+
+    def set_task_states(
+        self, run_id: str, task_ids: Sequence[str], state: TaskState, *, error: str | None = None
+    ) -> None:
+        """Set several tasks to a state that needs no attempt (skipped, cancelled, pending)."""
+        if not task_ids:
+            return
+        values: dict[str, Any] = {"state": state.value, "error": error}
+        if state.is_terminal():
+            values["ended_at"] = utcnow()
+        self._conn.execute(
+            update(task_instances)
+            .where(task_instances.c.run_id == run_id, task_instances.c.task_id.in_(task_ids))
+            .values(**values)
+        )
+
+
+class Wrapped:
+    """A connection context that turns driver errors into :class:`StoreError`."""
+
+    def __init__(self, engine: Engine, *, begin: bool, conn: Any = None) -> None:
+        self._engine = engine
+        self._begin = begin
+        self._conn = conn
+        self._ctx: Any = None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        try:
+            if self._conn is not None:  # the engine thread's own connection, kept open
+                self._ctx = self._conn.begin()
+                self._ctx.__enter__()
+                return self._conn
+            self._ctx = self._engine.begin() if self._begin else self._engine.connect()
+            return self._ctx.__enter__()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state store unavailable: {first_line(exc)}") from exc
+
+    def __exit__(self, exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        try:
+            self._ctx.__exit__(exc_type, exc, tb)  # commits, or rolls back on error
+        except SQLAlchemyError as err:
+            raise StoreError(f"state store write failed: {first_line(err)}") from err
+        if isinstance(exc, SQLAlchemyError):
+            raise StoreError(f"state store error: {first_line(exc)}") from exc
+        return False
+
+
+def status_values(status: RunStatus, error: str | None, release: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": status.value, "error": error}
+    now = utcnow()
+    if status is RunStatus.RUNNING:
+        values["ended_at"] = None
+        values["heartbeat_at"] = now
+    if status.is_terminal():
+        values["ended_at"] = now
+    if release:
+        values["owner"] = None
+    return values
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
