@@ -18,7 +18,7 @@ import pytest
 
 from batchpilot.states import TaskState
 from tests.resilience.harness import Batchpilot, kill
-from tests.resilience.test_kill_and_resume import wait_for_task_state, write_csv
+from tests.resilience.test_kill_and_resume import wait_for_copy, wait_for_task_state, write_csv
 
 ROWS = 60_000
 KILLS = int(os.environ.get("BATCHPILOT_FAULT_KILLS", "20"))
@@ -184,8 +184,8 @@ def test_a_connection_killed_mid_load_is_retried_and_rows_land_once(suite: Batch
         while time.monotonic() < deadline and not terminated:
             rows = query(
                 pg_dsn,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE query ILIKE 'COPY%%facts%%' AND pid <> pg_backend_pid()",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'active' "
+                "AND query ILIKE 'COPY%%facts%%' AND pid <> pg_backend_pid()",
             )
             terminated.extend(r for r in rows if r[0])
             time.sleep(0.005)
@@ -209,6 +209,7 @@ def test_two_resumes_at_once_one_wins_and_nothing_runs_twice(suite: Batchpilot, 
     run_id = suite.wait_for_new_run(set(), proc)
     assert run_id is not None, proc.communicate()
     wait_for_task_state(suite, run_id, "load", TaskState.RUNNING)
+    wait_for_copy(pg_dsn)
     assert kill(proc)
     first, second = suite.start("resume", run_id, "-q"), suite.start("resume", run_id, "-q")
     outcomes = sorted([(p.wait(timeout=120), p.stderr.read()) for p in (first, second)])

@@ -56,14 +56,30 @@ def wait_for_task_state(
     raise AssertionError(f"{task} never reached {state}")
 
 
+def wait_for_copy(dsn: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            busy = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND query ILIKE 'COPY%%facts%%' "
+                "AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+            if busy:
+                return
+            time.sleep(0.005)
+    raise AssertionError("the COPY never started")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.0, 0.15, 0.4])
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.25])
 def test_sigkill_mid_load_then_resume_loads_every_row_once(setup, pg_dsn: str, delay: float):
     bp, folder = setup
     proc = bp.start("run", str(folder / "kill_me.yaml"), "-q")
     run_id = bp.wait_for_new_run(set(), proc)
     assert run_id is not None
     wait_for_task_state(bp, run_id, "load", TaskState.RUNNING)
+    wait_for_copy(pg_dsn)  # the rows are streaming into PostgreSQL right now
     time.sleep(delay)
     assert kill(proc), "the run finished before it could be killed"
 
