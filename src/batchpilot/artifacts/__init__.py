@@ -10,7 +10,7 @@ batch by batch (bounded memory for loads).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,31 @@ class ArtifactStore:
             partial.unlink(missing_ok=True)
             raise
         return ArtifactRef(path=str(target), rows=rows)
+
+
+def upstream_outputs(
+    upstream: Iterable[str], outputs: Mapping[str, Mapping[str, Any]]
+) -> dict[str, ArtifactRef]:
+    """The main outputs of a task's upstream tasks, by node id, from their stored
+    ``{"artifact": …, "side_outputs": …}`` records (tasks without output are left out)."""
+    found = {}
+    for parent in upstream:
+        artifact = (outputs.get(parent) or {}).get("artifact")
+        if artifact:
+            found[parent] = ArtifactRef.from_json(artifact)
+    return found
+
+
+def upstream_side_outputs(
+    upstream: Iterable[str], outputs: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, ArtifactRef]]:
+    """The named side outputs (e.g. ``rejects``) of a task's upstream tasks, by node id."""
+    found: dict[str, dict[str, ArtifactRef]] = {}
+    for parent in upstream:
+        side = (outputs.get(parent) or {}).get("side_outputs") or {}
+        if side:
+            found[parent] = {name: ArtifactRef.from_json(ref) for name, ref in side.items()}
+    return found
 
 
 def read_table(ref: ArtifactRef | str | Path) -> pa.Table:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -31,7 +32,6 @@ from batchpilot.engine.runs import resume_run, retry_run, start_run
 from batchpilot.errors import (
     BatchpilotError,
     ConnectionError,
-    RunInterrupted,
     RunNotFound,
     RunStateError,
     SpecError,
@@ -167,10 +167,8 @@ def run(
         spec = load_pipeline(file)
     except SpecError as exc:
         _report_spec_error(exc)
-    store = _store(settings)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        result = start_run(
+    _drive(
+        lambda settings, store: start_run(
             spec,
             settings=settings,
             store=store,
@@ -178,12 +176,24 @@ def run(
             ds=date,
             workers=workers,
             listener=_listener(output, quiet),
-        )
+        ),
+        output,
+    )
+
+
+def _drive(work: Callable[[Settings, RunStore], RunResult], output: OutputFormat) -> NoReturn:
+    """Run ``work`` (a run, resume or retry) and turn its outcome into output and an
+    exit code; Ctrl-C/SIGTERM stop it resumably."""
+    settings = _settings()
+    store = _store(settings)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = work(settings, store)
+    except (RunNotFound, RunStateError) as exc:
+        _fail(str(exc))
     except SpecError as exc:
         _report_spec_error(exc)
-    except RunInterrupted as exc:
-        _fail(str(exc), EXIT_RUN_FAILED)
-    except BatchpilotError as exc:
+    except BatchpilotError as exc:  # RunInterrupted among them: it says how to resume
         _fail(str(exc), EXIT_RUN_FAILED)
     _finish(result, output)
 
@@ -196,27 +206,17 @@ def resume(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
 ) -> None:
     """Continue an interrupted or failed run; only what did not succeed runs again."""
-    settings = _settings()
-    store = _store(settings)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        result = resume_run(
+    _drive(
+        lambda settings, store: resume_run(
             run_id,
             settings=settings,
             store=store,
             workers=workers,
             load_file=load_pipeline,
             listener=_listener(output, quiet),
-        )
-    except (RunNotFound, RunStateError) as exc:
-        _fail(str(exc))
-    except SpecError as exc:
-        _report_spec_error(exc)
-    except RunInterrupted as exc:
-        _fail(str(exc), EXIT_RUN_FAILED)
-    except BatchpilotError as exc:
-        _fail(str(exc), EXIT_RUN_FAILED)
-    _finish(result, output)
+        ),
+        output,
+    )
 
 
 @app.command()
@@ -236,11 +236,8 @@ def retry(
     Airflow); earlier attempts and their logs stay readable."""
     if downstream and task is None:
         _fail("--downstream goes with --task")
-    settings = _settings()
-    store = _store(settings)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        result = retry_run(
+    _drive(
+        lambda settings, store: retry_run(
             run_id,
             settings=settings,
             store=store,
@@ -249,14 +246,9 @@ def retry(
             workers=workers,
             load_file=load_pipeline,
             listener=_listener(output, quiet),
-        )
-    except (RunNotFound, RunStateError) as exc:
-        _fail(str(exc))
-    except SpecError as exc:
-        _report_spec_error(exc)
-    except RunInterrupted as exc:
-        _fail(str(exc), EXIT_RUN_FAILED)
-    _finish(result, output)
+        ),
+        output,
+    )
 
 
 @app.command()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from batchpilot.artifacts import ArtifactRef, ArtifactStore
+from batchpilot.artifacts import ArtifactStore, upstream_outputs, upstream_side_outputs
 from batchpilot.engine.actions import ActionRunner
 from batchpilot.engine.attempts import (
     AttemptHandle,
@@ -494,8 +494,8 @@ class RunExecutor:
                 task_id=handle.task_id,
                 attempt=handle.attempt,
                 params=self.params,
-                inputs=self._inputs(handle.task_id),
-                extra_inputs=self._side_inputs(handle.task_id),
+                inputs=upstream_outputs(node.upstream, self.outputs),
+                extra_inputs=upstream_side_outputs(node.upstream, self.outputs),
                 artifacts=self.artifacts,
                 connections=self.settings.connections,
                 log=None,  # type: ignore[arg-type] - set by the handle to the attempt's log
@@ -510,22 +510,6 @@ class RunExecutor:
 
         header = f"run {self.run_id}, task {handle.task_id} ({node.type}), attempt {handle.attempt}"
         return handle.run(build, header=header, redact=self.settings.connections.redact)
-
-    def _inputs(self, task_id: str) -> dict[str, ArtifactRef]:
-        inputs = {}
-        for parent in self._nodes[task_id].upstream:
-            artifact = (self.outputs.get(parent) or {}).get("artifact")
-            if artifact:
-                inputs[parent] = ArtifactRef.from_json(artifact)
-        return inputs
-
-    def _side_inputs(self, task_id: str) -> dict[str, dict[str, ArtifactRef]]:
-        side: dict[str, dict[str, ArtifactRef]] = {}
-        for parent in self._nodes[task_id].upstream:
-            outputs = (self.outputs.get(parent) or {}).get("side_outputs") or {}
-            if outputs:
-                side[parent] = {k: ArtifactRef.from_json(v) for k, v in outputs.items()}
-        return side
 
     def _log_path(self, task_id: str, attempt: int) -> Any:
         return self.run_dir / "logs" / f"{task_id}.attempt-{attempt}.log"
