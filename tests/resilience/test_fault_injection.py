@@ -98,7 +98,9 @@ def query(dsn: str, sql: str, *args: object) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_random_sigkills_then_resume_lose_and_duplicate_nothing(suite: Batchpilot, pg_dsn: str):
+def test_random_sigkills_then_resume_lose_and_duplicate_nothing(
+    suite: Batchpilot, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+):
     rng = random.Random(int(os.environ.get("BATCHPILOT_FAULT_SEED", "20261121")))
     pipeline = str(suite.cwd / "fault_suite.yaml")
     # One clean run tells how long a run lasts once it exists, so kills spread over it.
@@ -166,11 +168,12 @@ def test_random_sigkills_then_resume_lose_and_duplicate_nothing(suite: Batchpilo
                 assert queued[callback_id].attempts == delivered, (callback_id, delivered)
                 redelivered.append(callback_id)
     assert query(pg_dsn, "SELECT runs FROM totals")[0][0] == len(runs)
-    print(
-        f"\nfault injection: {kills} kills, {resumes} resumes, {len(runs)} runs, "
-        f"{len(runs) * ROWS} rows checked, 0 duplicate rows, 0 duplicate effects; "
-        f"{len(redelivered)} callbacks re-delivered after a kill during their own run"
-    )
+    with capsys.disabled():  # the counts belong in the CI log
+        print(
+            f"\nfault injection: {kills} kills, {resumes} resumes, {len(runs)} runs, "
+            f"{len(runs) * ROWS} rows checked, 0 duplicate rows, 0 duplicate effects; "
+            f"{len(redelivered)} callbacks re-delivered after a kill during their own run"
+        )
 
 
 @pytest.mark.slow
