@@ -6,6 +6,8 @@ Private to ``batchpilot.steps``: the SQL steps (``extract.sql``, ``sql``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -13,10 +15,11 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from batchpilot.connections import Connection, ConnectionRegistry
-from batchpilot.errors import PermanentStepError
+from batchpilot.errors import PermanentStepError, StepError
 from batchpilot.steps.base import StepConfig, StepContext
 
 #: the table, in the target database, where loads record (pipeline, run, task) once
@@ -70,6 +73,24 @@ def create_transactional_engine(connection: Connection) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+@contextmanager
+def open_connection(ctx: StepContext, connection: Connection) -> Iterator[Any]:
+    """An open SQLAlchemy connection for a step: a connection failure becomes a
+    one-line :class:`StepError` (no password), a stop cancels the statement on the
+    server, and the engine is disposed at the end."""
+    engine = create_transactional_engine(connection)
+    try:
+        try:
+            conn = engine.connect()
+        except OperationalError as exc:
+            raise StepError(connection_failure(connection, ctx.connections, exc)) from exc
+        cancel_on_stop(ctx, conn.connection.dbapi_connection)
+        with conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def driver_message(exc: BaseException) -> str:

@@ -17,16 +17,14 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from batchpilot.errors import PermanentStepError, StepError
 from batchpilot.steps._database import (
     CHUNK_ROWS,
-    cancel_on_stop,
-    connection_failure,
-    create_transactional_engine,
     driver_message,
     first_line,
+    open_connection,
 )
 from batchpilot.steps.base import Step, StepConfig, StepContext, StepResult
 
@@ -352,32 +350,23 @@ class SqlExtract(Step):
     def run(self, ctx: StepContext) -> StepResult:
         config: SqlExtractConfig = self.config  # type: ignore[assignment]
         connection = ctx.connections.get(config.connection)
-        engine = create_transactional_engine(connection)
-        try:
+        with open_connection(ctx, connection) as conn:
             try:
-                conn = engine.connect()
-            except OperationalError as exc:
-                raise StepError(connection_failure(connection, ctx.connections, exc)) from exc
-            cancel_on_stop(ctx, conn.connection.dbapi_connection)
-            with conn:
-                try:
-                    result = conn.execution_options(
-                        stream_results=True, yield_per=CHUNK_ROWS
-                    ).execute(text(config.query), config.params)
-                except (DBAPIError, SQLAlchemyError) as exc:
-                    raise StepError(
-                        f"query on '{connection.name}' failed: {driver_message(exc)}"
-                    ) from exc
-                if not result.returns_rows:
-                    raise StepError(
-                        "extract.sql: the query returned no result set; "
-                        "use a 'sql' step for statements that change data"
-                    )
-                names = list(result.keys())
-                planned = _planned_types(result.cursor.description, engine.dialect.name)
-                ref = _stream_rows(ctx, result, names, planned)
-        finally:
-            engine.dispose()
+                result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(
+                    text(config.query), config.params
+                )
+            except (DBAPIError, SQLAlchemyError) as exc:
+                raise StepError(
+                    f"query on '{connection.name}' failed: {driver_message(exc)}"
+                ) from exc
+            if not result.returns_rows:
+                raise StepError(
+                    "extract.sql: the query returned no result set; "
+                    "use a 'sql' step for statements that change data"
+                )
+            names = list(result.keys())
+            planned = _planned_types(result.cursor.description, conn.dialect.name)
+            ref = _stream_rows(ctx, result, names, planned)
         return StepResult(output=ref, rows_out=ref.rows, metadata={"columns": names})
 
 

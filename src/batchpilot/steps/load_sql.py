@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
 from sqlalchemy.types import JSON, TypeEngine
 
@@ -46,11 +46,9 @@ from batchpilot.steps._database import (
     LOADS_TABLE,
     LoadConfig,
     TableName,
-    cancel_on_stop,
     check_load_columns,
-    connection_failure,
-    create_transactional_engine,
     driver_message,
+    open_connection,
     storage_type,
 )
 from batchpilot.steps.base import Step, StepContext, StepResult
@@ -129,14 +127,8 @@ class SqlLoad(Step):
         metadata: dict[str, Any] = {"mode": config.mode, "table": str(name)}
         if config.key:
             metadata["key"] = list(config.key)
-        engine = create_transactional_engine(connection)
         try:
-            try:
-                conn = engine.connect()
-            except OperationalError as exc:
-                raise StepError(connection_failure(connection, ctx.connections, exc)) from exc
-            cancel_on_stop(ctx, conn.connection.dbapi_connection)
-            with conn:
+            with open_connection(ctx, connection) as conn:
                 ledger = _ledger(MetaData())
                 with conn.begin():
                     ledger.create(conn, checkfirst=True)
@@ -186,8 +178,6 @@ class SqlLoad(Step):
             raise PermanentStepError(_failure(config, ctx, exc)) from exc
         except (DBAPIError, SQLAlchemyError) as exc:
             raise StepError(_failure(config, ctx, exc)) from exc
-        finally:
-            engine.dispose()
         ctx.log.info("%s: loaded %d rows into %s", config.mode, rows, name)
         metadata.update(rows=rows, already_loaded=False)
         return StepResult(rows_in=source.rows, rows_out=rows, metadata=metadata)

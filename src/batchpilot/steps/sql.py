@@ -8,15 +8,14 @@ from typing import Any
 import sqlparse
 from pydantic import Field, field_validator
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from batchpilot.errors import StepError
 from batchpilot.steps._database import (
     cancel_on_stop,
-    connection_failure,
-    create_transactional_engine,
     driver_message,
     first_line,
+    open_connection,
 )
 from batchpilot.steps.base import Step, StepConfig, StepContext, StepResult
 
@@ -103,19 +102,10 @@ class SqlStep(Step):
                     "its savepoint was rolled back",
                 )
         else:
-            engine = create_transactional_engine(connection)
-            try:
-                try:
-                    conn = engine.connect()
-                except OperationalError as exc:
-                    raise StepError(connection_failure(connection, ctx.connections, exc)) from exc
-                cancel_on_stop(ctx, conn.connection.dbapi_connection)
-                with conn, conn.begin():
-                    rowcounts = self._execute(
-                        ctx, conn, statements, connection.name, "the script was rolled back"
-                    )
-            finally:
-                engine.dispose()
+            with open_connection(ctx, connection) as conn, conn.begin():
+                rowcounts = self._execute(
+                    ctx, conn, statements, connection.name, "the script was rolled back"
+                )
         affected = sum(c for c in rowcounts if c > 0)
         return StepResult(
             rows_out=affected,
