@@ -126,7 +126,9 @@ nodes:
     proc.communicate(timeout=30)
     reaped = cli("runs", "reap", "-o", "json")
     assert reaped.code == 0
-    assert reaped.json() == [{"run_id": run_id, "closed_tasks": ["nap"], "callbacks_fired": 1}]
+    assert reaped.json() == [
+        {"run_id": run_id, "status": "failed", "closed_tasks": ["nap"], "callbacks_fired": 1}
+    ]
     assert cli("runs", "reap", "-o", "json").json() == []
     lines = (tmp_path / "callbacks.log").read_text().splitlines()
     assert lines == ["on_failure nap nap:on_failure:1:0"]

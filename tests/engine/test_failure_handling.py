@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
 import pytest
 
 from batchpilot import Pipeline, RunStatus, Task, TaskState
-from batchpilot.engine.control import cancel_run, compensate_run
+from batchpilot.engine.control import cancel_run, compensate_run, reap_runs
 from batchpilot.engine.runs import retry_run
 from batchpilot.errors import RunStateError
 from batchpilot.settings import Settings
@@ -284,3 +285,56 @@ def test_retry_reruns_a_task_and_its_downstream_in_the_same_run(settings: Settin
     assert only_b.tasks["c"].attempts == 2 and counts["b"] == 3
     with pytest.raises(RunStateError, match="no failed task to retry"):
         retry_run(first.run_id, settings=settings, store=store, spec=pipeline.to_spec())
+
+
+RUN_ENDS: list[str] = []
+
+
+def record_run_end(event) -> None:
+    """A run callback importable from the stored spec, as ``runs reap`` needs."""
+    RUN_ENDS.append(event["state"])
+
+
+def _die_after_the_run_ended(settings: Settings, run_id: str) -> RunStore:
+    """Leave a run as a process killed between the run's end and its callbacks would:
+    the run ended, its callbacks still queued, its owner a pid that no longer exists."""
+    store = RunStore.for_home(settings.home)
+    for callback in store.get_callbacks(run_id):
+        store.mark_callback(run_id, callback.callback_id, state="pending")
+    dead = f"{socket.gethostname()}:{2**22 + 1}:dead"
+    assert store.claim_run(run_id, dead, stale_after_s=60)
+    return store
+
+
+def test_resume_fires_the_callbacks_an_ended_run_left_unfired(settings: Settings):
+    fired: list[str] = []
+    pipeline = Pipeline("p", on_run_success=lambda event: fired.append(event["callback_id"]))
+    pipeline.add_tasks([Task("a", run=lambda: None)])
+    run_id = pipeline.run(settings=settings).run_id
+    store = _die_after_the_run_ended(settings, run_id)
+
+    result = pipeline.resume(run_id, settings=settings)
+
+    assert result.status is RunStatus.SUCCESS
+    assert fired == ["run:on_run_success:1:0", "run:on_run_success:1:0"]
+    assert {c.state for c in store.get_callbacks(run_id)} == {"done"}
+    assert store.get_run(run_id).owner is None
+    with pytest.raises(RunStateError, match="already succeeded"):
+        pipeline.resume(run_id, settings=settings)
+    assert len(fired) == 2
+
+
+def test_reap_fires_the_callbacks_an_ended_run_left_unfired(settings: Settings):
+    RUN_ENDS.clear()
+    pipeline = Pipeline("p", on_run_failure=record_run_end)
+    pipeline.add_tasks([Task("bad", run=fail())])
+    run_id = pipeline.run(settings=settings).run_id
+    store = _die_after_the_run_ended(settings, run_id)
+
+    reaped = reap_runs(settings=settings, store=store)
+
+    assert [(r.run_id, r.status, r.closed_tasks, r.callbacks_fired) for r in reaped] == [
+        (run_id, RunStatus.FAILED, [], 1)
+    ]
+    assert RUN_ENDS == ["failed", "failed"]
+    assert reap_runs(settings=settings, store=store) == []

@@ -302,7 +302,7 @@ def compensate_command(
 @runs_app.command("reap")
 def runs_reap(output: OutputOption = OutputFormat.text) -> None:
     """Find runs whose process died: fail their open attempts (firing failure
-    callbacks once) and leave them resumable."""
+    callbacks once) and leave them resumable; fire callbacks an ended run left unfired."""
     settings = _settings()
     store = _store(settings)
     reaped = reap_runs(settings=settings, store=store)
@@ -311,6 +311,7 @@ def runs_reap(output: OutputOption = OutputFormat.text) -> None:
             [
                 {
                     "run_id": r.run_id,
+                    "status": r.status.value,
                     "closed_tasks": r.closed_tasks,
                     "callbacks_fired": r.callbacks_fired,
                 }
@@ -321,6 +322,13 @@ def runs_reap(output: OutputOption = OutputFormat.text) -> None:
     if not reaped:
         out.print("no dead runs")
     for r in reaped:
+        if not r.closed_tasks and r.status is not RunStatus.FAILED:
+            out.print(
+                f"{r.run_id}: {r.status.value} before its process died; "
+                f"{r.callbacks_fired} callbacks it left unfired fired now",
+                markup=False,
+            )
+            continue
         tasks = ", ".join(r.closed_tasks) or "none running"
         out.print(
             f"{r.run_id}: failed (tasks whose process died: {tasks}); "

@@ -146,6 +146,7 @@ class ReapedRun:
     """A run whose process had died, as ``runs reap`` left it."""
 
     run_id: str
+    status: RunStatus
     closed_tasks: list[str]
     callbacks_fired: int
 
@@ -154,7 +155,8 @@ def reap_runs(
     *, settings: Settings, store: RunStore, registry: StepRegistry | None = None
 ) -> list[ReapedRun]:
     """Find runs whose driving process died; fail their open attempts (firing failure
-    callbacks once) and leave the runs ``failed`` and resumable."""
+    callbacks once) and leave the runs ``failed`` and resumable. Ended runs whose
+    process died before their callbacks fired get those callbacks fired."""
     registry = registry or default_registry()
     reaped = []
     for run in store.runs_in_status([RunStatus.QUEUED, RunStatus.RUNNING]):
@@ -177,5 +179,19 @@ def reap_runs(
             )
         fired = fire_pending_callbacks(store, _actions(run, spec, settings, registry))
         store.release_run(run.run_id, owner)
-        reaped.append(ReapedRun(run.run_id, closed, fired))
+        reaped.append(ReapedRun(run.run_id, RunStatus.FAILED, closed, fired))
+    for run in store.ended_runs_with_unfired_callbacks():
+        if _is_driven(run, settings):
+            continue  # its process is still firing them
+        try:
+            owner = claim_or_refuse(store, run, settings)
+        except RunStateError:
+            continue
+        try:
+            fired = fire_pending_callbacks(
+                store, _actions(run, _stored_spec(run), settings, registry)
+            )
+        finally:
+            store.release_run(run.run_id, owner)
+        reaped.append(ReapedRun(run.run_id, run.status, [], fired))
     return reaped

@@ -124,9 +124,16 @@ def resume_run(
     from the copy stored with the run. Attempts a killed process left open
     are closed as failed and their ``on_failure`` callbacks fire. Raises
     :class:`RunStateError` if the run succeeded or was cancelled, or another
-    live process drives it; :class:`RunNotFound` for an unknown id.
+    live process drives it; :class:`RunNotFound` for an unknown id. An ended
+    run whose process died before its callbacks fired only fires them.
     """
     run = store.get_run(run_id)
+    ended = run.status in (RunStatus.SUCCESS, RunStatus.CANCELLED)
+    if ended and store.get_callbacks(run_id, states=("pending", "running")):
+        # Its process died after the run ended but before its callbacks fired.
+        return _fire_leftover_callbacks(
+            run, settings=settings, store=store, spec=spec, load_file=load_file, registry=registry
+        )
     if run.status is RunStatus.SUCCESS:
         raise RunStateError(
             f"run {run.run_id} already succeeded; nothing to resume", run_id=run.run_id

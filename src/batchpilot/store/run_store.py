@@ -433,6 +433,23 @@ class RunStore:
         with self.write() as tx:
             tx.add_callbacks(run_id, callbacks)
 
+    def ended_runs_with_unfired_callbacks(self) -> list[RunRecord]:
+        """Ended runs (success, failed, cancelled) with callbacks still pending or
+        interrupted: their process died between the run's end and its callbacks."""
+        unfired = (
+            select(callbacks_table.c.run_id)
+            .where(callbacks_table.c.state.in_(["pending", "running"]))
+            .distinct()
+        )
+        ended = [RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value]
+        query = (
+            select(runs)
+            .where(runs.c.status.in_(ended), runs.c.run_id.in_(unfired))
+            .order_by(runs.c.created_at)
+        )
+        with self._connect() as conn:
+            return [run_record(r) for r in conn.execute(query).mappings()]
+
     def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[RunRecord]:
         """Runs whose status is one of ``statuses``, oldest first."""
         query = (
