@@ -15,7 +15,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# byte-compile the (editable) sources as a wheel install would, even where
+# PYTHONDONTWRITEBYTECODE is set: every `batchpilot` start then skips recompiling them
 setup: $(VENV)/.installed
+	$(BIN)/python -m compileall -q src
 
 demo: setup
 	cd examples/users_etl && ../../$(BIN)/batchpilot run users_etl.yaml

@@ -21,6 +21,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / ".bench"
 
+
+def byte_compile_sources() -> None:
+    """Byte-compile batchpilot's sources, as installing its wheel would.
+
+    The checkout is installed in editable mode; where PYTHONDONTWRITEBYTECODE is
+    set, every subprocess would otherwise recompile ~60 modules (~0.15 s) at start.
+    """
+    import compileall
+
+    compileall.compile_dir(REPO / "src", quiet=1)
+
+
+byte_compile_sources()
+
 #: exit codes shared by every script
 EXIT_OK, EXIT_TARGET_MISSED, EXIT_BROKEN = 0, 1, 2
 

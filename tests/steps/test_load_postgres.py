@@ -299,3 +299,87 @@ def test_unreachable_server_is_a_one_line_error_without_password(tmp_path):
     assert "s3cret" not in message
     assert "cannot connect to 'dwh'" in message
     assert "\n" not in message
+
+
+def _typed_columns() -> pa.Table:
+    """Every type the binary COPY path takes, with NULLs and awkward values."""
+    stamp = dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
+    return pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "small": pa.array([-32768, None, 32767], pa.int64()),
+            "medium": pa.array([2**31 - 1, 0, None], pa.int64()),
+            "single": pa.array([0.1, None, -1e30], pa.float64()),
+            "double": pa.array([0.1, float("inf"), None], pa.float64()),
+            "whole": pa.array([2**53 + 1, None, -7], pa.int64()),
+            "flag": pa.array([True, None, False]),
+            "note": pa.array(["", None, 'quote " comma , tab \t new\nline é ✓']),
+            "city": pa.array(["Oslo", None, "Oslo"]).dictionary_encode(),
+            "label": pa.array(["a", "bb", None]),
+            "day": pa.array([dt.date(1999, 12, 31), None, dt.date(2038, 1, 19)], pa.date32()),
+            "at": pa.array([stamp, None, dt.datetime(1970, 1, 1)], pa.timestamp("s")),
+            "at_ns": pa.array(
+                [1_715_000_000_123_456_700, None, -1_000_000_000_000_000_001], pa.timestamp("ns")
+            ),
+            "at_zone": pa.array(
+                [stamp, None, dt.datetime(2000, 1, 1)], pa.timestamp("us", tz="Europe/Paris")
+            ),
+            "blob": pa.array([b"\x00\xff", None, b""], pa.binary()),
+        }
+    )
+
+
+_TYPED_DDL = (
+    "id bigint PRIMARY KEY, small smallint, medium integer, single real, double double "
+    "precision, whole double precision, flag boolean, note text, city text, label varchar(2), "
+    "day date, at timestamp, at_ns timestamp, at_zone timestamptz, blob bytea"
+)
+
+
+def test_binary_copy_loads_the_same_values_as_csv_copy(tmp_path, pg_url, pg_dsn):
+    data = _typed_columns()
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(f"CREATE TABLE fast ({_TYPED_DDL}, extra bigint)")
+        # a numeric column has no binary pairing: the whole load takes the CSV path
+        conn.execute(f"CREATE TABLE slow ({_TYPED_DDL}, extra numeric)")
+    data = data.append_column("extra", pa.array([1, 2, 3]))
+
+    fast = load(tmp_path / "fast", pg_url, data, table="fast", run_id="fast")
+    slow = load(tmp_path / "slow", pg_url, data, table="slow", run_id="slow")
+
+    assert fast.metadata["copy_format"] == "binary" and fast.rows_out == 3
+    assert slow.metadata["copy_format"] == "csv" and slow.rows_out == 3
+    columns = ", ".join(data.column_names[:-1])
+    loaded_fast = rows(pg_dsn, f"SELECT {columns} FROM fast ORDER BY id")
+    assert loaded_fast == rows(pg_dsn, f"SELECT {columns} FROM slow ORDER BY id")
+    first = dict(zip(data.column_names, loaded_fast[0], strict=False))
+    assert first["at_ns"] == dt.datetime(2024, 5, 6, 12, 53, 20, 123457)
+    assert first["at_zone"] == dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)  # UTC
+    assert first["whole"] == float(2**53)
+    assert bytes(first["blob"]) == b"\x00\xff"
+
+
+def test_a_value_too_big_for_its_column_names_it_and_loads_nothing(tmp_path, pg_url, pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("CREATE TABLE stock (id bigint PRIMARY KEY, qty smallint)")
+        conn.execute("INSERT INTO stock VALUES (1, 5)")
+    data = pa.table({"id": [2, 3], "qty": [10, 70_000]})
+
+    with pytest.raises(
+        PermanentStepError, match=r"stock failed, nothing was loaded: column qty.*70000"
+    ):
+        load(tmp_path, pg_url, data, table="stock")
+
+    assert rows(pg_dsn, "SELECT id, qty FROM stock") == [(1, 5)]
+    assert rows(pg_dsn, "SELECT count(*) FROM batchpilot_loads") == [(0,)]
+
+
+def test_a_value_too_long_for_a_varchar_fails_on_the_server(tmp_path, pg_url, pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("CREATE TABLE codes (code varchar(2))")
+    data = pa.table({"code": ["ab", "abc"]})
+
+    with pytest.raises(PermanentStepError, match="too long for type character varying"):
+        load(tmp_path, pg_url, data, table="codes")
+
+    assert rows(pg_dsn, "SELECT count(*) FROM codes") == [(0,)]

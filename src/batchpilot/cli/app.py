@@ -6,6 +6,7 @@ unknown run, a state that does not allow the action).
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -571,4 +572,7 @@ def _main(
 
 def main() -> None:
     """Console-script entry point."""
+    # Everything imported so far lives until exit: move it out of the collector's way,
+    # so neither the run's collections nor the interpreter's exit re-scan it (~0.2 s).
+    gc.freeze()
     app()

@@ -1,4 +1,5 @@
-"""Arrow record batches as PostgreSQL ``COPY … (FORMAT csv)`` input, and Arrow→PostgreSQL types.
+"""Arrow record batches as PostgreSQL ``COPY … (FORMAT csv)`` input, Arrow→PostgreSQL types,
+and the worker thread that encodes COPY input ahead of the sender.
 
 pyarrow's C++ CSV writer quotes every text value (so an empty string is
 ``""``) and writes NULL as an unquoted empty field: exactly what PostgreSQL's
@@ -102,13 +103,20 @@ def batch_to_csv(batch: pa.RecordBatch) -> bytes:
     return sink.getvalue()
 
 
+def csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(rows, csv_bytes)`` per non-empty batch."""
+    for batch in batches:
+        if batch.num_rows:
+            yield batch.num_rows, batch_to_csv(batch)
+
+
 _DONE = object()
 
 
-def csv_chunks_in_background(
-    batches: Iterable[pa.RecordBatch], depth: int = 4
+def in_background(
+    chunks: Iterator[tuple[int, bytes]], depth: int = 4
 ) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(rows, csv_bytes)`` per batch, encoded by a worker thread ahead of the consumer.
+    """Yield what ``chunks`` yields, produced by a worker thread ahead of the consumer.
 
     Encoding then overlaps with sending the previous chunk to the server. At
     most ``depth`` chunks wait in memory. An error in the worker is raised here;
@@ -128,8 +136,8 @@ def csv_chunks_in_background(
 
     def produce() -> None:
         try:
-            for batch in batches:
-                if batch.num_rows and not put((batch.num_rows, batch_to_csv(batch))):
+            for chunk in chunks:
+                if not put(chunk):
                     return
             put(_DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises it

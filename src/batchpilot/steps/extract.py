@@ -13,7 +13,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import text
@@ -262,6 +261,9 @@ class ParquetExtract(Step):
         path = _require_file(config.path, "Parquet")
         try:
             if path.is_dir():
+                # imported here: pyarrow.dataset imports pandas when it is installed (~0.5 s)
+                import pyarrow.dataset as pads
+
                 dataset = pads.dataset(path, format="parquet")
                 schema = dataset.schema
                 if config.columns:

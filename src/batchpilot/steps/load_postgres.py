@@ -9,6 +9,7 @@ as it was; a load that did commit is never repeated by a retry or a resume.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import psycopg
 from psycopg import sql
@@ -24,7 +25,8 @@ from batchpilot.steps._database import (
     connection_failure,
     driver_message,
 )
-from batchpilot.steps._pg_copy import csv_chunks_in_background, postgres_type
+from batchpilot.steps._pg_binary import BadValue, encoded_batches, wire_schema
+from batchpilot.steps._pg_copy import csv_chunks, in_background, postgres_type
 from batchpilot.steps.base import Step, StepContext, StepResult
 
 _CREATE_LEDGER = sql.SQL(
@@ -98,9 +100,11 @@ class PostgresLoad(Step):
                     metadata.update(rows=recorded, already_loaded=True)
                     return StepResult(rows_in=source.rows, rows_out=recorded, metadata=metadata)
                 existing = _table_columns(pg, table)
-                check_load_columns(columns, existing, config)
+                check_load_columns(columns, None if existing is None else list(existing), config)
                 if existing is None:
                     _create_table(pg, table, schema, config.key)
+                    existing = _table_columns(pg, table) or {}
+                target_types = [existing[c] for c in columns]
                 target = _identifier(table)
                 column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
                 if config.mode == "replace":
@@ -114,7 +118,14 @@ class PostgresLoad(Step):
                         ).format(copy_into, target)
                     )
                 copy_started = time.monotonic()
-                rows = _copy(ctx, pg, copy_into, column_list, source)
+                wire = wire_schema(schema, target_types)
+                copy_format = "csv" if wire is None else "binary"
+                metadata["copy_format"] = copy_format
+                if wire is None:
+                    chunks = csv_chunks(iter_batches(source))
+                else:
+                    chunks = encoded_batches(iter_batches(source), wire, target_types)
+                rows = _copy(ctx, pg, copy_into, column_list, copy_format, chunks)
                 metadata["copy_seconds"] = round(time.monotonic() - copy_started, 3)
                 if config.mode == "upsert":
                     merge_started = time.monotonic()
@@ -127,6 +138,12 @@ class PostgresLoad(Step):
                 metadata["ledger_seconds"] = round(ledger_seconds, 4)
         except psycopg.Error as exc:
             raise _load_error(exc, config, ctx) from exc
+        except BadValue as exc:
+            raise PermanentStepError(
+                ctx.connections.redact(
+                    f"load into {config.table} failed, nothing was loaded: {exc}"
+                )
+            ) from exc
         finally:
             pg.close()
         elapsed = time.monotonic() - started
@@ -182,18 +199,19 @@ def _record_rows(pg: psycopg.Connection, ctx: StepContext, rows: int) -> None:
     )
 
 
-def _table_columns(pg: psycopg.Connection, table: TableName) -> list[str] | None:
-    """The table's column names in order, or None if it does not exist."""
+def _table_columns(pg: psycopg.Connection, table: TableName) -> dict[str, str] | None:
+    """The table's columns in order, name -> type name (pg_type.typname, e.g. ``int4``),
+    or None if it does not exist."""
     qualified = _identifier(table).as_string(pg)
     found = pg.execute("SELECT to_regclass(%s)::oid", (qualified,)).fetchone()
     if found is None or found[0] is None:
         return None
     rows = pg.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
-        "AND NOT attisdropped ORDER BY attnum",
+        "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         (found[0],),
     ).fetchall()
-    return [r[0] for r in rows]
+    return {name: type_name for name, type_name in rows}
 
 
 def _create_table(pg: psycopg.Connection, table: TableName, schema: object, key: list[str]) -> None:
@@ -220,12 +238,16 @@ def _copy(
     pg: psycopg.Connection,
     into: sql.Composable,
     column_list: sql.Composable,
-    source: object,
+    copy_format: str,
+    encoded: Iterator[tuple[int, bytes]],
 ) -> int:
+    """Send ``encoded`` chunks (encoded on a worker thread) to ``COPY into FROM STDIN``."""
     rows = 0
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(into, column_list)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+        into, column_list, sql.SQL(copy_format)
+    )
     with pg.cursor() as cursor, cursor.copy(statement) as copy:
-        chunks = csv_chunks_in_background(iter_batches(source))  # type: ignore[arg-type]
+        chunks = in_background(encoded)
         try:
             for count, data in chunks:
                 ctx.check_cancelled()
