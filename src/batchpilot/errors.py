@@ -113,6 +113,18 @@ class RunStateError(StoreError):
         super().__init__(message)
 
 
+class RunTakenOver(RunStateError):
+    """Another process took the run over while this one drove it (its heartbeat had
+    gone stale, e.g. the process was paused): this one must stop and record nothing."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"run {run_id} was taken over by another process while this one was paused or cut "
+            "off from the state store; this process stopped its tasks and left the run to it",
+            run_id=run_id,
+        )
+
+
 class ArtifactError(BatchpilotError):
     """A dataset passed between steps is missing or cannot be read."""
 
@@ -135,6 +147,7 @@ __all__ = [
     "RunInterrupted",
     "RunNotFound",
     "RunStateError",
+    "RunTakenOver",
     "SpecError",
     "SpecErrors",
     "StepError",

@@ -97,7 +97,7 @@ def test_a_run_on_airflow_is_followed_recorded_and_logged(remote: RemoteCli, tmp
 def test_cancel_stops_an_airflow_run(remote: RemoteCli, airflow_server: AirflowServer):
     follower = remote.start("run", str(PIPELINES / "slow.yaml"), "--on", "airflow", "-o", "json")
     try:
-        run_id = _wait_for_task_state(remote, "wait", "running", timeout_s=120)
+        run_id = _wait_for_task_state(remote, "wait", "running", timeout_s=120, follower=follower)
         cancelled = remote("cancel", run_id, "-o", "json")
         assert cancelled.returncode == 0, cancelled.stderr
         shown = json.loads(cancelled.stdout)
@@ -157,13 +157,30 @@ def test_a_dag_airflow_cannot_import_is_reported_with_airflows_text(
     assert remote.json("runs", "list") == []
 
 
-def _wait_for_task_state(remote: RemoteCli, task_id: str, state: str, *, timeout_s: float) -> str:
+def _wait_for_task_state(
+    remote: RemoteCli,
+    task_id: str,
+    state: str,
+    *,
+    timeout_s: float,
+    follower: subprocess.Popen[str],
+) -> str:
     deadline = time.monotonic() + timeout_s
+    seen: Any = "no run recorded yet"
     while time.monotonic() < deadline:
+        if follower.poll() is not None:
+            out, err = follower.communicate()
+            raise AssertionError(
+                f"'run --on airflow' exited ({follower.returncode}) before {task_id} became "
+                f"{state}: {err.strip()} {out.strip()}"
+            )
         runs = remote.json("runs", "list")
         if runs:
             shown = remote.json("runs", "show", runs[0]["run_id"])
+            seen = {t: v["state"] for t, v in shown["tasks"].items()}
             if shown["tasks"][task_id]["state"] == state:
                 return str(runs[0]["run_id"])
         time.sleep(1)
-    raise AssertionError(f"task {task_id} never became {state}")
+    raise AssertionError(
+        f"task {task_id} never became {state} in {timeout_s:g}s; last seen: {seen}"
+    )

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 
 from batchpilot import PermanentStepError, Pipeline, RunStatus, Task, TaskState
-from batchpilot.errors import RunStateError, SpecErrors
+from batchpilot.engine.results import RunResult
+from batchpilot.errors import RunStateError, RunTakenOver, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.store import RunStore
 
@@ -277,3 +278,39 @@ def test_runs_work_with_a_postgresql_state_store(settings: Settings, pg_url: str
     assert store.get_run(result.run_id).status is RunStatus.SUCCESS
     assert len(store.get_attempts(result.run_id)) == 2
     store.dispose()
+
+
+def test_a_run_taken_over_by_another_process_stops_and_records_nothing(settings: Settings):
+    started = threading.Event()
+
+    def slow() -> None:
+        started.set()
+        for _ in range(200):
+            time.sleep(0.05)
+
+    pipeline = Pipeline("p")
+    pipeline.add_tasks([Task("slow", run=slow), Task("after").depends_on("slow")])
+    raised: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            pipeline.run(settings=settings)
+        except RunTakenOver as exc:
+            raised.append(exc)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    assert started.wait(10)
+    store = RunStore.for_home(settings.home)
+    run_id = store.list_runs()[0].run_id
+    # what a resume on another machine does once this process's heartbeat looks stale
+    assert store.claim_run(run_id, "elsewhere:1:new", stale_after_s=0)
+    began = time.monotonic()
+    driver.join(10)
+
+    assert not driver.is_alive() and time.monotonic() - began < 3
+    assert len(raised) == 1 and "taken over by another process" in str(raised[0])
+    run = store.get_run(run_id)
+    assert run.owner == "elsewhere:1:new" and run.status is RunStatus.RUNNING
+    tasks = RunResult.load(store, run_id).tasks
+    assert (tasks["slow"].state, tasks["after"].state) == (TaskState.RUNNING, TaskState.PENDING)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
+import sqlite3
 import threading
 import time
 
+import pyarrow as pa
 import pytest
 
 from batchpilot import Pipeline, RunStatus, Task, TaskState
+from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.control import cancel_run, compensate_run, reap_runs
 from batchpilot.engine.runs import retry_run
 from batchpilot.errors import RunStateError
@@ -338,3 +342,54 @@ def test_reap_fires_the_callbacks_an_ended_run_left_unfired(settings: Settings):
     ]
     assert RUN_ENDS == ["failed", "failed"]
     assert reap_runs(settings=settings, store=store) == []
+
+
+def _rows() -> pa.Table:
+    return pa.table({"id": [1, 2, 3]})
+
+
+def test_retry_of_a_succeeded_load_loads_again_but_a_resume_never_does(
+    settings: Settings, tmp_path
+):
+    target = tmp_path / "target.db"
+    settings = dataclasses.replace(
+        settings, connections=ConnectionRegistry([Connection("target", f"sqlite:///{target}")])
+    )
+    pipeline = Pipeline("p")
+    pipeline.add_tasks(
+        [
+            Task("extract", run=_rows),
+            Task(
+                "load", type="load.sql", config={"connection": "target", "table": "facts"}
+            ).depends_on("extract"),
+        ]
+    )
+    first = pipeline.run(settings=settings)
+    store = RunStore.for_home(settings.home)
+
+    def loaded() -> list[tuple]:
+        with sqlite3.connect(target) as db:
+            return db.execute(
+                "SELECT task_id, rows FROM batchpilot_loads ORDER BY task_id"
+            ).fetchall()
+
+    # an explicit retry of the succeeded load (e.g. after fixing its input) is a new load
+    again = retry_run(
+        first.run_id,
+        settings=settings,
+        store=store,
+        task_id="extract",
+        downstream=True,
+        spec=pipeline.to_spec(),
+    )
+    assert again.status is RunStatus.SUCCESS and again.tasks["load"].attempts == 2
+    assert loaded() == [("load", 3), ("load#2", 3)]
+    # as if the process had died after the second load committed, before recording it
+    with store.write() as tx:
+        tx.finish_attempt(first.run_id, "load", 2, state=TaskState.FAILED, error="killed")
+        tx.set_run_status(first.run_id, RunStatus.FAILED)
+    resumed = pipeline.resume(first.run_id, settings=settings)
+    assert resumed.status is RunStatus.SUCCESS
+    assert loaded() == [("load", 3), ("load#2", 3)]
+    with sqlite3.connect(target) as db:
+        assert db.execute("SELECT count(*) FROM facts").fetchone() == (6,)

@@ -14,7 +14,7 @@ import pytest
 from batchpilot.states import TaskState
 from tests.resilience.harness import Batchpilot, kill
 
-ROWS = 300_000
+ROWS = 1_000_000  # enough for the binary COPY to last past the longest delay
 
 PIPELINE = """
 name: kill_me

@@ -38,7 +38,13 @@ from batchpilot.engine.transactions import (
 )
 from batchpilot.engine.trigger_rules import Readiness, decide_counts, outcome_bucket
 from batchpilot.engine.workers import DaemonThreadPool
-from batchpilot.errors import BatchpilotError, PermanentStepError, RunInterrupted, StepError
+from batchpilot.errors import (
+    BatchpilotError,
+    PermanentStepError,
+    RunInterrupted,
+    RunTakenOver,
+    StepError,
+)
 from batchpilot.settings import Settings
 from batchpilot.spec.model import CompensationMode, PipelineSpec
 from batchpilot.spec.serialize import to_jsonable
@@ -73,6 +79,7 @@ class RunExecutor:
         listener: RunListener | None = None,
         workers: int | None = None,
         generation: int = 1,
+        reruns: Mapping[str, int] | None = None,
     ) -> None:
         self.spec = spec
         self.run_id = run_id
@@ -85,6 +92,8 @@ class RunExecutor:
         self.listener = listener or RunListener()
         self.workers = max(1, workers or spec.max_workers or settings.workers)
         self.generation = generation
+        #: per task, how many times it succeeded before in this run (see StepContext.load_key)
+        self.reruns = dict(reruns or {})
         self.run_dir = settings.runs_dir / run_id
         self.artifacts = ArtifactStore(self.run_dir / "artifacts")
         self.actions = ActionRunner(
@@ -151,6 +160,9 @@ class RunExecutor:
         except KeyboardInterrupt:
             self._interrupt()
             raise RunInterrupted(self.run_id) from None
+        except RunTakenOver:
+            self._stop_running()  # the new owner records their fate and runs them again
+            raise
         finally:
             stop_watch.set()
             pool.shutdown()
@@ -174,6 +186,7 @@ class RunExecutor:
             callbacks: list[CallbackRecord] = []
             cancel_now = self._cancel_requested.is_set() and not cancelling
             with self.store.write() as tx:
+                tx.hold_run(self.run_id, self.owner)
                 for handle, outcome in finished:
                     self._record_outcome(tx, handle, outcome, retry_at, dirty, events, callbacks)
                 if cancel_now:
@@ -501,6 +514,7 @@ class RunExecutor:
                 log=None,  # type: ignore[arg-type] - set by the handle to the attempt's log
                 cancel_event=handle.cancel,
                 progress=self.listener.task_rows_reported,
+                reruns=self.reruns.get(handle.task_id, 0),
             )
             group = self.transactions.member_of.get(handle.task_id)
             if group is not None:
@@ -537,6 +551,7 @@ class RunExecutor:
             )
         )
         with self.store.write() as tx:
+            tx.hold_run(self.run_id, self.owner)
             if event:
                 tx.add_callbacks(
                     self.run_id,
@@ -560,11 +575,15 @@ class RunExecutor:
 
     # -- interruption and liveness ----------------------------------------------------------
 
-    def _interrupt(self) -> None:
+    def _stop_running(self) -> None:
         for handle in self._running.values():
             handle.stop(StopReason.INTERRUPT, grace_s=STOP_GRACE_S)
         wait(list(self._running), timeout=STOP_GRACE_S)
+
+    def _interrupt(self) -> None:
+        self._stop_running()
         with self.store.write() as tx:
+            tx.hold_run(self.run_id, self.owner)
             for handle in self._running.values():
                 tx.finish_attempt(
                     self.run_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -328,6 +329,13 @@ def _continue_run(
             if record.state is TaskState.SUCCESS:
                 outputs[task_id] = record.output or {}
     store.set_task_states(run_id, sorted(to_run), TaskState.PENDING)
+    # A task run again after it had succeeded (retry --task) is a new load, not a repeat
+    # of the recorded one; a resume never re-runs a success, so it keeps the same key.
+    reruns = Counter(
+        a.task_id
+        for a in store.get_attempts(run_id)
+        if a.task_id in to_run and a.kind == "run" and a.state is TaskState.SUCCESS
+    )
     executor = RunExecutor(
         spec=spec,
         run_id=run_id,
@@ -340,6 +348,7 @@ def _continue_run(
         listener=listener,
         workers=workers,
         generation=next_generation(store, run_id),
+        reruns=dict(reruns),
     )
     executor.execute(states, attempts, outputs)
     return RunResult.load(store, run_id)

@@ -51,7 +51,18 @@ class StepContext:
     #: in an atomic group (``transaction:``): the group's open SQLAlchemy connection;
     #: the step works inside it (in a savepoint) and never commits it
     transaction: Any = None
+    #: how many times this task had already succeeded in this run before this attempt
+    #: (``batchpilot retry --task`` runs a succeeded task again)
+    reruns: int = 0
     _cancel_hooks: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def load_key(self) -> str:
+        """The task's identity in a target's ``batchpilot_loads`` record: its id, then
+        ``id#2``, ``id#3``… once retried after it succeeded. A resume re-runs only tasks
+        that did not succeed, so it meets the same key and never loads twice; an explicit
+        retry of a succeeded load is a new load."""
+        return self.task_id if not self.reruns else f"{self.task_id}#{self.reruns + 1}"
 
     def on_cancel(self, hook: Callable[[], None]) -> None:
         """Register ``hook`` to run (from another thread) if the attempt is stopped.

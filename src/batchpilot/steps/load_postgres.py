@@ -92,7 +92,7 @@ class PostgresLoad(Step):
                     pg.rollback()
                     ctx.log.info(
                         "skipped: task %s of run %s already loaded %d rows into %s",
-                        ctx.task_id,
+                        ctx.load_key,
                         ctx.run_id,
                         recorded,
                         table,
@@ -176,7 +176,7 @@ def _claim_load(pg: psycopg.Connection, ctx: StepContext) -> int | None:
             "INSERT INTO {} (pipeline, run_id, task_id, rows, loaded_at) "
             "VALUES (%s, %s, %s, 0, now()) ON CONFLICT DO NOTHING RETURNING 1"
         ).format(sql.Identifier(LOADS_TABLE)),
-        (ctx.pipeline, ctx.run_id, ctx.task_id),
+        (ctx.pipeline, ctx.run_id, ctx.load_key),
     ).fetchone()
     if claimed is not None:
         return None
@@ -184,7 +184,7 @@ def _claim_load(pg: psycopg.Connection, ctx: StepContext) -> int | None:
         sql.SQL("SELECT rows FROM {} WHERE pipeline = %s AND run_id = %s AND task_id = %s").format(
             sql.Identifier(LOADS_TABLE)
         ),
-        (ctx.pipeline, ctx.run_id, ctx.task_id),
+        (ctx.pipeline, ctx.run_id, ctx.load_key),
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -195,7 +195,7 @@ def _record_rows(pg: psycopg.Connection, ctx: StepContext, rows: int) -> None:
             "UPDATE {} SET rows = %s, loaded_at = now() "
             "WHERE pipeline = %s AND run_id = %s AND task_id = %s"
         ).format(sql.Identifier(LOADS_TABLE)),
-        (rows, ctx.pipeline, ctx.run_id, ctx.task_id),
+        (rows, ctx.pipeline, ctx.run_id, ctx.load_key),
     )
 
 

@@ -137,7 +137,7 @@ class SqlLoad(Step):
                     if recorded is not None:
                         ctx.log.info(
                             "skipped: task %s of run %s already loaded %d rows into %s",
-                            ctx.task_id,
+                            ctx.load_key,
                             ctx.run_id,
                             recorded,
                             name,
@@ -148,7 +148,7 @@ class SqlLoad(Step):
                         ledger.insert().values(
                             pipeline=ctx.pipeline,
                             run_id=ctx.run_id,
-                            task_id=ctx.task_id,
+                            task_id=ctx.load_key,
                             rows=0,
                             loaded_at=func.now(),
                         )
@@ -170,7 +170,7 @@ class SqlLoad(Step):
                         .where(
                             ledger.c.pipeline == ctx.pipeline,
                             ledger.c.run_id == ctx.run_id,
-                            ledger.c.task_id == ctx.task_id,
+                            ledger.c.task_id == ctx.load_key,
                         )
                         .values(rows=rows)
                     )
@@ -194,7 +194,7 @@ def _recorded_rows(conn: Connection, ledger: Table, ctx: StepContext) -> int | N
         select(ledger.c.rows).where(
             ledger.c.pipeline == ctx.pipeline,
             ledger.c.run_id == ctx.run_id,
-            ledger.c.task_id == ctx.task_id,
+            ledger.c.task_id == ctx.load_key,
         )
     ).first()
     return None if row is None else int(row[0])

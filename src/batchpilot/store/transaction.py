@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from batchpilot.errors import StoreError
+from batchpilot.errors import RunTakenOver, StoreError
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store.records import CallbackRecord, utcnow
 from batchpilot.store.tables import attempts, runs, task_instances
@@ -52,6 +52,13 @@ _FINISH_TASK = (
 )
 
 
+_HOLD_RUN = (
+    update(runs)
+    .where((runs.c.run_id == _B("k_run")) & (runs.c.owner == _B("k_owner")))
+    .values(heartbeat_at=_B("now"))
+)
+
+
 class _DriverStatement:
     """A Core statement compiled once for the store's dialect and run through
     ``exec_driver_sql``. The engine's hot path (four statements per task) skips
@@ -70,15 +77,17 @@ class _DriverStatement:
             if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
 
-    def execute(self, conn: Any, params: dict[str, Any]) -> None:
+    def execute(self, conn: Any, params: dict[str, Any]) -> int:
+        """Run the statement; returns the number of rows it changed."""
         values = {**self.defaults, **params}
         for name, processor in self.processors.items():
             if name in values:
                 values[name] = processor(values[name])
         if self.order is None:
-            conn.exec_driver_sql(self.sql, values)
+            result = conn.exec_driver_sql(self.sql, values)
         else:
-            conn.exec_driver_sql(self.sql, tuple(values[name] for name in self.order))
+            result = conn.exec_driver_sql(self.sql, tuple(values[name] for name in self.order))
+        return int(result.rowcount)
 
 
 _ATTEMPT_COLUMNS = ["run_id", "task_id", "attempt", "kind", "state", "started_at", "log_path"]
@@ -92,6 +101,7 @@ class HotStatements:
         self.insert_attempt = _DriverStatement(_INSERT_ATTEMPT, dialect, _ATTEMPT_COLUMNS)
         self.finish_attempt = _DriverStatement(_FINISH_ATTEMPT, dialect)
         self.finish_task = _DriverStatement(_FINISH_TASK, dialect)
+        self.hold_run = _DriverStatement(_HOLD_RUN, dialect)
 
 
 class Transaction:
@@ -108,6 +118,21 @@ class Transaction:
 
     def __exit__(self, exc_type, exc, tb):  # type: ignore[no-untyped-def]
         return self._wrapped.__exit__(exc_type, exc, tb)
+
+    def hold_run(self, run_id: str, owner: str) -> None:
+        """Go on only while ``owner`` still owns the run.
+
+        Refreshes the owner's heartbeat as the transaction's first write, which
+        also locks the run's row (PostgreSQL) or the database (SQLite) until the
+        commit: no other process can take the run over half-way through these
+        transitions. Raises :class:`RunTakenOver` (and the transaction rolls
+        back) if another process already has.
+        """
+        held = self._hot.hold_run.execute(
+            self._conn, {"k_run": run_id, "k_owner": owner, "now": utcnow()}
+        )
+        if held != 1:
+            raise RunTakenOver(run_id)
 
     def start_attempt(
         self, run_id: str, task_id: str, attempt: int, *, log_path: str, kind: str = "run"
