@@ -97,7 +97,9 @@ def test_a_run_on_airflow_is_followed_recorded_and_logged(remote: RemoteCli, tmp
 def test_cancel_stops_an_airflow_run(remote: RemoteCli, airflow_server: AirflowServer):
     follower = remote.start("run", str(PIPELINES / "slow.yaml"), "--on", "airflow", "-o", "json")
     try:
-        run_id = _wait_for_task_state(remote, "wait", "running", timeout_s=120, follower=follower)
+        run_id = _wait_for_task_state(
+            remote, "wait", "running", timeout_s=120, follower=follower, server=airflow_server
+        )
         cancelled = remote("cancel", run_id, "-o", "json")
         assert cancelled.returncode == 0, cancelled.stderr
         shown = json.loads(cancelled.stdout)
@@ -164,6 +166,7 @@ def _wait_for_task_state(
     *,
     timeout_s: float,
     follower: subprocess.Popen[str],
+    server: AirflowServer,
 ) -> str:
     deadline = time.monotonic() + timeout_s
     seen: Any = "no run recorded yet"
@@ -181,6 +184,8 @@ def _wait_for_task_state(
             if shown["tasks"][task_id]["state"] == state:
                 return str(runs[0]["run_id"])
         time.sleep(1)
+    log = (server.home / "standalone.log").read_text(errors="replace")[-4000:]
     raise AssertionError(
-        f"task {task_id} never became {state} in {timeout_s:g}s; last seen: {seen}"
+        f"task {task_id} never became {state} in {timeout_s:g}s; last seen: {seen}; "
+        f"end of Airflow's log:\n{log}"
     )
