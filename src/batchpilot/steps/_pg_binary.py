@@ -54,11 +54,25 @@ _SOURCE_FITS: dict[str, Callable[[pa.DataType], bool]] = {
 }
 
 
+#: pg_type names as users write them in DDL, for messages
+_SQL_NAMES = {
+    "int2": "smallint",
+    "int4": "integer",
+    "int8": "bigint",
+    "float4": "real",
+    "float8": "double precision",
+    "bool": "boolean",
+    "varchar": "varchar",
+    "timestamptz": "timestamp with time zone",
+}
+
+
 class BadValue(ValueError):
     """A value that does not fit its target column (e.g. 70000 into a smallint)."""
 
     def __init__(self, column: str, target_type: str, reason: str) -> None:
-        super().__init__(f"column {column}: a value does not fit {target_type}: {reason}")
+        name = _SQL_NAMES.get(target_type, target_type)
+        super().__init__(f"column {column}: a value does not fit {name}: {reason}")
         self.column = column
 
 
@@ -85,6 +99,8 @@ def _to_wire(array: pa.Array, wire: pa.DataType) -> pa.Array:
         return pc.cast(array, wire, safe=False)
     if pa.types.is_floating(wire):
         return pc.cast(array, wire, safe=False)  # rounds as float8in/float4in would
+    if pa.types.is_date64(array.type):
+        return pc.cast(array, wire, safe=False)  # the day, as the CSV path writes it
     return pc.cast(array, wire)
 
 
