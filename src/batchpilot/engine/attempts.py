@@ -13,14 +13,14 @@ import ctypes
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from batchpilot.engine.task_logs import AttemptLog
-from batchpilot.errors import BatchpilotError, PermanentStepError, SpecError
+from batchpilot.errors import BatchpilotError, PermanentStepError, SpecError, StepError
 from batchpilot.steps.base import Step, StepContext, StepResult
 
 MAX_ERROR_CHARS = 500
@@ -177,3 +177,49 @@ def describe(result: StepResult) -> str:
         if value is not None:
             parts.append(f"{name}={value}")
     return ", ".join(parts) or "done"
+
+
+def wait_for_attempts(
+    running: dict[Future[AttemptOutcome], AttemptHandle],
+    *,
+    wake_at: Iterable[float],
+    grace_s: float,
+) -> list[tuple[AttemptHandle, AttemptOutcome]]:
+    """Wait until an attempt ends, one passes its deadline, or the earliest of ``wake_at``.
+
+    Attempts past their timeout are asked to stop; those that ignored a stop for
+    ``grace_s`` (stuck in C code) are given up on with an error. Ended and
+    abandoned attempts leave ``running``; their outcomes are returned.
+    """
+    now = time.monotonic()
+    wake = list(wake_at)
+    for handle in running.values():
+        limit = handle.stop_deadline if handle.stop_reason else handle.deadline
+        if limit is not None:
+            wake.append(limit)
+    timeout = max(0.0, min(wake, default=now) - now)
+    if running:
+        done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
+    else:
+        time.sleep(timeout)
+        done = set()
+    finished = []
+    for future in done:
+        handle = running.pop(future)
+        finished.append((handle, handle.outcome_of(future)))
+    now = time.monotonic()
+    for future, handle in list(running.items()):
+        if handle.stop_reason is None:
+            if handle.deadline is not None and handle.deadline <= now:
+                handle.stop(StopReason.TIMEOUT, grace_s=grace_s)
+        elif handle.stop_deadline is not None and handle.stop_deadline <= now:
+            del running[future]
+            abandoned = AttemptOutcome(
+                handle.task_id,
+                handle.attempt,
+                error=StepError(f"did not stop within {grace_s:g}s; abandoned"),
+                duration_s=now - handle.started,
+                stop_reason=handle.stop_reason,
+            )
+            finished.append((handle, abandoned))
+    return finished

@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future, wait
 from typing import Any
 
 from batchpilot.artifacts import ArtifactStore, upstream_outputs, upstream_side_outputs
@@ -24,6 +24,7 @@ from batchpilot.engine.attempts import (
     AttemptOutcome,
     StopReason,
     one_line_error,
+    wait_for_attempts,
 )
 from batchpilot.engine.callbacks import fire_pending_callbacks, run_callbacks, task_callbacks
 from batchpilot.engine.compensation import compensate
@@ -449,43 +450,8 @@ class RunExecutor:
                 heapq.heappush(dirty, (self._position[child], child))
 
     def _wait(self, retry_at: dict[str, float]) -> list[tuple[AttemptHandle, AttemptOutcome]]:
-        now = time.monotonic()
-        wake = [now + CANCEL_POLL_S, *retry_at.values()]
-        for handle in self._running.values():
-            limit = handle.stop_deadline if handle.stop_reason else handle.deadline
-            if limit is not None:
-                wake.append(limit)
-        timeout = max(0.0, min(wake) - now)
-        if self._running:
-            done, _ = wait(list(self._running), timeout=timeout, return_when=FIRST_COMPLETED)
-        else:
-            time.sleep(timeout)
-            done = set()
-        finished = []
-        for future in done:
-            handle = self._running.pop(future)
-            finished.append((handle, handle.outcome_of(future)))
-        now = time.monotonic()
-        for future, handle in list(self._running.items()):
-            if handle.stop_reason is None:
-                if handle.deadline is not None and handle.deadline <= now:
-                    handle.stop(StopReason.TIMEOUT, grace_s=STOP_GRACE_S)
-            elif handle.stop_deadline is not None and handle.stop_deadline <= now:
-                # It ignored the stop (stuck in C code): give up on it and move on.
-                del self._running[future]
-                finished.append(
-                    (
-                        handle,
-                        AttemptOutcome(
-                            handle.task_id,
-                            handle.attempt,
-                            error=StepError(f"did not stop within {STOP_GRACE_S:g}s; abandoned"),
-                            duration_s=now - handle.started,
-                            stop_reason=handle.stop_reason,
-                        ),
-                    )
-                )
-        return finished
+        wake_at = [time.monotonic() + CANCEL_POLL_S, *retry_at.values()]
+        return wait_for_attempts(self._running, wake_at=wake_at, grace_s=STOP_GRACE_S)
 
     # -- attempts ---------------------------------------------------------------------------
 
