@@ -13,12 +13,15 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from batchpilot.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from batchpilot.artifacts.live import LiveOutput
 
 ARTIFACT_SUFFIX = ".arrow"
 
@@ -45,6 +48,9 @@ class ArtifactStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        #: main outputs that a consumer follows while they are written, by task id
+        #: (the engine adds one before it starts an attempt whose consumer starts early)
+        self.live: dict[str, LiveOutput] = {}
 
     def path_for(self, task_id: str, name: str = "output") -> Path:
         """Return the file path of a task's named output."""
@@ -62,19 +68,32 @@ class ArtifactStore:
         batches: Iterable[pa.RecordBatch],
         name: str = "output",
     ) -> ArtifactRef:
-        """Stream record batches into a task's output, atomically, and return its reference."""
+        """Stream record batches into a task's output, atomically, and return its reference.
+
+        A main output in :attr:`live` is announced batch by batch to its followers.
+        """
         target = self.path_for(task_id, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + f".{os.getpid()}.partial")
+        live = self.live.get(task_id) if name == "output" else None
         rows = 0
         try:
-            with pa.OSFile(str(partial), "wb") as sink, ipc.new_file(sink, schema) as writer:
-                for batch in batches:
-                    if batch.num_rows:
-                        writer.write_batch(batch)
-                        rows += batch.num_rows
+            with pa.OSFile(str(partial), "wb") as sink:
+                if live is not None and not live.begin(partial):
+                    live = None
+                with ipc.new_file(sink, schema) as writer:
+                    for batch in batches:
+                        if batch.num_rows:
+                            writer.write_batch(batch)
+                            rows += batch.num_rows
+                            if live is not None:
+                                live.wrote(sink.tell())
+                if live is not None:
+                    live.wrote(sink.tell(), complete=True)
             os.replace(partial, target)
         except BaseException:
+            if live is not None:
+                live.abandon()
             partial.unlink(missing_ok=True)
             raise
         return ArtifactRef(path=str(target), rows=rows)

@@ -18,7 +18,7 @@ from batchpilot.engine.attempts import (
     StopReason,
     one_line_error,
 )
-from batchpilot.engine.preflight import action_node, build_step, template_context
+from batchpilot.engine.preflight import action_node, prepare_attempt
 from batchpilot.engine.retry import retry_delay, should_retry
 from batchpilot.errors import StepError
 from batchpilot.settings import Settings
@@ -100,32 +100,27 @@ class ActionRunner:
         inputs: Mapping[str, ArtifactRef] | None,
     ) -> Any:
         def build() -> tuple[Step, StepContext]:
-            context = template_context(
-                self.spec,
-                params=self.params,
-                run_id=self.run_id,
-                ds=self.ds,
-                task_id=handle.task_id,
-            )
+            extra: dict[str, Any] = {}
             if event is not None:
-                context["event"] = dict(event)
+                extra["event"] = dict(event)
             if original is not None:
-                context["task"] = dict(original)
-            step = build_step(node, self.registry, context, path=self.spec.source_path)
-            ctx = StepContext(
-                pipeline=self.spec.name,
+                extra["task"] = dict(original)
+            step, ctx = prepare_attempt(
+                self.spec,
+                node,
+                self.registry,
                 run_id=self.run_id,
-                task_id=handle.task_id,
-                attempt=handle.attempt,
                 params=self.params,
-                inputs=dict(inputs or {}),
+                ds=self.ds,
+                attempt=handle.attempt,
                 artifacts=ArtifactStore(self.run_dir / "artifacts" / "actions"),
                 connections=self.settings.connections,
-                log=None,  # type: ignore[arg-type]
                 cancel_event=handle.cancel,
-                event=event,
-                original=original,
+                template_extra=extra,
             )
+            ctx.inputs = dict(inputs or {})
+            ctx.event = event
+            ctx.original = original
             return step, ctx
 
         header = (

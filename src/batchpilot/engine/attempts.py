@@ -10,6 +10,7 @@ at its next bytecode.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
 import traceback
@@ -72,15 +73,31 @@ class AttemptHandle:
     cancel: threading.Event = field(default_factory=threading.Event)
     stop_reason: StopReason | None = None
     stop_deadline: float | None = None
+    #: for an attempt started early (before its upstream ended): set by :meth:`begin`
+    go: threading.Event | None = None
+    _began: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread_id: int | None = None
     _finished: bool = False
+    _log_open: bool = False
     _context: StepContext | None = None
 
     @property
     def deadline(self) -> float | None:
         """When the attempt times out (monotonic clock), if it has a timeout."""
         return self.started + self.timeout_s if self.timeout_s else None
+
+    def begin(self, log_path: Path) -> None:
+        """Start for real an attempt that started early: its log moves to ``log_path``,
+        its timeout starts now, and its step may commit."""
+        with self._lock:
+            if self._log_open and log_path != self.log_path:
+                os.replace(self.log_path, log_path)
+            self.log_path = log_path
+            self.started = time.monotonic()
+            self._began = time.perf_counter()
+        assert self.go is not None
+        self.go.set()
 
     def stop(self, reason: StopReason, *, grace_s: float) -> None:
         """Ask the attempt to stop now; the engine waits ``grace_s`` before giving up on it."""
@@ -113,7 +130,8 @@ class AttemptHandle:
         except AttemptStopped as exc:  # landed outside the step, while wrapping up
             if outcome.error is None and outcome.result is None:
                 outcome.error = exc
-        outcome.duration_s = time.perf_counter() - started
+        # an attempt that started early counts from when it really started
+        outcome.duration_s = time.perf_counter() - (self._began or started)
         outcome.stop_reason = self.stop_reason
         return outcome
 
@@ -124,7 +142,10 @@ class AttemptHandle:
         header: str,
         redact: Callable[[str], str],
     ) -> None:
-        with AttemptLog(self.log_path, name=f"batchpilot.task.{self.task_id}") as log:
+        with self._lock:
+            attempt_log = AttemptLog(self.log_path, name=f"batchpilot.task.{self.task_id}")
+            self._log_open = True
+        with attempt_log as log:
             log.logger.info("%s", header)
             try:
                 with self._lock:
@@ -136,6 +157,7 @@ class AttemptHandle:
                 if self.cancel.is_set():
                     raise AttemptStopped
                 result = step.run(context)
+                context.wait_for_start()  # no outcome before the task really started
                 with self._lock:
                     self._finished = True
                 outcome.result = result

@@ -12,7 +12,8 @@ that must never repeat a side effect can use as an idempotency key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from batchpilot.engine.actions import ActionRunner
@@ -53,6 +54,31 @@ def task_callbacks(
         )
         for i in range(len(actions))
     ]
+
+
+def group_callbacks(
+    spec: PipelineSpec,
+    members: Iterable[str],
+    *,
+    event: str,
+    attempts: Mapping[str, int],
+    log_path: Callable[[str, int], Path],
+) -> list[CallbackRecord]:
+    """The callbacks of every member of a transaction group, queued once the group
+    committed (a member's success is real only then)."""
+    found: list[CallbackRecord] = []
+    for member in members:
+        attempt = attempts.get(member, 0)
+        found += task_callbacks(
+            spec,
+            event=event,
+            task_id=member,
+            attempt=attempt,
+            error=None,
+            log_path=str(log_path(member, attempt)),
+            state=event.removeprefix("on_"),
+        )
+    return found
 
 
 def run_callbacks(

@@ -10,13 +10,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from batchpilot.artifacts import ArtifactStore
 from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.transactions import plan_groups
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
 from batchpilot.spec.templating import TemplateRenderError, render_config
-from batchpilot.steps.base import Step
+from batchpilot.steps.base import Step, StepContext
 from batchpilot.steps.registry import StepRegistry
 
 PREVIEW_RUN_ID = "preflight"
@@ -36,6 +37,43 @@ def template_context(
         "pipeline": spec.name,
         "task_id": task_id,
     }
+
+
+def prepare_attempt(
+    spec: PipelineSpec,
+    node: NodeSpec,
+    registry: StepRegistry,
+    *,
+    run_id: str,
+    params: Mapping[str, Any],
+    ds: str,
+    attempt: int,
+    artifacts: ArtifactStore,
+    connections: ConnectionRegistry,
+    cancel_event: Any,
+    template_extra: Mapping[str, Any] | None = None,
+) -> tuple[Step, StepContext]:
+    """Render ``node``'s config for one attempt and build its step and context.
+
+    The context has no inputs and no log yet: the caller adds what its kind of
+    attempt sees. Raises :class:`SpecError` if the rendered config is invalid.
+    """
+    context = template_context(spec, params=params, run_id=run_id, ds=ds, task_id=node.id)
+    context.update(template_extra or {})
+    step = build_step(node, registry, context, path=spec.source_path)
+    ctx = StepContext(
+        pipeline=spec.name,
+        run_id=run_id,
+        task_id=node.id,
+        attempt=attempt,
+        params=params,
+        inputs={},
+        artifacts=artifacts,
+        connections=connections,
+        log=None,  # type: ignore[arg-type] - set by the attempt's handle to its log
+        cancel_event=cancel_event,
+    )
+    return step, ctx
 
 
 def action_node(action: ActionSpec, *, node_id: str) -> NodeSpec:

@@ -9,6 +9,7 @@ process killed at any moment leaves a state that ``resume`` can continue.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 import threading
@@ -18,6 +19,7 @@ from concurrent.futures import Future, wait
 from typing import Any
 
 from batchpilot.artifacts import ArtifactStore, upstream_outputs, upstream_side_outputs
+from batchpilot.artifacts.live import LiveOutput
 from batchpilot.engine.actions import ActionRunner
 from batchpilot.engine.attempts import (
     AttemptHandle,
@@ -26,28 +28,34 @@ from batchpilot.engine.attempts import (
     one_line_error,
     wait_for_attempts,
 )
-from batchpilot.engine.callbacks import fire_pending_callbacks, run_callbacks, task_callbacks
-from batchpilot.engine.compensation import compensate
+from batchpilot.engine.callbacks import fire_pending_callbacks, group_callbacks, task_callbacks
+from batchpilot.engine.early_start import EarlyStarts
+from batchpilot.engine.heartbeat import watch_run
 from batchpilot.engine.listener import RunListener
-from batchpilot.engine.preflight import build_step, template_context
+from batchpilot.engine.preflight import prepare_attempt
 from batchpilot.engine.retry import retry_delay, should_retry
+from batchpilot.engine.run_end import finish_run
 from batchpilot.engine.transactions import (
     OpenTransactions,
     TransactionGroup,
     group_token,
     run_groups,
 )
-from batchpilot.engine.trigger_rules import Readiness, decide_counts, outcome_bucket
+from batchpilot.engine.trigger_rules import (
+    Readiness,
+    decide_counts,
+    outcome_bucket,
+    skip_reason,
+)
 from batchpilot.engine.workers import DaemonThreadPool
 from batchpilot.errors import (
-    BatchpilotError,
     PermanentStepError,
     RunInterrupted,
     RunTakenOver,
     StepError,
 )
 from batchpilot.settings import Settings
-from batchpilot.spec.model import CompensationMode, PipelineSpec
+from batchpilot.spec.model import PipelineSpec
 from batchpilot.spec.serialize import to_jsonable
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.steps.base import Step, StepContext, StepResult
@@ -119,6 +127,13 @@ class RunExecutor:
         )
         self._cancel_requested = threading.Event()
         self._running: dict[Future[AttemptOutcome], AttemptHandle] = {}
+        self.early = EarlyStarts(
+            spec,
+            registry,
+            grouped=self.transactions.member_of,
+            log_dir=self.run_dir / "logs",
+            grace_s=STOP_GRACE_S,
+        )
 
     # -- public -----------------------------------------------------------------------------
 
@@ -149,10 +164,15 @@ class RunExecutor:
         self.listener.run_started(self.run_id, self.spec, dict(self.states))
         fire_pending_callbacks(self.store, self.actions)  # left by a process that died
         stop_watch = threading.Event()
-        watcher = threading.Thread(
-            target=self._watch, args=(stop_watch,), name="bp-heartbeat", daemon=True
+        watch_run(
+            self.store,
+            self.run_id,
+            self.owner,
+            heartbeat_s=self.settings.heartbeat_s,
+            poll_s=CANCEL_POLL_S,
+            cancel_requested=self._cancel_requested,
+            stop=stop_watch,
         )
-        watcher.start()
         # Room for attempts that ignored a stop and were abandoned, still holding a thread.
         pool = DaemonThreadPool(self.workers * 2 + 2)
         try:
@@ -166,6 +186,7 @@ class RunExecutor:
             raise
         finally:
             stop_watch.set()
+            self.early.abort_all()
             pool.shutdown()
             self.transactions.rollback_all()  # a group still open did not finish: undo it
         return self._finish()
@@ -183,6 +204,7 @@ class RunExecutor:
 
         while True:
             started: list[AttemptHandle] = []
+            began: list[tuple[Future[AttemptOutcome], AttemptHandle]] = []
             events: list[_Event] = []
             callbacks: list[CallbackRecord] = []
             cancel_now = self._cancel_requested.is_set() and not cancelling
@@ -216,7 +238,8 @@ class RunExecutor:
                     skipped: list[str] = []
                     self._decide(dirty, ready, queued, skipped)
                     for task_id in skipped:
-                        reason = self._skip_reason(task_id)
+                        node = self._nodes[task_id]
+                        reason = skip_reason(node.trigger_rule, node.upstream, self.states)
                         tx.set_task_states(self.run_id, [task_id], TaskState.SKIPPED, error=reason)
                         events.append(
                             (task_id, TaskState.SKIPPED, self.attempts.get(task_id, 0), reason)
@@ -225,6 +248,7 @@ class RunExecutor:
                     for task_id in [t for t, due in retry_at.items() if due <= now]:
                         del retry_at[task_id]
                         heapq.heappush(ready, (self._position[task_id], task_id))
+                    began = self._begin_early(tx, ready, queued)
                     while ready and len(self._running) + len(started) < self.workers:
                         _, task_id = heapq.heappop(ready)
                         queued.discard(task_id)
@@ -251,6 +275,14 @@ class RunExecutor:
                 self.listener.task_state_changed(task_id, state, attempt=attempt, error=error)
             if callbacks:
                 fire_pending_callbacks(self.store, self.actions)
+            for future, handle in began:
+                handle.begin(self._log_path(handle.task_id, handle.attempt))
+                self._running[future] = handle
+                self.listener.task_state_changed(
+                    handle.task_id, TaskState.RUNNING, attempt=handle.attempt
+                )
+            room = self.workers - len(self._running) - len(started) - len(self.early)
+            early = self.early.plan([h.task_id for h in started], self.states, room, self.artifacts)
             for handle in started:
                 handle.started = time.monotonic()
                 future = pool.submit(self._run_attempt, handle)
@@ -258,6 +290,9 @@ class RunExecutor:
                 self.listener.task_state_changed(
                     handle.task_id, TaskState.RUNNING, attempt=handle.attempt
                 )
+            for child, live in early:
+                run_attempt = functools.partial(self._run_attempt, live=live)
+                self.early.start(pool, child, self.attempts.get(child, 0) + 1, run_attempt)
 
             if not self._running and not ready and not retry_at:
                 return
@@ -290,8 +325,27 @@ class RunExecutor:
                 for child in self._children[task_id]:
                     heapq.heappush(dirty, (self._position[child], child))
 
+    def _begin_early(
+        self, tx: Any, ready: list[tuple[int, str]], queued: set[str]
+    ) -> list[tuple[Future[AttemptOutcome], AttemptHandle]]:
+        """Ready tasks with an early attempt: record it as started (it has its worker)."""
+        began = self.early.take_ready(ready)
+        for _, handle in began:
+            task_id, attempt = handle.task_id, handle.attempt
+            queued.discard(task_id)
+            self.attempts[task_id] = attempt
+            tx.start_attempt(
+                self.run_id, task_id, attempt, log_path=str(self._log_path(task_id, attempt))
+            )
+            self._set_state(task_id, TaskState.RUNNING)
+        return began
+
     def _set_state(self, task_id: str, state: TaskState) -> None:
         """Change a task's state, keeping its children's upstream counts current."""
+        if len(self.early) and state is not TaskState.RUNNING:
+            self.early.abort(task_id)
+            if state is not TaskState.SUCCESS:
+                self.early.abort_children(task_id)
         before = outcome_bucket(self.states[task_id])
         after = outcome_bucket(state)
         self.states[task_id] = state
@@ -301,11 +355,6 @@ class RunExecutor:
                     self._counts[child][before] -= 1
                 if after is not None:
                     self._counts[child][after] += 1
-
-    def _skip_reason(self, task_id: str) -> str:
-        node = self._nodes[task_id]
-        upstream = ", ".join(f"{p} {self.states[p].value}" for p in node.upstream)
-        return f"skipped: trigger rule {node.trigger_rule.value} cannot be met ({upstream})"
 
     def _record_outcome(
         self,
@@ -321,6 +370,7 @@ class RunExecutor:
         node = self._nodes[task_id]
         error: str | None = None
         reason = handle.stop_reason
+        live = self.artifacts.live.pop(task_id, None)
         group = self.transactions.member_of.get(task_id)
         if (
             group is not None
@@ -352,6 +402,8 @@ class RunExecutor:
             )
             self.outputs[task_id] = output
             state = TaskState.SUCCESS
+            if live is not None:
+                live.finish(result.output)
         elif reason is StopReason.CANCEL:
             state, error = TaskState.CANCELLED, "cancelled while running"
             tx.finish_attempt(
@@ -381,6 +433,8 @@ class RunExecutor:
                 error=error,
                 duration_s=outcome.duration_s,
             )
+        if live is not None and state is not TaskState.SUCCESS:
+            live.abandon()
         self._set_state(task_id, state)
         events.append((task_id, state, attempt, error))
         if group is not None and state in (TaskState.FAILED, TaskState.CANCELLED):
@@ -395,7 +449,15 @@ class RunExecutor:
                 # A member's success is real only once its group commits: then every
                 # member's on_success is queued, once.
                 if task_id == group.last:
-                    callbacks.extend(self._group_callbacks(group, "on_success"))
+                    callbacks.extend(
+                        group_callbacks(
+                            self.spec,
+                            group.members,
+                            event="on_success",
+                            attempts=self.attempts,
+                            log_path=self._log_path,
+                        )
+                    )
             elif event:
                 callbacks.extend(
                     task_callbacks(
@@ -411,22 +473,6 @@ class RunExecutor:
         if state.is_terminal():
             for child in self._children[task_id]:
                 heapq.heappush(dirty, (self._position[child], child))
-
-    def _group_callbacks(self, group: TransactionGroup, event: str) -> list[CallbackRecord]:
-        found = []
-        for member in group.members:
-            attempt = self.attempts.get(member, 0)
-            log_path = str(self._log_path(member, attempt))
-            found += task_callbacks(
-                self.spec,
-                event=event,
-                task_id=member,
-                attempt=attempt,
-                error=None,
-                log_path=log_path,
-                state=event.removeprefix("on_"),
-            )
-        return found
 
     def _roll_back_group(
         self,
@@ -455,33 +501,42 @@ class RunExecutor:
 
     # -- attempts ---------------------------------------------------------------------------
 
-    def _run_attempt(self, handle: AttemptHandle) -> AttemptOutcome:
+    def _run_attempt(self, handle: AttemptHandle, live: LiveOutput | None = None) -> AttemptOutcome:
+        """Run one attempt on a worker; ``live``: the upstream output an early attempt follows."""
         node = self._nodes[handle.task_id]
+        go = handle.go
+
+        def upstream() -> tuple[Any, Any]:
+            return (
+                upstream_outputs(node.upstream, self.outputs),
+                upstream_side_outputs(node.upstream, self.outputs),
+            )
+
+        def progress(task_id: str, rows: int) -> None:
+            if go is None or go.is_set():  # an early attempt's task is still pending
+                self.listener.task_rows_reported(task_id, rows)
 
         def build() -> tuple[Step, StepContext]:
-            context = template_context(
+            step, ctx = prepare_attempt(
                 self.spec,
-                params=self.params,
+                node,
+                self.registry,
                 run_id=self.run_id,
+                params=self.params,
                 ds=self.ds,
-                task_id=handle.task_id,
-            )
-            step = build_step(node, self.registry, context, path=self.spec.source_path)
-            ctx = StepContext(
-                pipeline=self.spec.name,
-                run_id=self.run_id,
-                task_id=handle.task_id,
                 attempt=handle.attempt,
-                params=self.params,
-                inputs=upstream_outputs(node.upstream, self.outputs),
-                extra_inputs=upstream_side_outputs(node.upstream, self.outputs),
                 artifacts=self.artifacts,
                 connections=self.settings.connections,
-                log=None,  # type: ignore[arg-type] - set by the handle to the attempt's log
                 cancel_event=handle.cancel,
-                progress=self.listener.task_rows_reported,
-                reruns=self.reruns.get(handle.task_id, 0),
             )
+            ctx.progress = progress
+            ctx.reruns = self.reruns.get(handle.task_id, 0)
+            if go is None:
+                ctx.inputs, ctx.extra_inputs = upstream()
+            else:
+                ctx.live_inputs = {live.task_id: live} if live is not None else {}
+                ctx.start_signal = go
+                ctx.resolve_inputs = upstream
             group = self.transactions.member_of.get(handle.task_id)
             if group is not None:
                 token = group_token(group, self.attempts.get(group.first, 1))
@@ -489,6 +544,11 @@ class RunExecutor:
             return step, ctx
 
         header = f"run {self.run_id}, task {handle.task_id} ({node.type}), attempt {handle.attempt}"
+        if live is not None:
+            header += (
+                f"; started early, while '{live.task_id}' runs: it reads that output as it is "
+                f"written and commits nothing until '{live.task_id}' succeeded"
+            )
         return handle.run(build, header=header, redact=self.settings.connections.redact)
 
     def _log_path(self, task_id: str, attempt: int) -> Any:
@@ -497,51 +557,22 @@ class RunExecutor:
     # -- the end of a run -------------------------------------------------------------------
 
     def _finish(self) -> RunStatus:
-        states = self.states.values()
-        if self._cancel_requested.is_set():
-            status, error = RunStatus.CANCELLED, "cancelled"
-        elif any(s in (TaskState.FAILED, TaskState.CANCELLED) for s in states):
-            failed = [t for t, s in self.states.items() if s is TaskState.FAILED]
-            status = RunStatus.FAILED
-            error = f"failed tasks: {', '.join(failed)}" if failed else "tasks were cancelled"
-        else:
-            status, error = RunStatus.SUCCESS, None
-        event = {RunStatus.SUCCESS: "on_run_success", RunStatus.FAILED: "on_run_failure"}.get(
-            status
+        return finish_run(
+            spec=self.spec,
+            run_id=self.run_id,
+            owner=self.owner,
+            generation=self.generation,
+            states=self.states,
+            cancelled=self._cancel_requested.is_set(),
+            store=self.store,
+            actions=self.actions,
+            listener=self.listener,
         )
-        needs_compensation = (
-            status is RunStatus.FAILED
-            and self.spec.compensation is CompensationMode.AUTO
-            and any(
-                self.states[n.id] is TaskState.SUCCESS and n.compensate for n in self.spec.nodes
-            )
-        )
-        with self.store.write() as tx:
-            tx.hold_run(self.run_id, self.owner)
-            if event:
-                tx.add_callbacks(
-                    self.run_id,
-                    run_callbacks(
-                        self.spec,
-                        event=event,
-                        status=status.value,
-                        error=error,
-                        generation=self.generation,
-                    ),
-                )
-            tx.set_run_status(self.run_id, status, error=error, release=not needs_compensation)
-        if needs_compensation:
-            try:
-                compensate(self.store, self.actions, self.listener)
-            finally:
-                self.store.release_run(self.run_id, self.owner)
-        fire_pending_callbacks(self.store, self.actions)
-        self.listener.run_finished(self.run_id, status)
-        return status
 
     # -- interruption and liveness ----------------------------------------------------------
 
     def _stop_running(self) -> None:
+        self.early.abort_all()
         for handle in self._running.values():
             handle.stop(StopReason.INTERRUPT, grace_s=STOP_GRACE_S)
         wait(list(self._running), timeout=STOP_GRACE_S)
@@ -567,16 +598,3 @@ class RunExecutor:
                 release=True,
             )
         self.listener.run_finished(self.run_id, RunStatus.FAILED)
-
-    def _watch(self, stop: threading.Event) -> None:
-        """Heartbeat, and look for a cancel request from another process."""
-        last_beat = time.monotonic()
-        while not stop.wait(CANCEL_POLL_S):
-            try:
-                if self.store.get_run(self.run_id).cancel_requested:
-                    self._cancel_requested.set()
-                if time.monotonic() - last_beat >= self.settings.heartbeat_s:
-                    self.store.heartbeat(self.run_id, self.owner)
-                    last_beat = time.monotonic()
-            except BatchpilotError:
-                continue  # a busy store must not kill the run; the next beat retries

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
 from batchpilot.spec.model import TriggerRule
@@ -94,3 +94,9 @@ def decide_counts(
             return Readiness.SKIP
         return Readiness.RUN if all_done else Readiness.WAIT
     raise ValueError(f"unknown trigger rule {rule!r}")  # pragma: no cover - enum is closed
+
+
+def skip_reason(rule: TriggerRule, upstream: Iterable[str], states: Mapping[str, TaskState]) -> str:
+    """Why a task whose ``rule`` can no longer hold is skipped, naming its upstream states."""
+    found = ", ".join(f"{parent} {states[parent].value}" for parent in upstream)
+    return f"skipped: trigger rule {rule.value} cannot be met ({found})"

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+
+@cache
+def _environment() -> SandboxedEnvironment:
+    # imported on first use: a pipeline without templates never pays for Jinja2
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 class TemplateRenderError(ValueError):
@@ -32,8 +40,10 @@ def _render(value: Any, context: Mapping[str, Any], field: str) -> Any:
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value
+        from jinja2 import TemplateError
+
         try:
-            return _ENV.from_string(value).render(context)
+            return _environment().from_string(value).render(context)
         except TemplateError as exc:
             raise TemplateRenderError(field, f"template error: {exc}") from None
     if isinstance(value, Mapping):

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from batchpilot.artifacts import ArtifactRef, ArtifactStore, read_table
+from batchpilot.artifacts import ArtifactRef, ArtifactStore, iter_batches, read_schema, read_table
+from batchpilot.artifacts.live import LiveOutput
 from batchpilot.connections import ConnectionRegistry
 from batchpilot.errors import StepError
 
@@ -54,6 +56,15 @@ class StepContext:
     #: how many times this task had already succeeded in this run before this attempt
     #: (``batchpilot retry --task`` runs a succeeded task again)
     reruns: int = 0
+    #: set for an attempt that started early (see :attr:`Step.starts_early`): the
+    #: upstream outputs it follows while they are written, the event the engine sets
+    #: when the task really starts, and what then gives its ``inputs``/``extra_inputs``
+    live_inputs: Mapping[str, LiveOutput] = field(default_factory=dict)
+    start_signal: threading.Event | None = None
+    resolve_inputs: (
+        Callable[[], tuple[Mapping[str, ArtifactRef], Mapping[str, Mapping[str, ArtifactRef]]]]
+        | None
+    ) = None
     _cancel_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -88,6 +99,45 @@ class StepContext:
                 f"this step takes exactly one upstream dataset, got {len(self.inputs)} ({have})"
             )
         return next(iter(self.inputs.values()))
+
+    def input_batches(self) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """The only upstream output's schema and record batches, read one at a time.
+
+        In an attempt that started early, the batches arrive as the upstream task
+        writes them. Raises :class:`StepError` unless there is exactly one upstream
+        output, :class:`ArtifactError` if the upstream attempt is abandoned.
+        """
+        if self.live_inputs:
+            (live,) = self.live_inputs.values()
+            followed = live.follow(self.cancel_event)
+            if followed is None:
+                raise StepError(
+                    f"this step takes exactly one upstream dataset, got 0 ({live.task_id} "
+                    "wrote no output)"
+                )
+            return followed
+        ref = self.single_input()
+        return read_schema(ref), iter_batches(ref)
+
+    def wait_for_start(self) -> None:
+        """Block until the task really started; a step that starts early calls it
+        before any effect others can see (its commit). Returns at once otherwise.
+
+        Raises :class:`StepError` if the attempt is stopped while it waits.
+        """
+        if self.start_signal is None:
+            return
+        if not self.start_signal.is_set():
+            waited = time.monotonic()
+            while not self.start_signal.wait(0.1):
+                self.check_cancelled()
+            self.log.info(
+                "the task starts: its upstream succeeded (waited %.1fs for it)",
+                time.monotonic() - waited,
+            )
+        if self.resolve_inputs is not None:
+            self.inputs, self.extra_inputs = self.resolve_inputs()
+            self.resolve_inputs = None
 
     def input_table(self, node_id: str | None = None) -> pa.Table:
         """Memory-map an upstream output as a table (the only one if no id is given)."""
@@ -144,6 +194,11 @@ class Step(ABC):
     #: False for steps with no side effect to undo (extracts, transforms): a
     #: ``compensate:`` on such a node is a spec error
     compensable: ClassVar[bool] = True
+    #: True for steps that may start while their single upstream task still runs,
+    #: reading its output as it is written (:meth:`StepContext.input_batches`) and
+    #: calling :meth:`StepContext.wait_for_start` before they commit anything: the
+    #: engine then overlaps them with that task, and stops them if it fails
+    starts_early: ClassVar[bool] = False
 
     def __init__(self, config: StepConfig) -> None:
         self.config = config

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import psycopg
 from psycopg import sql
 
-from batchpilot.artifacts import iter_batches, read_schema
 from batchpilot.errors import PermanentStepError, StepError
 from batchpilot.steps._database import (
     LOADS_TABLE,
@@ -65,12 +64,12 @@ class PostgresLoad(Step):
     type_name = "load.postgres"
     Config = PostgresLoadConfig
     connection_fields = ("connection",)
+    starts_early = True
 
     def run(self, ctx: StepContext) -> StepResult:
         config: PostgresLoadConfig = self.config  # type: ignore[assignment]
         connection = ctx.connections.get(config.connection)
-        source = ctx.single_input()
-        schema = read_schema(source)
+        schema, batches = ctx.input_batches()
         columns = list(schema.names)
         table = config.table_name
         started = time.monotonic()
@@ -89,6 +88,7 @@ class PostgresLoad(Step):
                 recorded = _claim_load(pg, ctx)
                 ledger_seconds = time.monotonic() - ledger_started
                 if recorded is not None:
+                    ctx.wait_for_start()
                     pg.rollback()
                     ctx.log.info(
                         "skipped: task %s of run %s already loaded %d rows into %s",
@@ -98,7 +98,8 @@ class PostgresLoad(Step):
                         table,
                     )
                     metadata.update(rows=recorded, already_loaded=True)
-                    return StepResult(rows_in=source.rows, rows_out=recorded, metadata=metadata)
+                    rows_in = ctx.single_input().rows
+                    return StepResult(rows_in=rows_in, rows_out=recorded, metadata=metadata)
                 existing = _table_columns(pg, table)
                 check_load_columns(columns, None if existing is None else list(existing), config)
                 if existing is None:
@@ -122,15 +123,16 @@ class PostgresLoad(Step):
                 copy_format = "csv" if wire is None else "binary"
                 metadata["copy_format"] = copy_format
                 if wire is None:
-                    chunks = csv_chunks(iter_batches(source))
+                    chunks = csv_chunks(batches)
                 else:
-                    chunks = encoded_batches(iter_batches(source), wire, target_types)
+                    chunks = encoded_batches(batches, wire, target_types)
                 rows = _copy(ctx, pg, copy_into, column_list, copy_format, chunks)
                 metadata["copy_seconds"] = round(time.monotonic() - copy_started, 3)
                 if config.mode == "upsert":
                     merge_started = time.monotonic()
                     metadata["changed"] = _merge(pg, target, copy_into, columns, config.key)
                     metadata["merge_seconds"] = round(time.monotonic() - merge_started, 3)
+                ctx.wait_for_start()  # started early: commit only once the upstream succeeded
                 ledger_started = time.monotonic()
                 _record_rows(pg, ctx, rows)
                 ledger_seconds += time.monotonic() - ledger_started
@@ -149,7 +151,7 @@ class PostgresLoad(Step):
         elapsed = time.monotonic() - started
         ctx.log.info("%s: loaded %d rows into %s in %.1fs", config.mode, rows, table, elapsed)
         metadata.update(rows=rows, already_loaded=False)
-        return StepResult(rows_in=source.rows, rows_out=rows, metadata=metadata)
+        return StepResult(rows_in=ctx.single_input().rows, rows_out=rows, metadata=metadata)
 
 
 def _identifier(table: TableName) -> sql.Identifier:
