@@ -13,7 +13,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -270,6 +269,8 @@ class ParquetExtract(Step):
                     schema = pa.schema([schema.field(c) for c in config.columns])
                 source = dataset.to_batches(columns=config.columns, batch_size=65_536)
             else:
+                import pyarrow.parquet as pq  # here: a CSV pipeline never pays for Parquet
+
                 parquet = pq.ParquetFile(path)
                 schema = parquet.schema_arrow
                 if config.columns:
