@@ -228,11 +228,13 @@ def ledger_share(done: ProcessRun, home: Path) -> float:
 
 
 def load_seconds(done: ProcessRun) -> str:
-    """The load task's own duration from ``batchpilot run --output json``, if printed."""
+    """The tasks' durations from ``batchpilot run --output json``, if printed. The load
+    starts early, while the extract runs; its duration counts from the extract's end."""
     try:
         tasks = json.loads(done.stdout)["tasks"]
         return (
-            f"extract {tasks['extract']['duration_s']:.2f} + load {tasks['load']['duration_s']:.2f}"
+            f"extract {tasks['extract']['duration_s']:.2f}, "
+            f"then load {tasks['load']['duration_s']:.2f}"
         )
     except (ValueError, KeyError, TypeError):
         return ""

@@ -136,6 +136,48 @@ def test_the_load_copies_while_the_extract_writes_and_commits_after_it(
     assert early_logs(pg_settings, result.run_id) == []
 
 
+def test_a_load_that_copied_everything_waits_for_the_extract_to_succeed(
+    pg_settings: Settings, pg_dsn: str
+):
+    seen: list[tuple] = []
+
+    def extract(context: StepContext) -> StepResult:
+        ref = context.write_output_batches(SCHEMA, (batch(n) for n in range(BATCHES)))
+        # the output is whole; the load copies it all, then waits in its open transaction
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            waiting = query(
+                pg_dsn,
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'batchpilot' AND state = 'idle in transaction'",
+            )
+            if waiting[0][0]:
+                break
+            time.sleep(0.05)
+        seen.append(query(pg_dsn, "SELECT to_regclass('people') IS NULL")[0])
+        return StepResult(output=ref, rows_out=ref.rows)
+
+    pipeline = Pipeline("early")
+    pipeline.add_tasks(
+        [
+            Task("extract", run=extract),
+            Task(
+                "load",
+                type="load.postgres",
+                config={"connection": "dwh", "table": "people", "mode": "append"},
+            ).depends_on("extract"),
+        ]
+    )
+
+    result = pipeline.run(settings=pg_settings)
+
+    assert result.status is RunStatus.SUCCESS, result.tasks
+    assert seen == [(True,)]  # nothing was visible while the extract still ran
+    assert query(pg_dsn, "SELECT count(*) FROM people") == [(BATCHES * ROWS_PER_BATCH,)]
+    (loaded,) = RunStore.for_home(pg_settings.home).get_attempts(result.run_id, "load")
+    assert "the task starts: its upstream succeeded (waited" in Path(loaded.log_path).read_text()
+
+
 def test_when_the_extract_fails_the_early_load_leaves_no_trace(pg_settings: Settings, pg_dsn: str):
     extract = SlowExtract(pg_dsn, fail_on=(1,))
 
