@@ -43,19 +43,24 @@ def query(dsn: str, statement: str) -> list[tuple]:
         return pg.execute(statement).fetchall()
 
 
-def wait_for_copy(dsn: str, timeout_s: float = 20.0) -> None:
-    """Block until a batchpilot COPY runs on the server."""
+def wait_for_load(dsn: str, condition: str, what: str, timeout_s: float = 20.0) -> None:
+    """Block until a batchpilot session on the server matches ``condition``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        copying = query(
+        found = query(
             dsn,
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE application_name = 'batchpilot' AND query LIKE 'COPY%'",
+            f"WHERE application_name = 'batchpilot' AND {condition}",
         )
-        if copying[0][0]:
+        if found[0][0]:
             return
         time.sleep(0.05)
-    raise AssertionError("the load did not start its COPY while the extract ran")
+    raise AssertionError(f"the load did not {what} while the extract ran")
+
+
+def wait_for_copy(dsn: str) -> None:
+    """Block until a batchpilot COPY runs (or ran) in an open transaction."""
+    wait_for_load(dsn, "query LIKE 'COPY%'", "start its COPY")
 
 
 class SlowExtract:
@@ -143,17 +148,13 @@ def test_a_load_that_copied_everything_waits_for_the_extract_to_succeed(
 
     def extract(context: StepContext) -> StepResult:
         ref = context.write_output_batches(SCHEMA, (batch(n) for n in range(BATCHES)))
-        # the output is whole; the load copies it all, then waits in its open transaction
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            waiting = query(
-                pg_dsn,
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name = 'batchpilot' AND state = 'idle in transaction'",
-            )
-            if waiting[0][0]:
-                break
-            time.sleep(0.05)
+        # the output is whole: the load copies it all, then waits in its open transaction
+        # (idle, its last statement the COPY) until this task has succeeded
+        wait_for_load(
+            pg_dsn,
+            "state = 'idle in transaction' AND query LIKE 'COPY%'",
+            "finish its COPY and wait",
+        )
         seen.append(query(pg_dsn, "SELECT to_regclass('people') IS NULL")[0])
         return StepResult(output=ref, rows_out=ref.rows)
 
@@ -303,3 +304,14 @@ def test_a_cancelled_follower_stops_waiting():
     cancel.set()
     with pytest.raises(ArtifactError, match="stopped"):
         LiveOutput("up").follow(cancel)
+
+
+def test_a_follower_that_comes_after_the_writer_finished_reads_the_whole_file(tmp_path: Path):
+    store = ArtifactStore(tmp_path)
+    live = store.live["up"] = LiveOutput("up")
+    store.write_batches("up", SCHEMA, [batch(0), batch(1)])  # the engine has not ended it yet
+
+    followed = live.follow(threading.Event())
+
+    assert followed is not None
+    assert sum(b.num_rows for b in followed[1]) == 2 * ROWS_PER_BATCH

@@ -91,6 +91,8 @@ class ArtifactStore:
                 if live is not None:
                     live.wrote(sink.tell(), complete=True)
             os.replace(partial, target)
+            if live is not None:
+                live.placed(target)
         except BaseException:
             if live is not None:
                 live.abandon()

@@ -43,6 +43,7 @@ class LiveOutput:
         self._ended = False
         self._abandoned = False
         self._ref: ArtifactRef | None = None
+        self._placed: str | None = None
 
     # -- the writer -------------------------------------------------------------------------
 
@@ -63,6 +64,12 @@ class LiveOutput:
         with self._changed:
             self._written = size
             self._complete = complete
+            self._changed.notify_all()
+
+    def placed(self, path: Path) -> None:
+        """The complete file was renamed from its partial name to ``path``."""
+        with self._changed:
+            self._placed = str(path)
             self._changed.notify_all()
 
     # -- the engine -------------------------------------------------------------------------
@@ -111,12 +118,13 @@ class LiveOutput:
         except FileNotFoundError:
             # the writer already renamed it into place: the artifact is whole
             with self._changed:
-                while not self._ended:
+                while self._placed is None and not self._ended:
                     self._wait(cancel)
                 self._raise_if_abandoned()
-                if self._ref is None:
-                    return None
-                return read_schema(self._ref), iter_batches(self._ref)
+                whole = self._placed or (self._ref.path if self._ref else None)
+            if whole is None:
+                return None
+            return read_schema(whole), iter_batches(whole)
         growing = _GrowingFile(self, fd, cancel)
         try:
             reader = ipc.open_stream(growing)
