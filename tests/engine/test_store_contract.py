@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchpilot.errors import RunNotFound
+from batchpilot.errors import RunNotFound, StoreError
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore
 
@@ -74,6 +74,19 @@ def test_several_transitions_commit_together(store: RunStore):
         raise RuntimeError("crash between two transitions")
     assert store.get_tasks("r1")[0].state is TaskState.PENDING
     assert store.get_attempts("r1") == []
+
+
+def test_a_transition_the_database_refuses_is_a_store_error_and_changes_nothing(
+    store: RunStore,
+):
+    make_run(store)
+    with store.write() as tx:
+        tx.start_attempt("r1", "a", 1, log_path="x")
+    with pytest.raises(StoreError, match="state store error"), store.write() as tx:
+        tx.finish_attempt("r1", "a", 1, state=TaskState.FAILED, error="boom")
+        tx.start_attempt("r1", "a", 1, log_path="y")  # attempt 1 exists already
+    (attempt,) = store.get_attempts("r1")
+    assert attempt.state is TaskState.RUNNING and attempt.log_path == "x"
 
 
 def test_runs_list_newest_first_and_prefix_lookup(store: RunStore):
