@@ -100,8 +100,8 @@ class LiveOutput:
 
         Waits until the writer begins (or the attempt ends without streaming: then
         the finished artifact is read). Returns None if the attempt wrote no output.
-        Raises :class:`ArtifactError` if the attempt is abandoned, and
-        :class:`ArtifactError` too if ``cancel`` is set while waiting.
+        Raises :class:`ArtifactError` if the attempt is abandoned or ``cancel`` is
+        set while this waits, then or later while the batches are read.
         """
         with self._changed:
             while self._partial is None and not self._ended:
