@@ -4,23 +4,47 @@
 
     BatchpilotError
     ├── SpecError                 a pipeline file or object is invalid (CLI exit code 2)
-    │   └── SpecErrors            several SpecErrors found in one file
+    │   ├── SpecErrors            several SpecErrors found in one file
+    │   └── TemplateRenderError   a config template does not render (``field`` says where)
     ├── StepError                 a step failed while running
     │   └── PermanentStepError    bad data: retrying cannot help, so it is not retried
     ├── ConnectionError           an unknown or unreachable connection
     ├── StoreError                the state store cannot be read or written
     │   ├── RunNotFound           no run has that id
     │   └── RunStateError         the run is in a state that does not allow the action
+    │       └── RunTakenOver      another process took over the run this one drove
     ├── ArtifactError             a dataset between steps is missing or unreadable
     └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
-can act on.
+can act on; :func:`first_line` gives the one line ``runs show`` and the store's
+messages print.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+#: longest one-line reason kept for a task (the attempt's log has the whole text)
+MAX_ERROR_CHARS = 500
+
+
+def first_line(exc: BaseException, *, driver: bool = False, limit: int = MAX_ERROR_CHARS) -> str:
+    """The first line of an error's message, at most ``limit`` characters.
+
+    Errors of ours read as a sentence already; any other error is prefixed
+    with its type (``KeyError: 'x'``), or is just its type when it has no
+    message. With ``driver=True`` (a database driver's error, as the state
+    store reports it) the driver's own text is shown, unwrapped from
+    SQLAlchemy and without the type.
+    """
+    text = str((getattr(exc, "orig", None) if driver else None) or exc).strip()
+    line = text.splitlines()[0] if text else ""
+    if driver:
+        return (line or type(exc).__name__)[:limit]
+    if not isinstance(exc, BatchpilotError):
+        line = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return line[:limit]
 
 
 class BatchpilotError(Exception):
@@ -72,6 +96,17 @@ class SpecErrors(SpecError):
     def __init__(self, errors: list[SpecError]) -> None:
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
+
+    def _render(self) -> str:
+        return self.reason
+
+
+class TemplateRenderError(SpecError):
+    """A template in a config could not be rendered; ``field`` says where (``sql``,
+    ``params.day``…), and the caller adds the file and node."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field=field)
 
     def _render(self) -> str:
         return self.reason
@@ -152,4 +187,6 @@ __all__ = [
     "SpecErrors",
     "StepError",
     "StoreError",
+    "TemplateRenderError",
+    "first_line",
 ]

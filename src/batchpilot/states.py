@@ -51,3 +51,28 @@ _TERMINAL_TASK = frozenset(
         TaskState.COMPENSATION_FAILED,
     }
 )
+
+
+class CallbackState(StrEnum):
+    """Lifecycle of a queued callback: pending → running → done | failed."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    def is_terminal(self) -> bool:
+        """True once the callback fired (well or not); pending and running ones fire
+        (again) when the run is driven next."""
+        return self in (CallbackState.DONE, CallbackState.FAILED)
+
+
+#: callbacks still to fire: queued, or interrupted while they ran
+UNFIRED_CALLBACKS = (CallbackState.PENDING, CallbackState.RUNNING)
+
+
+class AttemptKind(StrEnum):
+    """What an attempt ran: the task's own step, or its compensation."""
+
+    RUN = "run"
+    COMPENSATION = "compensation"

@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from batchpilot.errors import TemplateRenderError
+
+__all__ = ["TemplateRenderError", "render_config"]
+
 if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
 
@@ -17,14 +21,6 @@ def _environment() -> SandboxedEnvironment:
     from jinja2.sandbox import SandboxedEnvironment
 
     return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
-
-
-class TemplateRenderError(ValueError):
-    """A template in a config could not be rendered; ``field`` says where."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(message)
 
 
 def render_config(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:

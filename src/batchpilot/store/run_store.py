@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from batchpilot.errors import RunNotFound, StoreError
+from batchpilot.errors import RunNotFound, StoreError, first_line
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store.migrate import migrate
 from batchpilot.store.records import (
@@ -38,7 +38,6 @@ from batchpilot.store.transaction import (
     HotStatements,
     Transaction,
     Wrapped,
-    first_line,
     status_values,
 )
 
@@ -76,7 +75,8 @@ class RunStore:
             self._hot = HotStatements(self.engine.dialect)
             self._session: tuple[int, Any] | None = None
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the state store: {first_line(exc)}") from exc
+            reason = first_line(exc, driver=True)
+            raise StoreError(f"cannot open the state store: {reason}") from exc
 
     @classmethod
     def for_home(cls, home: Path, database_url: str | None = None) -> RunStore:

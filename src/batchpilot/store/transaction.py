@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from batchpilot.errors import RunTakenOver, StoreError
+from batchpilot.errors import RunTakenOver, StoreError, first_line
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store.records import CallbackRecord, utcnow
 from batchpilot.store.tables import attempts, runs, task_instances
@@ -307,15 +307,15 @@ class Wrapped:
             self._ctx = self._engine.begin() if self._begin else self._engine.connect()
             return self._ctx.__enter__()
         except SQLAlchemyError as exc:
-            raise StoreError(f"state store unavailable: {first_line(exc)}") from exc
+            raise StoreError(f"state store unavailable: {first_line(exc, driver=True)}") from exc
 
     def __exit__(self, exc_type, exc, tb):  # type: ignore[no-untyped-def]
         try:
             self._ctx.__exit__(exc_type, exc, tb)  # commits, or rolls back on error
         except SQLAlchemyError as err:
-            raise StoreError(f"state store write failed: {first_line(err)}") from err
+            raise StoreError(f"state store write failed: {first_line(err, driver=True)}") from err
         if isinstance(exc, SQLAlchemyError):
-            raise StoreError(f"state store error: {first_line(exc)}") from exc
+            raise StoreError(f"state store error: {first_line(exc, driver=True)}") from exc
         return False
 
 
@@ -330,8 +330,3 @@ def status_values(status: RunStatus, error: str | None, release: bool) -> dict[s
     if release:
         values["owner"] = None
     return values
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
