@@ -67,8 +67,8 @@ class CallbackState(StrEnum):
         return self in (CallbackState.DONE, CallbackState.FAILED)
 
 
-#: callbacks still to fire: queued, or interrupted while they ran
-UNFIRED_CALLBACKS = (CallbackState.PENDING, CallbackState.RUNNING)
+#: the stored states of callbacks still to fire: queued, or interrupted while they ran
+UNFIRED_CALLBACKS: tuple[str, ...] = (CallbackState.PENDING.value, CallbackState.RUNNING.value)
 
 
 class AttemptKind(StrEnum):

@@ -244,7 +244,7 @@ def write_slowly(store: ArtifactStore, live: LiveOutput, *, fail: bool = False) 
 
     def write() -> None:
         with contextlib.suppress(ValueError):  # write_batches abandoned the output
-            live.finish(store.write_batches("up", SCHEMA, batches()))
+            live.finish(store.write_batches("up", SCHEMA, batches(), live=live))
 
     thread = threading.Thread(target=write)
     thread.start()
@@ -253,7 +253,7 @@ def write_slowly(store: ArtifactStore, live: LiveOutput, *, fail: bool = False) 
 
 def test_a_follower_reads_every_batch_as_it_is_written(tmp_path: Path):
     store = ArtifactStore(tmp_path)
-    live = store.live["up"] = LiveOutput("up")
+    live = LiveOutput("up")
     writer = write_slowly(store, live)
 
     followed = live.follow(threading.Event())
@@ -270,7 +270,7 @@ def test_a_follower_reads_every_batch_as_it_is_written(tmp_path: Path):
 
 def test_a_follower_of_an_abandoned_output_gets_an_error(tmp_path: Path):
     store = ArtifactStore(tmp_path)
-    live = store.live["up"] = LiveOutput("up")
+    live = LiveOutput("up")
     writer = write_slowly(store, live, fail=True)
 
     followed = live.follow(threading.Event())
@@ -282,7 +282,7 @@ def test_a_follower_of_an_abandoned_output_gets_an_error(tmp_path: Path):
 
 
 def test_an_output_written_without_streaming_is_read_once_finished(tmp_path: Path):
-    elsewhere = ArtifactStore(tmp_path)  # written through a store that does not announce it
+    elsewhere = ArtifactStore(tmp_path)  # written without announcing it
     ref = elsewhere.write_table("up", pa.Table.from_batches([batch(0)]))
     live = LiveOutput("up")
     threading.Timer(0.05, live.finish, args=(ref,)).start()
@@ -308,8 +308,8 @@ def test_a_cancelled_follower_stops_waiting():
 
 def test_a_follower_that_comes_after_the_writer_finished_reads_the_whole_file(tmp_path: Path):
     store = ArtifactStore(tmp_path)
-    live = store.live["up"] = LiveOutput("up")
-    store.write_batches("up", SCHEMA, [batch(0), batch(1)])  # the engine has not ended it yet
+    live = LiveOutput("up")
+    store.write_batches("up", SCHEMA, [batch(0), batch(1)], live=live)  # not ended yet
 
     followed = live.follow(threading.Event())
 

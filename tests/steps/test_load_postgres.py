@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import threading
 from pathlib import Path
 
 import psycopg
@@ -279,7 +278,6 @@ def test_many_batches_are_all_loaded(tmp_path, pg_url, pg_dsn):
 
 def test_cancel_rolls_back(tmp_path, pg_url, pg_dsn):
     ctx = make_context(tmp_path, {"up": PEOPLE}, {"dwh": pg_url})
-    ctx.cancel_event = threading.Event()
     ctx.cancel_event.set()
 
     with pytest.raises(StepError, match="cancelled"):

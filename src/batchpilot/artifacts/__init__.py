@@ -10,7 +10,7 @@ batch by batch (bounded memory for loads).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,9 +48,6 @@ class ArtifactStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        #: main outputs that a consumer follows while they are written, by task id
-        #: (the engine adds one before it starts an attempt whose consumer starts early)
-        self.live: dict[str, LiveOutput] = {}
 
     def path_for(self, task_id: str, name: str = "output") -> Path:
         """Return the file path of a task's named output."""
@@ -67,15 +64,17 @@ class ArtifactStore:
         schema: pa.Schema,
         batches: Iterable[pa.RecordBatch],
         name: str = "output",
+        *,
+        live: LiveOutput | None = None,
     ) -> ArtifactRef:
         """Stream record batches into a task's output, atomically, and return its reference.
 
-        A main output in :attr:`live` is announced batch by batch to its followers.
+        With ``live`` (an output consumers follow while it is written), each batch
+        is announced to them as soon as it is complete.
         """
         target = self.path_for(task_id, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + f".{os.getpid()}.partial")
-        live = self.live.get(task_id) if name == "output" else None
         rows = 0
         try:
             with pa.OSFile(str(partial), "wb") as sink:
@@ -99,31 +98,6 @@ class ArtifactStore:
             partial.unlink(missing_ok=True)
             raise
         return ArtifactRef(path=str(target), rows=rows)
-
-
-def upstream_outputs(
-    upstream: Iterable[str], outputs: Mapping[str, Mapping[str, Any]]
-) -> dict[str, ArtifactRef]:
-    """The main outputs of a task's upstream tasks, by node id, from their stored
-    ``{"artifact": …, "side_outputs": …}`` records (tasks without output are left out)."""
-    found = {}
-    for parent in upstream:
-        artifact = (outputs.get(parent) or {}).get("artifact")
-        if artifact:
-            found[parent] = ArtifactRef.from_json(artifact)
-    return found
-
-
-def upstream_side_outputs(
-    upstream: Iterable[str], outputs: Mapping[str, Mapping[str, Any]]
-) -> dict[str, dict[str, ArtifactRef]]:
-    """The named side outputs (e.g. ``rejects``) of a task's upstream tasks, by node id."""
-    found: dict[str, dict[str, ArtifactRef]] = {}
-    for parent in upstream:
-        side = (outputs.get(parent) or {}).get("side_outputs") or {}
-        if side:
-            found[parent] = {name: ArtifactRef.from_json(ref) for name, ref in side.items()}
-    return found
 
 
 def read_table(ref: ArtifactRef | str | Path) -> pa.Table:

@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from batchpilot.engine.actions import ActionRunner
+from batchpilot.engine.actions import run_action
+from batchpilot.engine.context import RunContext
 from batchpilot.spec.model import ActionSpec, PipelineSpec
-from batchpilot.store import CallbackRecord, RunStore
+from batchpilot.states import UNFIRED_CALLBACKS, CallbackState
+from batchpilot.store import CallbackRecord
 
 TASK_EVENTS = ("on_success", "on_failure", "on_retry")
 RUN_EVENTS = ("on_run_success", "on_run_failure")
@@ -106,28 +108,33 @@ def run_callbacks(
     ]
 
 
-def fire_pending_callbacks(store: RunStore, runner: ActionRunner) -> int:
+def fire_pending_callbacks(run: RunContext) -> int:
     """Fire every queued (or interrupted) callback of the run; returns how many fired."""
+    store = run.state
     fired = 0
-    for record in store.get_callbacks(runner.run_id, states=("pending", "running")):
-        action = _action_for(runner.spec, record)
+    for record in store.get_callbacks(run.run_id, states=UNFIRED_CALLBACKS):
+        action = _action_for(run.spec, record)
         if action is None:
             store.mark_callback(
-                runner.run_id,
+                run.run_id,
                 record.callback_id,
-                state="failed",
+                state=CallbackState.FAILED.value,
                 error="the callback is no longer in the pipeline",
             )
             continue
         store.mark_callback(
-            runner.run_id, record.callback_id, state="running", attempts=record.attempts + 1
+            run.run_id,
+            record.callback_id,
+            state=CallbackState.RUNNING.value,
+            attempts=record.attempts + 1,
         )
         event: Mapping[str, Any] = {
             **record.context,
-            "run_id": runner.run_id,
+            "run_id": run.run_id,
             "callback_id": record.callback_id,
         }
-        outcome = runner.run(
+        outcome = run_action(
+            run,
             action,
             task_id=record.task_id or "run",
             log_name=f"{record.task_id or 'run'}.{record.event}.{record.context.get('attempt')}"
@@ -135,9 +142,9 @@ def fire_pending_callbacks(store: RunStore, runner: ActionRunner) -> int:
             event=event,
         )
         store.mark_callback(
-            runner.run_id,
+            run.run_id,
             record.callback_id,
-            state="done" if outcome.succeeded else "failed",
+            state=(CallbackState.DONE if outcome.succeeded else CallbackState.FAILED).value,
             error=outcome.error,
         )
         fired += 1

@@ -11,26 +11,28 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from batchpilot.artifacts import ArtifactRef
-from batchpilot.engine.actions import ActionRunner
+from batchpilot.engine.actions import run_action
+from batchpilot.engine.context import RunContext
 from batchpilot.engine.listener import RunListener
-from batchpilot.states import TaskState
+from batchpilot.engine.outputs import TaskOutput
+from batchpilot.spec.model import PipelineSpec
+from batchpilot.states import AttemptKind, TaskState
 from batchpilot.store import RunStore, TaskRecord
 
 _EPOCH = datetime.min
 
 
-def compensation_order(runner: ActionRunner, tasks: list[TaskRecord]) -> list[TaskRecord]:
+def compensation_order(spec: PipelineSpec, tasks: list[TaskRecord]) -> list[TaskRecord]:
     """Tasks to compensate, latest-completed first: succeeded (or half-compensated)
     tasks whose node declares ``compensate``."""
     eligible = [
         t
         for t in tasks
         if t.state in (TaskState.SUCCESS, TaskState.COMPENSATING, TaskState.COMPENSATION_FAILED)
-        and t.task_id in runner.spec.node_ids
-        and runner.spec.node(t.task_id).compensate is not None
+        and t.task_id in spec.node_ids
+        and spec.node(t.task_id).compensate is not None
     ]
-    position = {node_id: i for i, node_id in enumerate(runner.spec.node_ids)}
+    position = {node_id: i for i, node_id in enumerate(spec.node_ids)}
     return sorted(
         eligible,
         key=lambda t: (
@@ -41,31 +43,30 @@ def compensation_order(runner: ActionRunner, tasks: list[TaskRecord]) -> list[Ta
     )
 
 
-def compensate(store: RunStore, runner: ActionRunner, listener: RunListener | None = None) -> bool:
+def compensate(run: RunContext, listener: RunListener | None = None) -> bool:
     """Run the compensations of the run's succeeded tasks; True if all succeeded.
 
     Sets the run's ``needs_attention`` flag when one of them failed.
     """
     listener = listener or RunListener()
-    run_id = runner.run_id
+    store = run.state
+    run_id = run.run_id
     all_ok = True
-    for task in compensation_order(runner, store.get_tasks(run_id)):
-        node = runner.spec.node(task.task_id)
+    for task in compensation_order(run.spec, store.get_tasks(run_id)):
+        node = run.spec.node(task.task_id)
         assert node.compensate is not None
         store.set_task_states(run_id, [task.task_id], TaskState.COMPENSATING)
         listener.task_state_changed(task.task_id, TaskState.COMPENSATING, attempt=task.attempts)
-        output = task.output or {}
+        output = TaskOutput.from_json(task.output)
         original = {
             "task_id": task.task_id,
             "state": task.state.value,
             "rows_in": task.rows_in,
             "rows_out": task.rows_out,
-            "metadata": output.get("metadata") or {},
-            "output": output.get("artifact"),
+            "metadata": dict(output.metadata),
+            "output": output.artifact.to_json() if output.artifact else None,
         }
-        inputs = {}
-        if output.get("artifact"):
-            inputs[task.task_id] = ArtifactRef.from_json(output["artifact"])
+        inputs = {task.task_id: output.artifact} if output.artifact else {}
         first_attempt = _next_attempt(store, run_id, task.task_id)
 
         def started(attempt: int, log_path: str, _task: str = task.task_id) -> None:
@@ -74,7 +75,8 @@ def compensate(store: RunStore, runner: ActionRunner, listener: RunListener | No
         def ended(attempt: int, error: str | None, _task: str = task.task_id) -> None:
             store.finish_compensation_attempt(run_id, _task, attempt, error=error)
 
-        outcome = runner.run(
+        outcome = run_action(
+            run,
             node.compensate,
             task_id=task.task_id,
             log_name=f"{task.task_id}.compensation",
@@ -94,5 +96,5 @@ def compensate(store: RunStore, runner: ActionRunner, listener: RunListener | No
 
 
 def _next_attempt(store: RunStore, run_id: str, task_id: str) -> int:
-    attempts = [a for a in store.get_attempts(run_id, task_id) if a.kind == "compensation"]
-    return max((a.attempt for a in attempts), default=0) + 1
+    attempts = store.get_attempts(run_id, task_id)
+    return max((a.attempt for a in attempts if a.kind == AttemptKind.COMPENSATION), default=0) + 1

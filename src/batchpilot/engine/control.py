@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from batchpilot.engine.actions import ActionRunner
 from batchpilot.engine.callbacks import fire_pending_callbacks
 from batchpilot.engine.compensation import compensate, compensation_order
+from batchpilot.engine.context import RunContext
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.preflight import with_pipeline_connections
 from batchpilot.engine.results import RunResult
@@ -31,18 +31,25 @@ def _stored_spec(run: RunRecord) -> PipelineSpec:
     return build_pipeline(run.spec, source_path=run.source_path)
 
 
-def _actions(
-    run: RunRecord, spec: PipelineSpec, settings: Settings, registry: StepRegistry
-) -> ActionRunner:
-    settings = with_pipeline_connections(settings, spec)
-    return ActionRunner(
-        spec=spec,
+def _context(
+    run: RunRecord,
+    spec: PipelineSpec,
+    settings: Settings,
+    registry: StepRegistry,
+    *,
+    store: RunStore,
+    owner: str = "",
+) -> RunContext:
+    """The context to act on a stored run with (its compensations, its callbacks)."""
+    return RunContext.create(
+        spec,
         run_id=run.run_id,
         params=run.params,
         ds=run.ds,
-        settings=settings,
+        settings=with_pipeline_connections(settings, spec),
         registry=registry,
-        run_dir=settings.runs_dir / run.run_id,
+        store=store,
+        owner=owner,
     )
 
 
@@ -128,14 +135,14 @@ def compensate_run(
         )
     registry = registry or default_registry()
     spec = spec or _stored_spec(run)
-    runner = _actions(run, spec, settings, registry)
-    if not compensation_order(runner, store.get_tasks(run.run_id)):
+    if not compensation_order(spec, store.get_tasks(run.run_id)):
         raise RunStateError(
             f"run {run.run_id} has no succeeded task to compensate", run_id=run.run_id
         )
     owner = claim_or_refuse(store, run, settings)
     try:
-        compensate(store, runner, listener)
+        context = _context(run, spec, settings, registry, store=store, owner=owner)
+        compensate(context, listener)
     finally:
         store.release_run(run.run_id, owner)
     return RunResult.load(store, run.run_id)
@@ -177,7 +184,9 @@ def reap_runs(
                 RunStatus.FAILED,
                 error=f"its process died; resume with: batchpilot resume {run.run_id}",
             )
-        fired = fire_pending_callbacks(store, _actions(run, spec, settings, registry))
+        fired = fire_pending_callbacks(
+            _context(run, spec, settings, registry, store=store, owner=owner)
+        )
         store.release_run(run.run_id, owner)
         reaped.append(ReapedRun(run.run_id, RunStatus.FAILED, closed, fired))
     for run in store.ended_runs_with_unfired_callbacks():
@@ -189,7 +198,7 @@ def reap_runs(
             continue
         try:
             fired = fire_pending_callbacks(
-                store, _actions(run, _stored_spec(run), settings, registry)
+                _context(run, _stored_spec(run), settings, registry, store=store, owner=owner)
             )
         finally:
             store.release_run(run.run_id, owner)

@@ -24,9 +24,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 
-from batchpilot.artifacts import ArtifactStore
 from batchpilot.artifacts.live import LiveOutput
-from batchpilot.engine.attempts import AttemptHandle, AttemptOutcome, StopReason
+from batchpilot.engine.handles import AttemptHandle, AttemptOutcome, StopReason
 from batchpilot.engine.workers import DaemonThreadPool
 from batchpilot.errors import SpecError
 from batchpilot.spec.model import PipelineSpec, TriggerRule
@@ -53,6 +52,8 @@ class EarlyStarts:
         self._log_dir = log_dir
         self._grace_s = grace_s
         self._attempts: dict[str, tuple[Future[AttemptOutcome], AttemptHandle]] = {}
+        #: the outputs early attempts follow, by the task that writes them
+        self._followed: dict[str, LiveOutput] = {}
         self._serial = 0
 
     def __contains__(self, task_id: object) -> bool:
@@ -84,21 +85,29 @@ class EarlyStarts:
         starting: list[str],
         states: Mapping[str, TaskState],
         room: int,
-        artifacts: ArtifactStore,
     ) -> list[tuple[str, LiveOutput]]:
         """Children of the tasks ``starting`` now that may start early, on ``room`` free
-        workers, each with the output it will follow; that output is announced in
-        ``artifacts.live`` (call before the ``starting`` attempts are submitted)."""
+        workers, each with the output it will follow; the attempts of ``starting`` write
+        that output (:meth:`followed_output`; call before they are submitted)."""
         plan: list[tuple[str, LiveOutput]] = []
         for parent in starting:
             children = self.candidates(parent, states, room) if room > 0 else []
             if not children:
-                artifacts.live.pop(parent, None)
+                self._followed.pop(parent, None)
                 continue
-            live = artifacts.live[parent] = LiveOutput(parent)
+            live = self._followed[parent] = LiveOutput(parent)
             plan += [(child, live) for child in children]
             room -= len(children)
         return plan
+
+    def followed_output(self, task_id: str) -> LiveOutput | None:
+        """The output early attempts follow that ``task_id``'s starting attempt writes."""
+        return self._followed.get(task_id)
+
+    def take_followed_output(self, task_id: str) -> LiveOutput | None:
+        """Forget and return the followed output of ``task_id``, whose attempt ended:
+        the engine then finishes or abandons it."""
+        return self._followed.pop(task_id, None)
 
     def start(
         self,

@@ -1,5 +1,4 @@
-"""Checks a pipeline against the step catalogue and connections before any run exists,
-and builds each task's step with its rendered config."""
+"""Checks a pipeline against the step catalogue and connections before any run exists."""
 
 from __future__ import annotations
 
@@ -8,83 +7,24 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from pydantic import ValidationError
-
-from batchpilot.artifacts import ArtifactStore
 from batchpilot.connections import Connection, ConnectionRegistry
+from batchpilot.engine.building import action_node, build_step, template_context
 from batchpilot.engine.transactions import plan_groups
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
 from batchpilot.spec.templating import TemplateRenderError, render_config
-from batchpilot.steps.base import Step, StepContext
+from batchpilot.steps.base import Step
 from batchpilot.steps.registry import StepRegistry
 
 PREVIEW_RUN_ID = "preflight"
 
-
-def template_context(
-    spec: PipelineSpec, *, params: Mapping[str, Any], run_id: str, ds: str, task_id: str = ""
-) -> dict[str, Any]:
-    """Variables a config template sees: params, pipeline_dir, run_id, ds, ds_nodash,
-    pipeline, task_id."""
-    return {
-        "params": dict(params),
-        "pipeline_dir": spec.folder or os.getcwd(),
-        "run_id": run_id,
-        "ds": ds,
-        "ds_nodash": ds.replace("-", ""),
-        "pipeline": spec.name,
-        "task_id": task_id,
-    }
-
-
-def prepare_attempt(
-    spec: PipelineSpec,
-    node: NodeSpec,
-    registry: StepRegistry,
-    *,
-    run_id: str,
-    params: Mapping[str, Any],
-    ds: str,
-    attempt: int,
-    artifacts: ArtifactStore,
-    connections: ConnectionRegistry,
-    cancel_event: Any,
-    template_extra: Mapping[str, Any] | None = None,
-) -> tuple[Step, StepContext]:
-    """Render ``node``'s config for one attempt and build its step and context.
-
-    The context has no inputs and no log yet: the caller adds what its kind of
-    attempt sees. Raises :class:`SpecError` if the rendered config is invalid.
-    """
-    context = template_context(spec, params=params, run_id=run_id, ds=ds, task_id=node.id)
-    context.update(template_extra or {})
-    step = build_step(node, registry, context, path=spec.source_path)
-    ctx = StepContext(
-        pipeline=spec.name,
-        run_id=run_id,
-        task_id=node.id,
-        attempt=attempt,
-        params=params,
-        inputs={},
-        artifacts=artifacts,
-        connections=connections,
-        log=None,  # type: ignore[arg-type] - set by the attempt's handle to its log
-        cancel_event=cancel_event,
-    )
-    return step, ctx
-
-
-def action_node(action: ActionSpec, *, node_id: str) -> NodeSpec:
-    """An action (compensation, callback) as a node, built and checked like any task."""
-    return NodeSpec(
-        id=node_id,
-        type=action.type,
-        config=action.config,
-        retry=action.retry,
-        timeout_s=action.timeout_s,
-    )
+__all__ = [  # template_context: engine/transactions.py imports it from here
+    "check_pipeline",
+    "merged_params",
+    "template_context",
+    "with_pipeline_connections",
+]
 
 
 def with_pipeline_connections(settings: Settings, spec: PipelineSpec) -> Settings:
@@ -107,50 +47,6 @@ def with_pipeline_connections(settings: Settings, spec: PipelineSpec) -> Setting
 def merged_params(spec: PipelineSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The pipeline's default params updated with the run's own."""
     return {**spec.params, **overrides}
-
-
-def build_step(
-    node: NodeSpec, registry: StepRegistry, context: Mapping[str, Any], *, path: str | None = None
-) -> Step:
-    """Render the node's config and instantiate its step.
-
-    Raises :class:`SpecError` naming the node and field for an unknown type,
-    a template error or an invalid config value.
-    """
-    try:
-        step_class = registry.get(node.type)
-    except SpecError as exc:
-        raise SpecError(
-            exc.reason, path=path, node_id=node.id, field="type", line=node.line
-        ) from None
-    try:
-        config = render_config(node.config, context)
-    except TemplateRenderError as exc:
-        raise SpecError(
-            str(exc), path=path, node_id=node.id, field=f"config.{exc.field}", line=node.line
-        ) from None
-    try:
-        model = step_class.Config.model_validate(config)
-    except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in ("config", *err["loc"]))
-            message = (
-                "required field is missing"
-                if err["type"] == "missing"
-                else ("unknown field" if err["type"] == "extra_forbidden" else str(err["msg"]))
-            )
-            errors.append(
-                SpecError(
-                    message.removeprefix("Value error, "),
-                    path=path,
-                    node_id=node.id,
-                    field=field,
-                    line=node.line,
-                )
-            )
-        raise (errors[0] if len(errors) == 1 else SpecErrors(errors)) from None
-    return step_class(model)
 
 
 def check_pipeline(

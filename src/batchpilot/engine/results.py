@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from batchpilot.engine.outputs import TaskOutput
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore
 from batchpilot.store.records import RunRecord, TaskRecord
@@ -81,7 +82,7 @@ class RunResult:
                     rows_rejected=t.rows_rejected,
                     duration_s=t.duration_s,
                     error=t.error,
-                    metadata=dict((t.output or {}).get("metadata") or {}),
+                    metadata=dict(TaskOutput.from_json(t.output).metadata),
                 )
                 for t in tasks
             },

@@ -1,16 +1,18 @@
-"""The end of a run: its final status, its run callbacks and, if it failed, compensation."""
+"""The end of a run: its final status, its run callbacks and, if it failed, compensation;
+or its interruption (Ctrl-C, SIGTERM), which leaves it resumable."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 
-from batchpilot.engine.actions import ActionRunner
 from batchpilot.engine.callbacks import fire_pending_callbacks, run_callbacks
 from batchpilot.engine.compensation import compensate
+from batchpilot.engine.context import RunContext
+from batchpilot.engine.handles import AttemptHandle
 from batchpilot.engine.listener import RunListener
-from batchpilot.spec.model import CompensationMode, PipelineSpec
+from batchpilot.spec.model import CompensationMode
 from batchpilot.states import RunStatus, TaskState
-from batchpilot.store import RunStore
 
 
 def final_status(
@@ -28,23 +30,19 @@ def final_status(
 
 
 def finish_run(
+    run: RunContext,
     *,
-    spec: PipelineSpec,
-    run_id: str,
-    owner: str,
-    generation: int,
     states: Mapping[str, TaskState],
     cancelled: bool,
-    store: RunStore,
-    actions: ActionRunner,
     listener: RunListener,
 ) -> RunStatus:
     """Record the run's final status with its run callbacks, in one transaction that
-    first checks ``owner`` still holds the run; compensate a failed run's succeeded
+    first checks this process still holds the run; compensate a failed run's succeeded
     tasks (``compensation: auto``); fire the callbacks. Returns the status.
 
     Raises :class:`RunTakenOver` if another process took the run over.
     """
+    spec, store = run.spec, run.state
     status, error = final_status(states, cancelled=cancelled)
     event = {RunStatus.SUCCESS: "on_run_success", RunStatus.FAILED: "on_run_failure"}.get(status)
     needs_compensation = (
@@ -53,20 +51,44 @@ def finish_run(
         and any(states[n.id] is TaskState.SUCCESS and n.compensate for n in spec.nodes)
     )
     with store.write() as tx:
-        tx.hold_run(run_id, owner)
+        tx.hold_run(run.run_id, run.owner)
         if event:
-            tx.add_callbacks(
-                run_id,
-                run_callbacks(
-                    spec, event=event, status=status.value, error=error, generation=generation
-                ),
+            callbacks = run_callbacks(
+                spec, event=event, status=status.value, error=error, generation=run.generation
             )
-        tx.set_run_status(run_id, status, error=error, release=not needs_compensation)
+            tx.add_callbacks(run.run_id, callbacks)
+        tx.set_run_status(run.run_id, status, error=error, release=not needs_compensation)
     if needs_compensation:
         try:
-            compensate(store, actions, listener)
+            compensate(run, listener)
         finally:
-            store.release_run(run_id, owner)
-    fire_pending_callbacks(store, actions)
-    listener.run_finished(run_id, status)
+            store.release_run(run.run_id, run.owner)
+    fire_pending_callbacks(run)
+    listener.run_finished(run.run_id, status)
     return status
+
+
+def record_interruption(
+    run: RunContext, running: Iterable[AttemptHandle], listener: RunListener
+) -> None:
+    """The run was interrupted: close its running attempts as failed (their tasks go back
+    to pending) and leave the run ``failed``, released, with the ``resume`` command."""
+    with run.state.write() as tx:
+        tx.hold_run(run.run_id, run.owner)
+        for handle in running:
+            tx.finish_attempt(
+                run.run_id,
+                handle.task_id,
+                handle.attempt,
+                state=TaskState.PENDING,
+                attempt_state=TaskState.FAILED,
+                error="interrupted",
+                duration_s=time.monotonic() - handle.started,
+            )
+        tx.set_run_status(
+            run.run_id,
+            RunStatus.FAILED,
+            error=f"interrupted; resume with: batchpilot resume {run.run_id}",
+            release=True,
+        )
+    listener.run_finished(run.run_id, RunStatus.FAILED)

@@ -11,9 +11,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from batchpilot.engine.actions import ActionRunner
 from batchpilot.engine.callbacks import fire_pending_callbacks, task_callbacks
+from batchpilot.engine.context import RunContext
 from batchpilot.engine.listener import RunListener
+from batchpilot.engine.outputs import TaskOutput
 from batchpilot.engine.preflight import check_pipeline, merged_params, with_pipeline_connections
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runner import RunExecutor
@@ -23,7 +24,7 @@ from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.spec.serialize import spec_to_document
-from batchpilot.states import RunStatus, TaskState
+from batchpilot.states import UNFIRED_CALLBACKS, AttemptKind, RunStatus, TaskState
 from batchpilot.steps.registry import StepRegistry, default_registry
 from batchpilot.store import RunRecord, RunStore, TaskRecord
 
@@ -90,20 +91,18 @@ def start_run(
         task_ids=spec.node_ids,
         owner=owner,
     )
-    executor = RunExecutor(
-        spec=spec,
+    run = RunContext.create(
+        spec,
         run_id=run_id,
         params=run_params,
         ds=ds,
-        store=store,
         settings=settings,
         registry=registry,
+        store=store,
         owner=owner,
-        listener=listener,
-        workers=workers,
     )
     states = {t: TaskState.PENDING for t in spec.node_ids}
-    executor.execute(states, {}, {})
+    RunExecutor(run, listener=listener, workers=workers).execute(states, {}, {})
     return RunResult.load(store, run_id)
 
 
@@ -130,7 +129,7 @@ def resume_run(
     """
     run = store.get_run(run_id)
     ended = run.status in (RunStatus.SUCCESS, RunStatus.CANCELLED)
-    if ended and store.get_callbacks(run_id, states=("pending", "running")):
+    if ended and store.get_callbacks(run_id, states=UNFIRED_CALLBACKS):
         # Its process died after the run ended but before its callbacks fired.
         return _fire_leftover_callbacks(
             run, settings=settings, store=store, spec=spec, load_file=load_file, registry=registry
@@ -175,16 +174,17 @@ def _fire_leftover_callbacks(
     try:
         spec = spec or _spec_for_resume(run.source_path, run.spec, load_file)
         settings = with_pipeline_connections(settings, spec)
-        runner = ActionRunner(
-            spec=spec,
+        context = RunContext.create(
+            spec,
             run_id=run.run_id,
             params=run.params,
             ds=run.ds,
             settings=settings,
             registry=registry or default_registry(),
-            run_dir=settings.runs_dir / run.run_id,
+            store=store,
+            owner=owner,
         )
-        fire_pending_callbacks(store, runner)
+        fire_pending_callbacks(context)
     finally:
         store.release_run(run.run_id, owner)
     return RunResult.load(store, run.run_id)
@@ -316,7 +316,7 @@ def _continue_run(
     close_dead_attempts(store, spec, run_id)
     states: dict[str, TaskState] = {}
     attempts: dict[str, int] = {}
-    outputs: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, TaskOutput] = {}
     for task_id in spec.node_ids:
         record = tasks[task_id]
         attempts[task_id] = record.attempts
@@ -327,30 +327,33 @@ def _continue_run(
         else:
             states[task_id] = record.state
             if record.state is TaskState.SUCCESS:
-                outputs[task_id] = record.output or {}
+                outputs[task_id] = TaskOutput.from_json(
+                    record.output,
+                    rows_in=record.rows_in,
+                    rows_out=record.rows_out,
+                    rows_rejected=record.rows_rejected,
+                )
     store.set_task_states(run_id, sorted(to_run), TaskState.PENDING)
     # A task run again after it had succeeded (retry --task) is a new load, not a repeat
     # of the recorded one; a resume never re-runs a success, so it keeps the same key.
     reruns = Counter(
         a.task_id
         for a in store.get_attempts(run_id)
-        if a.task_id in to_run and a.kind == "run" and a.state is TaskState.SUCCESS
+        if a.task_id in to_run and a.kind == AttemptKind.RUN and a.state is TaskState.SUCCESS
     )
-    executor = RunExecutor(
-        spec=spec,
+    context = RunContext.create(
+        spec,
         run_id=run_id,
         params=run.params,
         ds=run.ds,
-        store=store,
         settings=settings,
         registry=registry,
+        store=store,
         owner=owner,
-        listener=listener,
-        workers=workers,
         generation=next_generation(store, run_id),
-        reruns=dict(reruns),
+        reruns=reruns,
     )
-    executor.execute(states, attempts, outputs)
+    RunExecutor(context, listener=listener, workers=workers).execute(states, attempts, outputs)
     return RunResult.load(store, run_id)
 
 
@@ -434,7 +437,7 @@ def close_dead_attempts(store: RunStore, spec: PipelineSpec, run_id: str) -> lis
 def attempt_log_path(store: RunStore, run_id: str, task_id: str, attempt: int) -> str | None:
     """The log file recorded for an attempt."""
     for record in store.get_attempts(run_id, task_id):
-        if record.attempt == attempt and record.kind == "run":
+        if record.attempt == attempt and record.kind == AttemptKind.RUN:
             return record.log_path
     return None
 

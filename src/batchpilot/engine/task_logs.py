@@ -45,6 +45,19 @@ class AttemptLog:
         self._file.close()
 
 
+class ExternalLog:
+    """An attempt that logs to a logger someone else set up (an Airflow task's log)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def __enter__(self) -> ExternalLog:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
 class _StdioRouter(io.TextIOBase):
     """Sends writes to the current attempt's log when one is active in this context."""
 

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
@@ -30,9 +30,41 @@ class StepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
 
 
-@dataclass
+class DeferredInputs(Mapping[str, Any]):
+    """Upstream outputs an attempt that started early gets only once its task really
+    started (its upstream succeeded): read before that, they raise :class:`StepError`."""
+
+    def __init__(self, resolve: Callable[[], Mapping[str, Any]], started: threading.Event) -> None:
+        self._resolve = resolve
+        self._started = started
+        self._resolved: Mapping[str, Any] | None = None
+
+    def _values(self) -> Mapping[str, Any]:
+        if self._resolved is None:
+            if not self._started.is_set():
+                raise StepError(
+                    "the upstream outputs are known only once the task started: "
+                    "call ctx.wait_for_start() before reading ctx.inputs"
+                )
+            self._resolved = self._resolve()
+        return self._resolved
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+
+@dataclass(frozen=True)
 class StepContext:
-    """What a running step may know and use: its run, inputs, connections and log."""
+    """What a running step may know and use: its run, inputs, connections and log.
+
+    Built whole by the engine for each attempt, and never changed afterwards.
+    """
 
     pipeline: str
     run_id: str
@@ -45,7 +77,8 @@ class StepContext:
     log: logging.Logger
     cancel_event: threading.Event = field(default_factory=threading.Event)
     extra_inputs: Mapping[str, Mapping[str, ArtifactRef]] = field(default_factory=dict)
-    progress: Any = None
+    #: ``progress(task_id, rows)``: the live display's row counter
+    progress: Callable[[str, int], None] | None = None
     #: for callbacks: pipeline, run_id, task_id, attempt, error, log_path, state
     event: Mapping[str, Any] | None = None
     #: for compensations: the compensated task's id, metadata, rows and output
@@ -57,14 +90,12 @@ class StepContext:
     #: (``batchpilot retry --task`` runs a succeeded task again)
     reruns: int = 0
     #: set for an attempt that started early (see :attr:`Step.starts_early`): the
-    #: upstream outputs it follows while they are written, the event the engine sets
-    #: when the task really starts, and what then gives its ``inputs``/``extra_inputs``
+    #: upstream outputs it follows while they are written, and the event the engine
+    #: sets when the task really starts (its ``inputs`` are then :class:`DeferredInputs`)
     live_inputs: Mapping[str, LiveOutput] = field(default_factory=dict)
     start_signal: threading.Event | None = None
-    resolve_inputs: (
-        Callable[[], tuple[Mapping[str, ArtifactRef], Mapping[str, Mapping[str, ArtifactRef]]]]
-        | None
-    ) = None
+    #: this attempt's main output as consumers that started early follow it, if any
+    live_output: LiveOutput | None = None
     _cancel_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -135,9 +166,6 @@ class StepContext:
                 "the task starts: its upstream succeeded (waited %.1fs for it)",
                 time.monotonic() - waited,
             )
-        if self.resolve_inputs is not None:
-            self.inputs, self.extra_inputs = self.resolve_inputs()
-            self.resolve_inputs = None
 
     def input_table(self, node_id: str | None = None) -> pa.Table:
         """Memory-map an upstream output as a table (the only one if no id is given)."""
@@ -146,13 +174,14 @@ class StepContext:
 
     def write_output(self, table: pa.Table, name: str = "output") -> ArtifactRef:
         """Write a table as this task's output (or a named side output)."""
-        return self.artifacts.write_table(self.task_id, table, name=name)
+        return self.write_output_batches(table.schema, table.to_batches(), name=name)
 
     def write_output_batches(
         self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], name: str = "output"
     ) -> ArtifactRef:
         """Stream record batches into this task's output."""
-        return self.artifacts.write_batches(self.task_id, schema, batches, name=name)
+        live = self.live_output if name == "output" else None
+        return self.artifacts.write_batches(self.task_id, schema, batches, name=name, live=live)
 
     def report_rows(self, rows: int) -> None:
         """Tell the live display how many rows this step has handled so far."""
@@ -184,8 +213,15 @@ class StepResult:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class Step(ABC):
-    """A step type. Subclasses set ``type_name`` and ``Config`` and implement ``run``."""
+ConfigT = TypeVar("ConfigT", bound=StepConfig)
+
+
+class Step(ABC, Generic[ConfigT]):
+    """A step type, generic over its config model: ``class SqlStep(Step[SqlConfig])``.
+
+    Subclasses set ``type_name`` and ``Config`` (the same model) and implement ``run``;
+    ``self.config`` is then typed as that model.
+    """
 
     type_name: ClassVar[str]
     Config: ClassVar[type[StepConfig]] = StepConfig
@@ -200,8 +236,8 @@ class Step(ABC):
     #: engine then overlaps them with that task, and stops them if it fails
     starts_early: ClassVar[bool] = False
 
-    def __init__(self, config: StepConfig) -> None:
-        self.config = config
+    def __init__(self, config: ConfigT) -> None:
+        self.config: ConfigT = config
 
     @abstractmethod
     def run(self, ctx: StepContext) -> StepResult:

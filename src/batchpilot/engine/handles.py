@@ -1,4 +1,4 @@
-"""One attempt of a step on a worker thread, and how the engine stops it.
+"""A running attempt as the engine sees it (:class:`AttemptHandle`), and how it stops it.
 
 Stopping (cancel, timeout, Ctrl-C) does three things: sets the attempt's
 cancel event (steps poll it between batches), runs the cancel hooks steps
@@ -10,21 +10,20 @@ at its next bytecode.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from batchpilot.engine.task_logs import AttemptLog
-from batchpilot.errors import BatchpilotError, PermanentStepError, SpecError, StepError
-from batchpilot.steps.base import Step, StepContext, StepResult
-
-MAX_ERROR_CHARS = 500
+from batchpilot.engine.outputs import TaskOutput
+from batchpilot.engine.task_logs import AttemptLog, ExternalLog
+from batchpilot.errors import StepError
+from batchpilot.steps.base import StepContext
 
 
 class StopReason(StrEnum):
@@ -40,22 +39,13 @@ class AttemptStopped(BaseException):
     does not swallow it."""
 
 
-def one_line_error(exc: BaseException) -> str:
-    """A single line naming what went wrong, for ``runs show`` (the log has the traceback)."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    if not isinstance(exc, BatchpilotError):
-        first = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return first[:MAX_ERROR_CHARS]
-
-
 @dataclass
 class AttemptOutcome:
     """What one attempt of a step returned or raised."""
 
     task_id: str
     attempt: int
-    result: StepResult | None = None
+    output: TaskOutput | None = None
     error: BaseException | None = None
     duration_s: float = 0.0
     stop_reason: StopReason | None = None
@@ -81,6 +71,11 @@ class AttemptHandle:
     _finished: bool = False
     _log_open: bool = False
     _context: StepContext | None = None
+
+    @property
+    def began_at(self) -> float | None:
+        """When an attempt that started early really began (``perf_counter``), if it did."""
+        return self._began
 
     @property
     def deadline(self) -> float | None:
@@ -115,68 +110,26 @@ class AttemptHandle:
         if context is not None:
             context.run_cancel_hooks()
 
-    def run(
-        self,
-        build: Callable[[], tuple[Step, StepContext]],
-        *,
-        header: str,
-        redact: Callable[[str], str],
-    ) -> AttemptOutcome:
-        """Build and run the step, logging to the attempt's file; never raises."""
-        outcome = AttemptOutcome(self.task_id, self.attempt)
-        started = time.perf_counter()
-        try:
-            self._run(build, outcome, header, redact)
-        except AttemptStopped as exc:  # landed outside the step, while wrapping up
-            if outcome.error is None and outcome.result is None:
-                outcome.error = exc
-        # an attempt that started early counts from when it really started
-        outcome.duration_s = time.perf_counter() - (self._began or started)
-        outcome.stop_reason = self.stop_reason
-        return outcome
-
-    def _run(
-        self,
-        build: Callable[[], tuple[Step, StepContext]],
-        outcome: AttemptOutcome,
-        header: str,
-        redact: Callable[[str], str],
-    ) -> None:
+    def attach(self, context: StepContext | None = None) -> None:
+        """The attempt runs on the calling thread (and, once built, with ``context``):
+        a stop from now on reaches it there."""
         with self._lock:
-            attempt_log = AttemptLog(self.log_path, name=f"batchpilot.task.{self.task_id}")
+            self._thread_id = threading.get_ident()
+            if context is not None:
+                self._context = context
+
+    def finished(self) -> None:
+        """The step returned or raised: a stop must no longer be raised in its thread."""
+        with self._lock:
+            self._finished = True
+
+    def open_log(self, log: logging.Logger | None = None) -> AttemptLog | ExternalLog:
+        """The attempt's log: its own file, or ``log`` (an Airflow worker's task log)."""
+        if log is not None:
+            return ExternalLog(log)
+        with self._lock:
             self._log_open = True
-        with attempt_log as log:
-            log.logger.info("%s", header)
-            try:
-                with self._lock:
-                    self._thread_id = threading.get_ident()
-                step, context = build()
-                context.log = log.logger
-                with self._lock:
-                    self._context = context
-                if self.cancel.is_set():
-                    raise AttemptStopped
-                result = step.run(context)
-                context.wait_for_start()  # no outcome before the task really started
-                with self._lock:
-                    self._finished = True
-                outcome.result = result
-                log.logger.info("succeeded: %s", describe(result))
-            except SpecError as exc:
-                self._finish()
-                # A config that only fails once rendered is bad input: no retry can fix it.
-                outcome.error = PermanentStepError(str(exc))
-                log.logger.error("invalid configuration: %s", exc)
-            except BaseException as exc:
-                self._finish()
-                outcome.error = exc
-                if self.stop_reason is not None:
-                    log.logger.error(
-                        "stopped (%s): %s", self.stop_reason.value, one_line_error(exc)
-                    )
-                else:
-                    text = "".join(traceback.format_exception(exc))
-                    log.logger.error("failed: %s\n%s", redact(one_line_error(exc)), redact(text))
+            return AttemptLog(self.log_path, name=f"batchpilot.task.{self.task_id}")
 
     def outcome_of(self, future: Future[AttemptOutcome]) -> AttemptOutcome:
         """The outcome a finished Future holds; a stop that landed after the
@@ -185,20 +138,6 @@ class AttemptHandle:
         if error is None:
             return future.result()
         return AttemptOutcome(self.task_id, self.attempt, error=error, stop_reason=self.stop_reason)
-
-    def _finish(self) -> None:
-        with self._lock:
-            self._finished = True
-
-
-def describe(result: StepResult) -> str:
-    """``rows_in=…, rows_out=…`` for the log."""
-    parts = []
-    for name in ("rows_in", "rows_out", "rows_rejected"):
-        value = getattr(result, name)
-        if value is not None:
-            parts.append(f"{name}={value}")
-    return ", ".join(parts) or "done"
 
 
 def wait_for_attempts(
@@ -245,3 +184,12 @@ def wait_for_attempts(
             )
             finished.append((handle, abandoned))
     return finished
+
+
+def stop_attempts(
+    running: Mapping[Future[AttemptOutcome], AttemptHandle], *, reason: StopReason, grace_s: float
+) -> None:
+    """Stop every running attempt and wait up to ``grace_s`` for them to end."""
+    for handle in running.values():
+        handle.stop(reason, grace_s=grace_s)
+    wait(list(running), timeout=grace_s)

@@ -1,0 +1,185 @@
+"""The one path that runs one attempt of a step.
+
+Locally (a task, a compensation, a callback) and inside an Airflow worker
+alike: render the node's config, build its step and a complete, frozen
+:class:`StepContext`, run the step under the attempt's handle (which stops it
+on cancel or timeout), log it, and hand back an :class:`AttemptOutcome` whose
+success is a typed :class:`TaskOutput`. It never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchpilot.artifacts import ArtifactRef, ArtifactStore
+from batchpilot.artifacts.live import LiveOutput
+from batchpilot.engine.building import build_step
+from batchpilot.engine.context import RunContext
+from batchpilot.engine.handles import AttemptHandle, AttemptOutcome, AttemptStopped
+from batchpilot.engine.outputs import TaskOutput
+from batchpilot.errors import PermanentStepError, SpecError, first_line
+from batchpilot.spec.model import NodeSpec
+from batchpilot.steps.base import DeferredInputs, Step, StepContext, StepResult
+
+
+@dataclass(frozen=True)
+class EarlyInputs:
+    """How an attempt that starts early (before its upstream ended) gets its inputs: it
+    follows ``live`` as it is written, and reads the upstream outputs ``resolve`` gives
+    once ``started`` is set (the task really started)."""
+
+    live: LiveOutput | None
+    started: threading.Event
+    resolve: Callable[
+        [], tuple[Mapping[str, ArtifactRef], Mapping[str, Mapping[str, ArtifactRef]]]
+    ]
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    """What one attempt sees besides its run: its node, number, inputs and role."""
+
+    node: NodeSpec
+    number: int
+    artifacts: ArtifactStore
+    inputs: Mapping[str, ArtifactRef] = field(default_factory=dict)
+    side_inputs: Mapping[str, Mapping[str, ArtifactRef]] = field(default_factory=dict)
+    #: set instead of ``inputs`` for an attempt that starts early
+    early: EarlyInputs | None = None
+    #: the output consumers that start early follow while this attempt writes it
+    live_output: LiveOutput | None = None
+    #: a callback's event, a compensation's original task (also template variables)
+    event: Mapping[str, Any] | None = None
+    original: Mapping[str, Any] | None = None
+    #: opens (or returns) the atomic group's connection, on the attempt's thread
+    open_transaction: Callable[[], Any] | None = None
+    reruns: int = 0
+    progress: Callable[[str, int], None] | None = None
+    #: the first line of the attempt's log
+    header: str = ""
+
+
+def run_attempt(
+    run: RunContext,
+    plan: AttemptPlan,
+    handle: AttemptHandle,
+    *,
+    log: logging.Logger | None = None,
+) -> AttemptOutcome:
+    """Run one attempt, logging to its own file (or to ``log``); never raises.
+
+    A config that is invalid only once rendered fails as a
+    :class:`PermanentStepError` (no retry can fix it).
+    """
+    outcome = AttemptOutcome(handle.task_id, handle.attempt)
+    started = time.perf_counter()
+    try:
+        _run_logged(run, plan, handle, outcome, log)
+    except AttemptStopped as exc:  # landed outside the step, while wrapping up
+        if outcome.error is None and outcome.output is None:
+            outcome.error = exc
+    # an attempt that started early counts from when it really started
+    outcome.duration_s = time.perf_counter() - (handle.began_at or started)
+    outcome.stop_reason = handle.stop_reason
+    return outcome
+
+
+def _run_logged(
+    run: RunContext,
+    plan: AttemptPlan,
+    handle: AttemptHandle,
+    outcome: AttemptOutcome,
+    log: logging.Logger | None,
+) -> None:
+    redact = run.connections.redact
+    with handle.open_log(log) as attempt_log:
+        logger = attempt_log.logger
+        logger.info("%s", plan.header or _header(run, plan))
+        try:
+            handle.attach()
+            step, context = build_attempt(run, plan, handle, logger)
+            handle.attach(context)
+            if handle.cancel.is_set():
+                raise AttemptStopped
+            result = step.run(context)
+            context.wait_for_start()  # no outcome before the task really started
+            handle.finished()
+            outcome.output = TaskOutput.from_result(result)
+            logger.info("succeeded: %s", describe(result))
+        except SpecError as exc:
+            handle.finished()
+            outcome.error = PermanentStepError(str(exc))
+            logger.error("invalid configuration: %s", exc)
+        except BaseException as exc:
+            handle.finished()
+            outcome.error = exc
+            if handle.stop_reason is not None:
+                logger.error("stopped (%s): %s", handle.stop_reason.value, first_line(exc))
+            else:
+                text = "".join(traceback.format_exception(exc))
+                logger.error("failed: %s\n%s", redact(first_line(exc)), redact(text))
+
+
+def build_attempt(
+    run: RunContext, plan: AttemptPlan, handle: AttemptHandle, log: logging.Logger
+) -> tuple[Step[Any], StepContext]:
+    """The attempt's step, with its config rendered, and its complete context.
+
+    Raises :class:`SpecError` for a config that is invalid once rendered, and
+    whatever opening the atomic group's connection raises.
+    """
+    node = plan.node
+    variables = run.template_variables(node.id)
+    if plan.event is not None:
+        variables["event"] = dict(plan.event)
+    if plan.original is not None:
+        variables["task"] = dict(plan.original)
+    step = build_step(node, run.registry, variables, path=run.spec.source_path)
+    inputs: Mapping[str, ArtifactRef] = plan.inputs
+    side_inputs: Mapping[str, Mapping[str, ArtifactRef]] = plan.side_inputs
+    early = plan.early
+    if early is not None:
+        inputs = DeferredInputs(lambda: early.resolve()[0], early.started)
+        side_inputs = DeferredInputs(lambda: early.resolve()[1], early.started)
+    context = StepContext(
+        pipeline=run.spec.name,
+        run_id=run.run_id,
+        task_id=node.id,
+        attempt=plan.number,
+        params=run.params,
+        inputs=inputs,
+        extra_inputs=side_inputs,
+        artifacts=plan.artifacts,
+        connections=run.connections,
+        log=log,
+        cancel_event=handle.cancel,
+        progress=plan.progress,
+        event=plan.event,
+        original=plan.original,
+        transaction=plan.open_transaction() if plan.open_transaction else None,
+        reruns=plan.reruns,
+        live_inputs={early.live.task_id: early.live} if early and early.live else {},
+        start_signal=early.started if early else None,
+        live_output=plan.live_output,
+    )
+    return step, context
+
+
+def _header(run: RunContext, plan: AttemptPlan) -> str:
+    return f"run {run.run_id}, task {plan.node.id} ({plan.node.type}), attempt {plan.number}"
+
+
+def describe(result: StepResult) -> str:
+    """``rows_in=…, rows_out=…`` for the log."""
+    parts = []
+    for name in ("rows_in", "rows_out", "rows_rejected"):
+        value = getattr(result, name)
+        if value is not None:
+            parts.append(f"{name}={value}")
+    return ", ".join(parts) or "done"
