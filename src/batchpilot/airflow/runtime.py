@@ -2,8 +2,9 @@
 
 Nothing here imports Airflow: the operators in :mod:`batchpilot.airflow.operator`
 translate Airflow's context into these calls and the results back into XCom.
-A task's XCom is :func:`xcom_payload`: the artifact reference and row counts,
-never rows.
+Each runs on the engine's own attempt path (:mod:`batchpilot.engine.attempt`),
+as a local run does; Airflow retries a failed task itself. A task's XCom is
+:meth:`TaskOutput.to_xcom`: the artifact reference and row counts, never rows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +19,16 @@ from typing import Any
 
 from batchpilot.artifacts import ArtifactRef, ArtifactStore
 from batchpilot.connections import Connection, ConnectionRegistry
-from batchpilot.engine.preflight import build_step, template_context
-from batchpilot.engine.retry import retry_delay, should_retry
-from batchpilot.errors import PermanentStepError, SpecError
+from batchpilot.engine.actions import run_action as run_engine_action
+from batchpilot.engine.attempt import AttemptPlan, run_attempt
+from batchpilot.engine.building import action_node
+from batchpilot.engine.context import RunContext
+from batchpilot.engine.handles import AttemptHandle
+from batchpilot.engine.outputs import TaskOutput, upstream_inputs
+from batchpilot.errors import PermanentStepError, StepError, TemplateRenderError
+from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec, RetryBackoff, RetryPolicy
-from batchpilot.spec.templating import TemplateRenderError, render_config
-from batchpilot.steps.base import StepContext, StepResult
+from batchpilot.spec.templating import render_config
 from batchpilot.steps.registry import default_registry
 
 
@@ -76,33 +80,44 @@ def run_folder(root: Path, dag_id: str, run_id: str) -> Path:
     return root / _UNSAFE_PATH.sub("_", dag_id) / _UNSAFE_PATH.sub("_", run_id)
 
 
-def xcom_payload(result: StepResult) -> dict[str, Any]:
+def xcom_payload(output: TaskOutput) -> dict[str, Any]:
     """What a task returns to XCom: artifact references and row counts only."""
-    return {
-        "artifact": result.output.to_json() if result.output else None,
-        "side_outputs": {k: v.to_json() for k, v in sorted(result.side_outputs.items())},
-        "rows_in": result.rows_in,
-        "rows_out": result.rows_out,
-        "rows_rejected": result.rows_rejected,
-    }
+    return output.to_xcom()
 
 
 def inputs_from_xcom(
     upstream: Mapping[str, Mapping[str, Any] | None],
 ) -> tuple[dict[str, ArtifactRef], dict[str, dict[str, ArtifactRef]]]:
     """Turn upstream tasks' XCom payloads into step inputs (main and side outputs)."""
-    inputs: dict[str, ArtifactRef] = {}
-    side: dict[str, dict[str, ArtifactRef]] = {}
-    for task_id, payload in upstream.items():
-        if not payload:
-            continue  # skipped upstream, or a task without output
-        if payload.get("artifact"):
-            inputs[task_id] = ArtifactRef.from_json(payload["artifact"])
-        if payload.get("side_outputs"):
-            side[task_id] = {
-                k: ArtifactRef.from_json(v) for k, v in payload["side_outputs"].items()
-            }
-    return inputs, side
+    outputs = {task_id: TaskOutput.from_xcom(payload) for task_id, payload in upstream.items()}
+    return upstream_inputs(upstream, outputs)
+
+
+def worker_context(
+    *,
+    pipeline: PipelineInfo,
+    nodes: tuple[NodeSpec, ...],
+    params: Mapping[str, Any],
+    run_id: str,
+    ds: str,
+    artifacts: ArtifactStore,
+    connections: ConnectionRegistry,
+) -> RunContext:
+    """The run as an Airflow task sees it: no state store (Airflow keeps the state), the
+    run's folder in the shared artifacts root, the worker's connections plus the
+    pipeline's defaults. Raises :class:`PermanentStepError` for defaults that do not render."""
+    registry = pipeline.connection_registry(connections, params)
+    shell = PipelineSpec(name=pipeline.name, nodes=nodes, params=dict(params))
+    return RunContext.create(
+        shell,
+        run_id=run_id,
+        params=params,
+        ds=ds,
+        settings=Settings(home=artifacts.root, connections=registry),
+        registry=default_registry(),
+        run_dir=artifacts.root,
+        pipeline_dir=pipeline.folder,
+    )
 
 
 def run_node(
@@ -118,32 +133,32 @@ def run_node(
     connections: ConnectionRegistry,
     log: logging.Logger,
 ) -> dict[str, Any]:
-    """Render the node's config with batchpilot's templating, run its step, return the XCom.
+    """Run one attempt of the node's step on the engine's attempt path (Airflow retries
+    it, per the DAG's retry arguments) and return the XCom.
 
     Raises :class:`PermanentStepError` for a config that is invalid once
-    rendered (retrying cannot fix it) and whatever the step raises otherwise.
+    rendered (retrying cannot fix it) and whatever the step raised otherwise.
     """
-    inputs, side = inputs_from_xcom(upstream)
-    result = _run_step(
+    run = worker_context(
         pipeline=pipeline,
-        node=node,
+        nodes=(node,),
         params=params,
         run_id=run_id,
         ds=ds,
-        attempt=attempt,
-        inputs=inputs,
-        side_inputs=side,
         artifacts=artifacts,
         connections=connections,
-        log=log,
     )
-    payload = xcom_payload(result)
-    log.info(
-        "succeeded: rows_in=%s rows_out=%s output=%s",
-        result.rows_in,
-        result.rows_out,
-        payload["artifact"]["path"] if payload["artifact"] else None,
+    inputs, side = inputs_from_xcom(upstream)
+    plan = AttemptPlan(
+        node=node, number=attempt, artifacts=artifacts, inputs=inputs, side_inputs=side
     )
+    handle = AttemptHandle(node.id, attempt, log_path=run.log_path(node.id, attempt))
+    outcome = run_attempt(run, plan, handle, log=log)
+    if outcome.error is not None:
+        raise outcome.error
+    output = outcome.output or TaskOutput()
+    payload = xcom_payload(output)
+    log.info("output: %s", output.artifact.path if output.artifact else None)
     return payload
 
 
@@ -173,72 +188,27 @@ def run_action(
     connections: ConnectionRegistry,
     log: logging.Logger,
     retry_in_process: bool,
-) -> StepResult:
-    """Run a compensation or callback step; with ``retry_in_process`` apply its retry policy here
-    (callbacks, which Airflow never retries), else leave retrying to Airflow."""
-    node = NodeSpec(id=action_id, type=action.type, config=dict(action.config))
-    attempt = 1
-    while True:
-        try:
-            return _run_step(
-                pipeline=pipeline,
-                node=node,
-                params=params,
-                run_id=run_id,
-                ds=ds,
-                attempt=attempt,
-                inputs={},
-                side_inputs={},
-                artifacts=artifacts,
-                connections=connections,
-                log=log,
-            )
-        except Exception as exc:
-            if not retry_in_process or not should_retry(action.retry, attempt, exc):
-                raise
-            delay = retry_delay(action.retry, attempt)
-            log.warning(
-                "%s attempt %d failed (%s); retrying in %.1fs", action_id, attempt, exc, delay
-            )
-            time.sleep(delay)
-            attempt += 1
-
-
-def _run_step(
-    *,
-    pipeline: PipelineInfo,
-    node: NodeSpec,
-    params: Mapping[str, Any],
-    run_id: str,
-    ds: str,
-    attempt: int,
-    inputs: dict[str, ArtifactRef],
-    side_inputs: dict[str, dict[str, ArtifactRef]],
-    artifacts: ArtifactStore,
-    connections: ConnectionRegistry,
-    log: logging.Logger,
-) -> StepResult:
-    shell = PipelineSpec(name=pipeline.name, nodes=(node,), params=dict(params))
-    context = template_context(shell, params=params, run_id=run_id, ds=ds, task_id=node.id)
-    context["pipeline_dir"] = pipeline.folder or os.getcwd()
-    log.info("run %s, task %s (%s), attempt %d", run_id, node.id, node.type, attempt)
-    try:
-        step = build_step(node, default_registry(), context)
-    except SpecError as exc:
-        raise PermanentStepError(str(exc)) from None
-    ctx = StepContext(
-        pipeline=pipeline.name,
+) -> TaskOutput:
+    """Run a compensation or callback step on the engine's action path; with
+    ``retry_in_process`` apply its retry policy here (callbacks, which Airflow never
+    retries), else run one attempt and leave retrying to Airflow. Raises what the
+    last attempt raised."""
+    node = action_node(action, node_id=action_id)
+    run = worker_context(
+        pipeline=pipeline,
+        nodes=(node,),
+        params=params,
         run_id=run_id,
-        task_id=node.id,
-        attempt=attempt,
-        params=dict(params),
-        inputs=inputs,
-        extra_inputs=side_inputs,
+        ds=ds,
         artifacts=artifacts,
-        connections=pipeline.connection_registry(connections, params),
-        log=log,
+        connections=connections,
     )
-    return step.run(ctx)
+    outcome = run_engine_action(
+        run, action, task_id=action_id, log_name=action_id, retries=retry_in_process, log=log
+    )
+    if not outcome.succeeded:
+        raise outcome.failure or StepError(outcome.error or f"{action_id} failed")
+    return outcome.output or TaskOutput()
 
 
 def failed_tasks(

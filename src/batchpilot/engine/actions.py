@@ -16,6 +16,7 @@ from batchpilot.engine.attempt import AttemptPlan, run_attempt
 from batchpilot.engine.building import action_node
 from batchpilot.engine.context import RunContext
 from batchpilot.engine.handles import AttemptHandle, AttemptOutcome, StopReason
+from batchpilot.engine.outputs import TaskOutput
 from batchpilot.engine.retry import retry_delay, should_retry
 from batchpilot.errors import StepError, first_line
 from batchpilot.spec.model import ActionSpec
@@ -30,7 +31,11 @@ class ActionOutcome:
 
     succeeded: bool
     attempts: int
+    #: the last attempt's one-line error, and what it raised
     error: str | None = None
+    failure: BaseException | None = None
+    #: what the succeeding attempt produced
+    output: TaskOutput | None = None
 
 
 def run_action(
@@ -84,9 +89,9 @@ def run_action(
         if on_attempt_end is not None:
             on_attempt_end(attempt, error)
         if outcome.error is None:
-            return ActionOutcome(True, tries)
+            return ActionOutcome(True, tries, output=outcome.output)
         if not retries or not should_retry(action.retry, tries, outcome.error):
-            return ActionOutcome(False, tries, error)
+            return ActionOutcome(False, tries, error, failure=outcome.error)
         time.sleep(retry_delay(action.retry, tries, rng))
         attempt += 1
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from batchpilot.steps.base import Step, StepContext, StepResult
+from batchpilot.steps.base import Step, StepConfig, StepContext, StepResult
 
 
-class EmptyStep(Step):
+class EmptyStep(Step[StepConfig]):
     """Does nothing and succeeds; useful to join branches."""
 
     compensable = False

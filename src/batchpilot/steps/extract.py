@@ -106,7 +106,7 @@ class CsvConfig(StepConfig):
         return value
 
 
-class CsvExtract(Step):
+class CsvExtract(Step[CsvConfig]):
     """Streams a CSV file into the output with pyarrow's parser, in bounded memory.
 
     ``header: false`` names the columns ``f0, f1, …`` unless ``columns`` names them;
@@ -124,7 +124,7 @@ class CsvExtract(Step):
     Config = CsvConfig
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: CsvConfig = self.config  # type: ignore[assignment]
+        config = self.config
         path = _require_file(config.path, "CSV")
         read_options = pacsv.ReadOptions(
             encoding=config.encoding,
@@ -193,7 +193,7 @@ class ExcelConfig(StepConfig):
     sheet: str | int = 0
 
 
-class ExcelExtract(Step):
+class ExcelExtract(Step[ExcelConfig]):
     """Reads one sheet of an .xlsx/.xls/.ods workbook (by name or 0-based index) with calamine.
 
     The first row is the header. Raises :class:`StepError` if the file or the
@@ -208,7 +208,7 @@ class ExcelExtract(Step):
     def run(self, ctx: StepContext) -> StepResult:
         import fastexcel
 
-        config: ExcelConfig = self.config  # type: ignore[assignment]
+        config = self.config
         path = _require_file(config.path, "Excel")
         try:
             reader = fastexcel.read_excel(path)
@@ -243,7 +243,7 @@ class ParquetConfig(StepConfig):
     columns: list[str] | None = None
 
 
-class ParquetExtract(Step):
+class ParquetExtract(Step[ParquetConfig]):
     """Streams a Parquet file (or a folder of Parquet files) into the output, batch by batch.
 
     ``columns`` reads only those columns. Raises :class:`StepError` if the path
@@ -256,7 +256,7 @@ class ParquetExtract(Step):
     Config = ParquetConfig
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: ParquetConfig = self.config  # type: ignore[assignment]
+        config = self.config
         path = _require_file(config.path, "Parquet")
         try:
             if path.is_dir():
@@ -335,7 +335,7 @@ _PG_TYPES: dict[int, pa.DataType] = {
 _PG_NUMERIC = 1700
 
 
-class SqlExtract(Step):
+class SqlExtract(Step[SqlExtractConfig]):
     """Runs ``query`` (bind ``params`` by ``:name``) on a connection and streams the rows out.
 
     Works with any SQLAlchemy URL. PostgreSQL column types come from the
@@ -351,7 +351,7 @@ class SqlExtract(Step):
     connection_fields = ("connection",)
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: SqlExtractConfig = self.config  # type: ignore[assignment]
+        config = self.config
         connection = ctx.connections.get(config.connection)
         with open_connection(ctx, connection) as conn:
             try:

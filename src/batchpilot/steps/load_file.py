@@ -38,7 +38,7 @@ class FileLoadConfig(StepConfig):
         return self.format or _FORMATS_BY_SUFFIX[Path(self.path).suffix.lower()]
 
 
-class FileLoad(Step):
+class FileLoad(Step[FileLoadConfig]):
     """Streams the input into ``path`` (CSV with a header, or Parquet), creating parent
     folders. The file is written beside the target and renamed into place when complete,
     so readers never see a half-written file. Raises :class:`StepError` naming the path."""
@@ -47,7 +47,7 @@ class FileLoad(Step):
     Config = FileLoadConfig
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: FileLoadConfig = self.config  # type: ignore[assignment]
+        config = self.config
         source = ctx.single_input()
         target = Path(config.path)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")

@@ -15,7 +15,7 @@ class PostgresLoadConfig(LoadConfig):
     pass
 
 
-class PostgresLoad(Step):
+class PostgresLoad(Step[PostgresLoadConfig]):
     """Loads the input into ``table`` (``schema.table`` allowed) by ``mode``:
 
     - ``append`` COPYs the rows in;
@@ -41,7 +41,7 @@ class PostgresLoad(Step):
     def run(self, ctx: StepContext) -> StepResult:
         from batchpilot.steps._pg_load import load
 
-        return load(ctx, self.config)  # type: ignore[arg-type]
+        return load(ctx, self.config)
 
 
 STEPS = (PostgresLoad,)

@@ -104,7 +104,7 @@ class SqlLoadConfig(LoadConfig):
     pass
 
 
-class SqlLoad(Step):
+class SqlLoad(Step[SqlLoadConfig]):
     """Loads the input into ``table`` on any SQLAlchemy connection (SQLite, PostgreSQL,
     MySQL…) by ``mode``: ``append``, ``replace`` (DELETE then insert) or ``upsert`` on
     ``key`` (insert new keys, update rows whose values changed).
@@ -119,7 +119,7 @@ class SqlLoad(Step):
     connection_fields = ("connection",)
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: SqlLoadConfig = self.config  # type: ignore[assignment]
+        config = self.config
         connection = ctx.connections.get(config.connection)
         source = ctx.single_input()
         schema = read_schema(source)

@@ -24,7 +24,7 @@ class PythonConfig(StepConfig):
         return resolve_callable(value)
 
 
-class PythonStep(Step):
+class PythonStep(Step[PythonConfig]):
     """Calls ``callable`` with the arguments it names among: ``context``, ``inputs``
     (upstream tables by node id), ``params``, ``run_id``, ``task_id``, ``attempt``,
     ``log`` and ``config.kwargs``; as a callback also ``event`` (and ``error``,
@@ -38,7 +38,7 @@ class PythonStep(Step):
     Config = PythonConfig
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: PythonConfig = self.config  # type: ignore[assignment]
+        config = self.config
         inputs = _LazyTables(ctx)
         available: dict[str, Any] = {
             "context": ctx,
@@ -114,7 +114,7 @@ class TransformPythonConfig(PythonConfig):
     pass
 
 
-class TransformPythonStep(Step):
+class TransformPythonStep(Step[TransformPythonConfig]):
     """Calls ``callable(df)`` with the upstream output as a polars DataFrame; the
     DataFrame it returns is the output. Extra ``kwargs`` are passed by name."""
 
@@ -124,7 +124,7 @@ class TransformPythonStep(Step):
     Config = TransformPythonConfig
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: TransformPythonConfig = self.config  # type: ignore[assignment]
+        config = self.config
         table = ctx.input_table()
         df = pl.from_arrow(table)
         result = config.callable(df, **config.kwargs)

@@ -72,7 +72,7 @@ class SqlConfig(StepConfig):
         return value
 
 
-class SqlStep(Step):
+class SqlStep(Step[SqlConfig]):
     """Runs every statement of ``sql`` in one transaction: all of them commit, or none.
 
     ``params`` are bind parameters, written ``:name`` in the script. On a failure
@@ -86,7 +86,7 @@ class SqlStep(Step):
     connection_fields = ("connection",)
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: SqlConfig = self.config  # type: ignore[assignment]
+        config = self.config
         connection = ctx.connections.get(config.connection)
         statements = split_script(config.sql)
         if ctx.transaction is not None:
@@ -115,7 +115,7 @@ class SqlStep(Step):
     def _execute(
         self, ctx: StepContext, conn: Any, statements: list[Statement], name: str, undone: str
     ) -> list[int]:
-        config: SqlConfig = self.config  # type: ignore[assignment]
+        config = self.config
         rowcounts: list[int] = []
         for number, statement in enumerate(statements, start=1):
             ctx.check_cancelled()

@@ -72,7 +72,7 @@ class SqlTransformConfig(StepConfig):
         return value
 
 
-class SqlTransform(Step):
+class SqlTransform(Step[SqlTransformConfig]):
     """Runs a DuckDB ``query`` in which each upstream output is a table named by its node id.
 
     Raises :class:`StepError` with DuckDB's message (a typo in a column, an
@@ -85,7 +85,7 @@ class SqlTransform(Step):
     Config = SqlTransformConfig
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: SqlTransformConfig = self.config  # type: ignore[assignment]
+        config = self.config
         tables = {node_id: ctx.input_table(node_id) for node_id in ctx.inputs}
         con = open_duckdb(ctx, tables)
         try:
@@ -110,7 +110,7 @@ class FilterConfig(StepConfig):
         return value
 
 
-class FilterTransform(Step):
+class FilterTransform(Step[FilterConfig]):
     """Keeps the rows of the single input for which ``condition`` (a DuckDB SQL expression)
     is true, in their order; rows_rejected counts the others (false or NULL)."""
 
@@ -120,7 +120,7 @@ class FilterTransform(Step):
     Config = FilterConfig
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: FilterConfig = self.config  # type: ignore[assignment]
+        config = self.config
         table = ctx.input_table()
         con = open_duckdb(ctx, {"input": table})
         try:
@@ -151,7 +151,7 @@ class DedupeConfig(StepConfig):
         return value
 
 
-class DedupeTransform(Step):
+class DedupeTransform(Step[DedupeConfig]):
     """Keeps one row per distinct ``keys`` (the first or the ``last`` seen), in input order.
 
     NULL keys count as equal. rows_rejected is the number of duplicates dropped.
@@ -164,7 +164,7 @@ class DedupeTransform(Step):
     Config = DedupeConfig
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: DedupeConfig = self.config  # type: ignore[assignment]
+        config = self.config
         table = ctx.input_table()
         missing = [k for k in config.keys if k not in table.column_names]
         if missing:

@@ -73,7 +73,7 @@ class ValidateConfig(StepConfig):
     max_rejected_ratio: float | None = Field(default=None, ge=0, le=1)
 
 
-class ValidateTransform(Step):
+class ValidateTransform(Step[ValidateConfig]):
     """Checks every row against ``rules``: valid rows are the output, the others go to the
     ``rejects`` side output with a ``_reject_reason`` column (``column: check; …``).
 
@@ -88,7 +88,7 @@ class ValidateTransform(Step):
     Config = ValidateConfig
 
     def run(self, ctx: StepContext) -> StepResult:
-        config: ValidateConfig = self.config  # type: ignore[assignment]
+        config = self.config
         table = ctx.input_table()
         unknown = [r.column for r in config.rules if r.column not in table.column_names]
         if unknown:
