@@ -1,11 +1,20 @@
-"""Fixtures for engine tests: a store on each backend, and settings pointing at it."""
+"""Fixtures for engine tests: each end-to-end test runs on both state stores.
+
+``settings`` points at a SQLite state store under the test's home, then at a
+PostgreSQL state store (a fresh database of its own, apart from the
+``pg_url`` database tests use as a target); ``run_store`` opens whichever it
+is. ``store`` is the store contract suite's own fixture.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from batchpilot.connections import ConnectionRegistry
 from batchpilot.settings import Settings
@@ -27,7 +36,44 @@ def store(store_url: str) -> Iterator[RunStore]:
     store.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgres"], ids=["sqlite-state", "pg-state"])
+def state_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for the embedded SQLite store under the home; else a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    server_dsn: str = request.getfixturevalue("pg_server_dsn")
+    dbname = f"bp_state_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
+    host, port = info.get("host", "localhost"), info.get("port", "5432")
+    password = info.get("password") or ""
+    auth = f"{info.get('user', 'postgres')}:{password}@" if password else f"{info.get('user')}@"
+    if host.startswith("/"):
+        yield f"postgresql://{auth}/{dbname}?host={host}&port={port}"
+    else:
+        yield f"postgresql://{auth}{host}:{port}/{dbname}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings with a home under tmp_path and the SQLite store."""
-    return Settings(home=tmp_path / "home", workers=4, connections=ConnectionRegistry())
+def settings(tmp_path: Path, state_database_url: str | None) -> Settings:
+    """Settings with a home under tmp_path, on the SQLite state store, then PostgreSQL."""
+    return Settings(
+        home=tmp_path / "home",
+        database_url=state_database_url,
+        workers=4,
+        connections=ConnectionRegistry(),
+    )
+
+
+@pytest.fixture
+def run_store(settings: Settings) -> Iterator[RunStore]:
+    """The state store ``settings`` point at."""
+    store = RunStore.for_home(settings.home, settings.database_url)
+    yield store
+    store.dispose()

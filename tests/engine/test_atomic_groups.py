@@ -74,9 +74,10 @@ def ledger(url: str) -> list[tuple]:
 def run(document: dict, settings: Settings, url: str):
     settings = Settings(
         home=settings.home,
+        database_url=settings.database_url,
         connections=ConnectionRegistry([Connection("db", url), Connection("other", url)]),
     )
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
     return start_run(build_pipeline(document), settings=settings, store=store)
 
 

@@ -131,7 +131,7 @@ def test_the_load_copies_while_the_extract_writes_and_commits_after_it(
     assert result.tasks["load"].rows_in == result.tasks["load"].rows_out == 5000
     assert result.tasks["load"].attempts == 1
     # in the store, the load started only once the extract had ended
-    store = RunStore.for_home(pg_settings.home)
+    store = RunStore.for_home(pg_settings.home, pg_settings.database_url)
     (extracted,) = store.get_attempts(result.run_id, "extract")
     (loaded,) = store.get_attempts(result.run_id, "load")
     assert extracted.ended_at is not None and loaded.started_at >= extracted.ended_at
@@ -175,7 +175,8 @@ def test_a_load_that_copied_everything_waits_for_the_extract_to_succeed(
     assert result.status is RunStatus.SUCCESS, result.tasks
     assert seen == [(True,)]  # nothing was visible while the extract still ran
     assert query(pg_dsn, "SELECT count(*) FROM people") == [(BATCHES * ROWS_PER_BATCH,)]
-    (loaded,) = RunStore.for_home(pg_settings.home).get_attempts(result.run_id, "load")
+    store = RunStore.for_home(pg_settings.home, pg_settings.database_url)
+    (loaded,) = store.get_attempts(result.run_id, "load")
     assert "the task starts: its upstream succeeded (waited" in Path(loaded.log_path).read_text()
 
 
@@ -191,7 +192,7 @@ def test_when_the_extract_fails_the_early_load_leaves_no_trace(pg_settings: Sett
     # the COPY's transaction was rolled back: no table, no record of a load
     assert query(pg_dsn, "SELECT to_regclass('people')") == [(None,)]
     assert query(pg_dsn, "SELECT count(*) FROM batchpilot_loads") == [(0,)]
-    store = RunStore.for_home(pg_settings.home)
+    store = RunStore.for_home(pg_settings.home, pg_settings.database_url)
     assert store.get_attempts(result.run_id, "load") == []
     assert early_logs(pg_settings, result.run_id) == []
 
@@ -226,7 +227,8 @@ def test_with_one_worker_the_load_waits_for_the_extract(pg_settings: Settings, p
     result = pipeline.run(settings=pg_settings, workers=1)
 
     assert result.status is RunStatus.SUCCESS
-    (loaded,) = RunStore.for_home(pg_settings.home).get_attempts(result.run_id, "load")
+    store = RunStore.for_home(pg_settings.home, pg_settings.database_url)
+    (loaded,) = store.get_attempts(result.run_id, "load")
     assert "started early" not in Path(loaded.log_path).read_text()
     assert query(pg_dsn, "SELECT count(*) FROM people") == [(2,)]
 

@@ -69,7 +69,7 @@ def test_a_flaky_task_is_retried_and_every_attempt_keeps_its_log(settings: Setti
     result = pipeline.run(settings=settings)
     assert result.status is RunStatus.SUCCESS
     assert result.tasks["flaky"].attempts == 3
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
     attempts = store.get_attempts(result.run_id, "flaky")
     assert [a.state for a in attempts] == [TaskState.FAILED, TaskState.FAILED, TaskState.SUCCESS]
     first_log = Path(attempts[0].log_path).read_text()
@@ -214,7 +214,7 @@ def test_an_undefined_param_is_refused_before_any_run_exists(settings: Settings)
         pipeline.run(settings=settings)
     assert info.value.errors[0].node_id == "t"
     assert info.value.errors[0].field == "config.kwargs.x"
-    assert RunStore.for_home(settings.home).list_runs() == []
+    assert RunStore.for_home(settings.home, settings.database_url).list_runs() == []
 
 
 def test_a_timeout_fails_the_attempt_and_follows_the_retry_policy(settings: Settings):
@@ -233,7 +233,8 @@ def test_a_timeout_fails_the_attempt_and_follows_the_retry_policy(settings: Sett
     assert time.monotonic() - started < 5
     assert result.status is RunStatus.SUCCESS
     assert result.tasks["slow"].attempts == 2
-    attempts = RunStore.for_home(settings.home).get_attempts(result.run_id, "slow")
+    store = RunStore.for_home(settings.home, settings.database_url)
+    attempts = store.get_attempts(result.run_id, "slow")
     assert attempts[0].error == "timed out after 0.3s"
 
 
@@ -301,7 +302,7 @@ def test_a_run_taken_over_by_another_process_stops_and_records_nothing(settings:
     driver = threading.Thread(target=drive)
     driver.start()
     assert started.wait(10)
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
     run_id = store.list_runs()[0].run_id
     # what a resume on another machine does once this process's heartbeat looks stale
     assert store.claim_run(run_id, "elsewhere:1:new", stale_after_s=0)

@@ -85,7 +85,7 @@ def test_a_failed_run_compensates_succeeded_tasks_latest_first(settings: Setting
         "debit_account": TaskState.FAILED,
     }
     assert not result.needs_attention
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
     comp = [
         a for a in store.get_attempts(result.run_id, "reserve_stock") if a.kind == "compensation"
     ]
@@ -105,7 +105,7 @@ def test_manual_compensation_waits_for_the_compensate_command(settings: Settings
     assert result.tasks["load"].state is TaskState.SUCCESS
     assert ledger.events == ["do load"]
 
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
     compensated = compensate_run(
         result.run_id, settings=settings, store=store, spec=pipeline.to_spec()
     )
@@ -134,7 +134,7 @@ def test_a_compensation_is_retried_until_it_succeeds(settings: Settings):
     result = pipeline.run(settings=settings)
     assert len(calls) == 3
     assert result.tasks["load"].state is TaskState.COMPENSATED
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
     comp = [a for a in store.get_attempts(result.run_id, "load") if a.kind == "compensation"]
     assert [a.state for a in comp] == [
         TaskState.COMPENSATION_FAILED,
@@ -156,7 +156,7 @@ def test_a_compensation_that_always_fails_flags_the_run(settings: Settings):
     assert result.needs_attention
     assert result.tasks["load"].state is TaskState.COMPENSATION_FAILED
     assert result.tasks["load"].error == "compensation failed: RuntimeError: cannot delete"
-    listed = RunStore.for_home(settings.home).list_runs()[0]
+    listed = RunStore.for_home(settings.home, settings.database_url).list_runs()[0]
     assert listed.needs_attention
 
 
@@ -200,7 +200,7 @@ def test_callbacks_fire_once_per_event_with_their_context(settings: Settings):
         ],
         key=str,
     )
-    callbacks = RunStore.for_home(settings.home).get_callbacks(run_id)
+    callbacks = RunStore.for_home(settings.home, settings.database_url).get_callbacks(run_id)
     assert len(callbacks) == 5 and {c.state for c in callbacks} == {"done"}
 
 
@@ -220,7 +220,7 @@ def test_cancel_stops_running_tasks_and_cancels_pending_ones(settings: Settings)
     )
     runner.start()
     assert started.wait(10)
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
     run_id = store.list_runs()[0].run_id
     began = time.monotonic()
     cancelled = cancel_run(run_id, settings=settings, store=store)
@@ -248,7 +248,8 @@ def test_a_timeout_stops_a_python_loop_and_follows_the_retry_policy(settings: Se
     result = pipeline.run(settings=settings)
     assert time.monotonic() - began < 5
     assert result.status is RunStatus.SUCCESS and result.tasks["spin"].attempts == 2
-    attempts = RunStore.for_home(settings.home).get_attempts(result.run_id, "spin")
+    store = RunStore.for_home(settings.home, settings.database_url)
+    attempts = store.get_attempts(result.run_id, "spin")
     assert attempts[0].error == "timed out after 0.5s"
 
 
@@ -270,7 +271,7 @@ def test_retry_reruns_a_task_and_its_downstream_in_the_same_run(settings: Settin
         ]
     )
     first = pipeline.run(settings=settings)
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
     again = retry_run(
         first.run_id,
         settings=settings,
@@ -302,7 +303,7 @@ def record_run_end(event) -> None:
 def _die_after_the_run_ended(settings: Settings, run_id: str) -> RunStore:
     """Leave a run as a process killed between the run's end and its callbacks would:
     the run ended, its callbacks still queued, its owner a pid that no longer exists."""
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
     for callback in store.get_callbacks(run_id):
         store.mark_callback(run_id, callback.callback_id, state="pending")
     dead = f"{socket.gethostname()}:{2**22 + 1}:dead"
@@ -365,7 +366,7 @@ def test_retry_of_a_succeeded_load_loads_again_but_a_resume_never_does(
         ]
     )
     first = pipeline.run(settings=settings)
-    store = RunStore.for_home(settings.home)
+    store = RunStore.for_home(settings.home, settings.database_url)
 
     def loaded() -> list[tuple]:
         with sqlite3.connect(target) as db:
