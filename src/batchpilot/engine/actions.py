@@ -85,7 +85,7 @@ def run_action(
         outcome = run_with_timeout(run, plan, handle, log=log)
         error = None
         if outcome.error is not None:
-            error = run.connections.redact(first_line(outcome.error))
+            error = run.redact(first_line(outcome.error))
         if on_attempt_end is not None:
             on_attempt_end(attempt, error)
         if outcome.error is None:

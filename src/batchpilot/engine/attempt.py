@@ -97,7 +97,7 @@ def _run_logged(
     outcome: AttemptOutcome,
     log: logging.Logger | None,
 ) -> None:
-    redact = run.connections.redact
+    redact = run.redact
     with handle.open_log(log) as attempt_log:
         logger = attempt_log.logger
         logger.info("%s", plan.header or _header(run, plan))

@@ -4,6 +4,7 @@ compensated, reaped), then passed whole to everything that works on it."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +19,8 @@ from batchpilot.settings import Settings
 from batchpilot.spec.model import NodeSpec, PipelineSpec
 from batchpilot.steps.registry import StepRegistry
 from batchpilot.store import RunStore
+
+_USERINFO = re.compile(r"(://[^:/@\s]+:)[^@\s]*@")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,14 @@ class RunContext:
     def connections(self) -> ConnectionRegistry:
         """The run's connections (the environment's, then the pipeline's defaults)."""
         return self.settings.connections
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known password masked by ``***``; never raises (a URL
+        that does not parse still has any ``user:password@`` part masked)."""
+        try:
+            return self.connections.redact(text)
+        except Exception:
+            return _USERINFO.sub(r"\1***@", text)
 
     @property
     def log_dir(self) -> Path:

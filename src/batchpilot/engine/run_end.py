@@ -11,6 +11,7 @@ from batchpilot.engine.compensation import compensate
 from batchpilot.engine.context import RunContext
 from batchpilot.engine.handles import AttemptHandle
 from batchpilot.engine.listener import RunListener
+from batchpilot.errors import first_line
 from batchpilot.spec.model import CompensationMode
 from batchpilot.states import RunStatus, TaskState
 
@@ -91,4 +92,17 @@ def record_interruption(
             error=f"interrupted; resume with: batchpilot resume {run.run_id}",
             release=True,
         )
+    listener.run_finished(run.run_id, RunStatus.FAILED)
+
+
+def record_crash(run: RunContext, exc: BaseException, listener: RunListener) -> None:
+    """The engine could not go on (a connection that does not parse, a template, a bug):
+    end the run ``failed`` with the one-line reason, its open attempts closed as failed,
+    rather than leave it ``running``. Raises :class:`StoreError` if the store cannot be
+    written either."""
+    reason = run.redact(first_line(exc))
+    with run.state.write() as tx:
+        closed = tx.close_open_attempts(run.run_id, error=reason)
+        tx.set_task_states(run.run_id, [task for task, _ in closed], TaskState.FAILED, error=reason)
+        tx.set_run_status(run.run_id, RunStatus.FAILED, error=reason, release=True)
     listener.run_finished(run.run_id, RunStatus.FAILED)

@@ -309,7 +309,7 @@ class RunExecutor:
             group=view,
             children=self.board.children,
             retry_delay=self._retry_delay,
-            redact=self.run.connections.redact,
+            redact=self.run.redact,
         )
         self._write_transition(tx, transition, outcome, tick)
 

@@ -17,9 +17,10 @@ from batchpilot.engine.listener import RunListener
 from batchpilot.engine.outputs import TaskOutput
 from batchpilot.engine.preflight import check_pipeline, merged_params, with_pipeline_connections
 from batchpilot.engine.results import RunResult
+from batchpilot.engine.run_end import record_crash
 from batchpilot.engine.runner import RunExecutor
 from batchpilot.engine.transactions import OpenTransactions, group_token, run_groups
-from batchpilot.errors import RunStateError, SpecError
+from batchpilot.errors import RunInterrupted, RunStateError, RunTakenOver, SpecError
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.model import PipelineSpec
@@ -102,8 +103,29 @@ def start_run(
         owner=owner,
     )
     states = {t: TaskState.PENDING for t in spec.node_ids}
-    RunExecutor(run, listener=listener, workers=workers).execute(states, {}, {})
+    execute_run(run, states, {}, {}, listener=listener, workers=workers)
     return RunResult.load(store, run_id)
+
+
+def execute_run(
+    run: RunContext,
+    states: Mapping[str, TaskState],
+    attempts: Mapping[str, int],
+    outputs: Mapping[str, TaskOutput],
+    *,
+    listener: RunListener | None = None,
+    workers: int | None = None,
+) -> None:
+    """Drive an existing run to its end. Whatever stops the engine other than an
+    interruption or a takeover ends the run ``failed`` with its one-line reason (see
+    :func:`record_crash`): a run is never left ``running`` by an error."""
+    listener = listener or RunListener()
+    try:
+        RunExecutor(run, listener=listener, workers=workers).execute(states, attempts, outputs)
+    except (RunInterrupted, RunTakenOver):
+        raise
+    except Exception as exc:
+        record_crash(run, exc, listener)
 
 
 def resume_run(
@@ -353,7 +375,7 @@ def _continue_run(
         generation=next_generation(store, run_id),
         reruns=reruns,
     )
-    RunExecutor(context, listener=listener, workers=workers).execute(states, attempts, outputs)
+    execute_run(context, states, attempts, outputs, listener=listener, workers=workers)
     return RunResult.load(store, run_id)
 
 
