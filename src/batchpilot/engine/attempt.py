@@ -100,7 +100,7 @@ def _run_logged(
     redact = run.redact
     with handle.open_log(log) as attempt_log:
         logger = attempt_log.logger
-        logger.info("%s", plan.header or _header(run, plan))
+        attempt_log.write(logging.INFO, plan.header or _header(run, plan))
         try:
             handle.attach()
             step, context = build_attempt(run, plan, handle, logger)
@@ -111,7 +111,7 @@ def _run_logged(
             context.wait_for_start()  # no outcome before the task really started
             handle.finished()
             outcome.output = TaskOutput.from_result(result)
-            logger.info("succeeded: %s", describe(result))
+            attempt_log.write(logging.INFO, f"succeeded: {describe(result)}")
         except SpecError as exc:
             handle.finished()
             outcome.error = PermanentStepError(str(exc))

@@ -103,12 +103,12 @@ class RunContext:
         except Exception:
             return _USERINFO.sub(r"\1***@", text)
 
-    @property
+    @cached_property
     def log_dir(self) -> Path:
         """The folder of the run's attempt logs."""
         return self.run_dir / "logs"
 
-    @property
+    @cached_property
     def artifacts_dir(self) -> Path:
         """The folder of the run's datasets."""
         return self.run_dir / "artifacts"

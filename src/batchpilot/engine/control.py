@@ -9,13 +9,10 @@ from batchpilot.engine.callbacks import fire_pending_callbacks
 from batchpilot.engine.compensation import compensate, compensation_order
 from batchpilot.engine.context import RunContext
 from batchpilot.engine.listener import RunListener
+from batchpilot.engine.ownership import claim_or_refuse, owner_is_dead
 from batchpilot.engine.preflight import with_pipeline_connections
 from batchpilot.engine.results import RunResult
-from batchpilot.engine.runs import (
-    claim_or_refuse,
-    close_dead_attempts,
-    owner_is_dead,
-)
+from batchpilot.engine.resumption import close_dead_attempts
 from batchpilot.errors import RunStateError
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline

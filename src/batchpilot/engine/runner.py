@@ -36,7 +36,7 @@ from batchpilot.engine.heartbeat import watch_run
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.outputs import TaskOutput
 from batchpilot.engine.retry import retry_delay
-from batchpilot.engine.run_end import finish_run, record_interruption
+from batchpilot.engine.run_end import finish_run, record_crash, record_interruption
 from batchpilot.engine.transactions import OpenTransactions, TransactionGroup, run_groups
 from batchpilot.engine.transitions import (
     CANCELLED_BEFORE_START,
@@ -396,3 +396,24 @@ class RunExecutor:
     def _stop_running(self) -> None:
         self.early.abort_all()
         stop_attempts(self._running, reason=StopReason.INTERRUPT, grace_s=STOP_GRACE_S)
+
+
+def execute_run(
+    run: RunContext,
+    states: Mapping[str, TaskState],
+    attempts: Mapping[str, int],
+    outputs: Mapping[str, TaskOutput],
+    *,
+    listener: RunListener | None = None,
+    workers: int | None = None,
+) -> None:
+    """Drive an existing run to its end. Whatever stops the engine other than an
+    interruption or a takeover ends the run ``failed`` with its one-line reason (see
+    :func:`record_crash`): a run is never left ``running`` by an error."""
+    listener = listener or RunListener()
+    try:
+        RunExecutor(run, listener=listener, workers=workers).execute(states, attempts, outputs)
+    except (RunInterrupted, RunTakenOver):
+        raise
+    except Exception as exc:
+        record_crash(run, exc, listener)

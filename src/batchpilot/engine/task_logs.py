@@ -7,6 +7,7 @@ import io
 import logging
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +28,14 @@ class AttemptLog:
         handler.setFormatter(_FORMAT)
         self.logger.addHandler(handler)
         self._token: contextvars.Token[TextIO | None] | None = None
+
+    def write(self, level: int, message: str) -> None:
+        """Write one line as :attr:`logger` would, without building a log record (the
+        engine's own lines: one attempt's header and ending)."""
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        millis = int((now - int(now)) * 1000)
+        self._file.write(f"{stamp},{millis:03d} {logging.getLevelName(level)} {message}\n")
 
     def __enter__(self) -> AttemptLog:
         _install_stdio_router()
@@ -50,6 +59,10 @@ class ExternalLog:
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
+
+    def write(self, level: int, message: str) -> None:
+        """Log one line of the engine's own."""
+        self.logger.log(level, "%s", message)
 
     def __enter__(self) -> ExternalLog:
         return self
