@@ -110,7 +110,7 @@ def run_callbacks(
 
 def fire_pending_callbacks(run: RunContext) -> int:
     """Fire every queued (or interrupted) callback of the run; returns how many fired."""
-    store = run.state
+    store = run.state_store
     fired = 0
     for record in store.get_callbacks(run.run_id, states=UNFIRED_CALLBACKS):
         action = _action_for(run.spec, record)

@@ -49,7 +49,7 @@ def compensate(run: RunContext, listener: RunListener | None = None) -> bool:
     Sets the run's ``needs_attention`` flag when one of them failed.
     """
     listener = listener or RunListener()
-    store = run.state
+    store = run.state_store
     run_id = run.run_id
     all_ok = True
     for task in compensation_order(run.spec, store.get_tasks(run_id)):

@@ -84,7 +84,7 @@ class RunContext:
         )
 
     @property
-    def state(self) -> RunStore:
+    def state_store(self) -> RunStore:
         """The state store; raises :class:`StoreError` on a worker that has none."""
         if self.store is None:
             raise StoreError(f"run {self.run_id} has no state store here (it runs on Airflow)")

@@ -43,7 +43,7 @@ def finish_run(
 
     Raises :class:`RunTakenOver` if another process took the run over.
     """
-    spec, store = run.spec, run.state
+    spec, store = run.spec, run.state_store
     status, error = final_status(states, cancelled=cancelled)
     event = {RunStatus.SUCCESS: "on_run_success", RunStatus.FAILED: "on_run_failure"}.get(status)
     needs_compensation = (
@@ -74,7 +74,7 @@ def record_interruption(
 ) -> None:
     """The run was interrupted: close its running attempts as failed (their tasks go back
     to pending) and leave the run ``failed``, released, with the ``resume`` command."""
-    with run.state.write() as tx:
+    with run.state_store.write() as tx:
         tx.hold_run(run.run_id, run.owner)
         for handle in running:
             tx.finish_attempt(
@@ -101,7 +101,7 @@ def record_crash(run: RunContext, exc: BaseException, listener: RunListener) -> 
     rather than leave it ``running``. Raises :class:`StoreError` if the store cannot be
     written either."""
     reason = run.redact(first_line(exc))
-    with run.state.write() as tx:
+    with run.state_store.write() as tx:
         closed = tx.close_open_attempts(run.run_id, error=reason)
         tx.set_task_states(run.run_id, [task for task, _ in closed], TaskState.FAILED, error=reason)
         tx.set_run_status(run.run_id, RunStatus.FAILED, error=reason, release=True)

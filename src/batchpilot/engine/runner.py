@@ -79,7 +79,7 @@ class RunExecutor:
         self, run: RunContext, *, listener: RunListener | None = None, workers: int | None = None
     ) -> None:
         self.run = run
-        self.store = run.state
+        self.store = run.state_store
         self.listener = listener or RunListener()
         self.workers = max(1, workers or run.spec.max_workers or run.settings.workers)
         spec = run.spec
