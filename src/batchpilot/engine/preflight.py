@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from batchpilot.artifacts import ArtifactStore
 from batchpilot.connections import Connection, ConnectionRegistry
-from batchpilot.engine.transactions import plan_groups
+from batchpilot.engine.group_plan import joinable_types, plan_groups
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
@@ -192,7 +192,7 @@ def check_pipeline(
             continue
         for checked, prefix in steps_to_check:
             errors.extend(_check_connections(spec, node, checked, prefix, connections))
-    errors.extend(plan_groups(spec, member_connections)[1])
+    errors.extend(plan_groups(spec, member_connections, joinable_types(spec, registry))[1])
     for field, actions in (
         ("on_run_success", spec.on_run_success),
         ("on_run_failure", spec.on_run_failure),

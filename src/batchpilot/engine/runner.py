@@ -124,6 +124,7 @@ class RunExecutor:
             run_id=run_id,
             groups=run_groups(spec, self.params, ds, run_id),
             connections=settings.connections,
+            registry=registry,
         )
         self._cancel_requested = threading.Event()
         self._running: dict[Future[AttemptOutcome], AttemptHandle] = {}

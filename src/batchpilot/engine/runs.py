@@ -291,7 +291,7 @@ def _continue_run(
         settings = with_pipeline_connections(settings, spec)
         check_pipeline(spec, registry, settings.connections, params=run.params, ds=run.ds)
         to_run = pick(spec, tasks)
-        committed = _reconcile_groups(spec, run, tasks, to_run, settings)
+        committed = _reconcile_groups(spec, run, tasks, to_run, settings, registry)
     except BaseException:
         store.release_run(run_id, owner)
         raise
@@ -360,6 +360,7 @@ def _reconcile_groups(
     tasks: dict[str, TaskRecord],
     to_run: set[str],
     settings: Settings,
+    registry: StepRegistry,
 ) -> set[str]:
     """Decide what atomic groups need, from their commit records in the target database.
 
@@ -371,7 +372,11 @@ def _reconcile_groups(
     if not groups:
         return set()
     transactions = OpenTransactions(
-        pipeline=spec.name, run_id=run.run_id, groups=groups, connections=settings.connections
+        pipeline=spec.name,
+        run_id=run.run_id,
+        groups=groups,
+        connections=settings.connections,
+        registry=registry,
     )
     done: set[str] = set()
     for group in groups.values():
