@@ -156,4 +156,3 @@ def _key_clause(key: GroupKey) -> tuple[Any, ...]:
         _markers.c.run_id == key.run_id,
         _markers.c.group_name == key.group,
     )
-
