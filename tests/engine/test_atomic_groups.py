@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
+import batchpilot
 from batchpilot import RunStatus, TaskState
 from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.runs import start_run
@@ -14,6 +17,7 @@ from batchpilot.errors import SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.spec import build_pipeline
 from batchpilot.store import RunStore
+from tests.resilience.harness import Batchpilot, kill
 
 
 def group_pipeline(third_sql: str, *, group_b: str = "g", connection_c: str = "db") -> dict:
@@ -124,3 +128,93 @@ def test_a_group_must_be_a_chain_of_sql_steps(settings: Settings):
     assert len(refused) == 1
     assert "holds only steps that share a database transaction" in refused[0].reason
     assert "this node is empty" in refused[0].reason
+
+
+CRASH_PIPELINE = """
+name: crash_between
+nodes:
+  - id: a
+    type: sql
+    transaction: g
+    config: {connection: db, sql: "INSERT INTO ledger VALUES (1, 'a')"}
+  - id: b
+    type: sql
+    transaction: g
+    depends_on: [a]
+    config:
+      connection: db
+      sql: |
+        LOCK TABLE gate IN ACCESS EXCLUSIVE MODE;
+        INSERT INTO ledger VALUES (2, 'b');
+  - {id: after, type: empty, depends_on: [b]}
+"""
+
+
+def wait_until(dsn: str, sql: str, *args: object) -> tuple:
+    """Poll ``sql`` until it returns a row (its table may not exist yet); that row."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            try:
+                row = conn.execute(sql, args).fetchone()
+            except psycopg.errors.UndefinedTable:
+                row = None
+            if row is not None:
+                return row
+            time.sleep(0.02)
+    raise AssertionError(f"never true: {sql}")
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_between_the_commit_and_its_record_runs_no_member_again(
+    tmp_path: Path, pg_url: str, pg_dsn: str
+):
+    """The group committed in the target, then the process died before the state store
+    recorded it: ``resume`` reads the group's commit record and counts its members done."""
+    folder = tmp_path / "pipeline"
+    folder.mkdir()
+    (folder / "crash_between.yaml").write_text(CRASH_PIPELINE)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ledger (id INT PRIMARY KEY, note TEXT); CREATE TABLE gate ()")
+    cli = Batchpilot(
+        tmp_path / "home",
+        folder,
+        {"BATCHPILOT_CONN_DB": pg_url, "BATCHPILOT_DATABASE_URL": pg_url},
+    )
+    # the harness puts only the pipeline folder on the path: add the package under test
+    cli.env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(batchpilot.__file__).parents[1]), str(folder)]
+    )
+    with psycopg.connect(pg_dsn) as gate, psycopg.connect(pg_dsn) as store:
+        gate.execute("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")  # b waits for it
+        proc = cli.start("run", str(folder / "crash_between.yaml"), "-q")
+        wait_until(
+            pg_dsn,
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'LOCK TABLE gate%%'",
+        )
+        (run_id,) = wait_until(pg_dsn, "SELECT run_id FROM bp_runs")
+        # Hold b's row in the state store: the engine commits the group, then blocks
+        # before it can record b's success.
+        store.execute(
+            "SELECT 1 FROM bp_task_instances WHERE run_id = %s AND task_id = 'b' FOR UPDATE",
+            (run_id,),
+        )
+        gate.commit()
+        (token,) = wait_until(
+            pg_dsn, "SELECT token FROM batchpilot_transactions WHERE run_id = %s", run_id
+        )
+        assert token == "a:1"
+        assert kill(proc), "the run ended although its record of b was blocked"
+        store.rollback()
+
+    states = {t.task_id: t.state for t in RunStore(pg_url).get_tasks(run_id)}
+    assert states["b"] is TaskState.RUNNING  # the store never learnt of the commit
+    result = cli.json("resume", run_id)
+
+    assert result["status"] == "success", result
+    assert {t: r["state"] for t, r in result["tasks"].items()} == dict.fromkeys(
+        ("a", "b", "after"), "success"
+    )
+    assert (result["tasks"]["a"]["attempts"], result["tasks"]["b"]["attempts"]) == (1, 1)
+    assert ledger(pg_url) == [(1, "a"), (2, "b")]
