@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func, insert, select, update
+from sqlalchemy import Connection as SqlConnection
+from sqlalchemy.engine import Engine, RootTransaction
 from sqlalchemy.exc import SQLAlchemyError
 
 from batchpilot.connections import Connection
@@ -41,11 +43,19 @@ class SqlGroupTransaction:
     without undoing its predecessors.
     """
 
-    def __init__(self, engine: Any, connection: Any, transaction: Any, key: GroupKey, token: str):
+    def __init__(
+        self,
+        engine: Engine,
+        connection: SqlConnection,
+        transaction: RootTransaction,
+        key: GroupKey,
+        token: str,
+    ) -> None:
         self._engine = engine
         self._transaction = transaction
         #: the group's open SQLAlchemy connection
         self.connection = connection
+        #: what :meth:`commit` records
         self.key = key
         self.token = token
 
@@ -81,7 +91,7 @@ class SqlGroupTransaction:
         return self.connection.connection.dbapi_connection
 
     @contextmanager
-    def savepoint(self) -> Iterator[Any]:
+    def savepoint(self) -> Iterator[SqlConnection]:
         """A savepoint for one member's attempt: released on success, rolled back on error."""
         with self.connection.begin_nested():
             yield self.connection
