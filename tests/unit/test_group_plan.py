@@ -7,10 +7,19 @@ from typing import Any
 
 import pytest
 
-from batchpilot.engine.group_plan import TransactionGroup, group_token, joinable_types, plan_groups
+from batchpilot.engine.group_plan import (
+    TransactionGroup,
+    group_token,
+    joinable_types,
+    member_connection,
+    plan_groups,
+)
+from batchpilot.engine.transactions import run_groups
 from batchpilot.spec import build_pipeline
 from batchpilot.spec.model import PipelineSpec
+from batchpilot.steps.empty import EmptyStep
 from batchpilot.steps.registry import default_registry
+from batchpilot.steps.sql import SqlConfig, SqlStep
 
 SQL = {"connection": "db", "sql": "SELECT 1"}
 
@@ -106,3 +115,27 @@ def test_the_joinable_types_are_those_whose_step_class_implements_the_protocol()
         {"id": "c", "type": "no.such.type", "transaction": "g", "depends_on": ["b"]},
     )
     assert joinable_types(spec, default_registry()) == {"sql"}
+
+
+def test_a_member_works_on_the_connection_its_first_connection_field_names():
+    assert member_connection(SqlStep(SqlConfig(connection="dwh", sql="SELECT 1"))) == "dwh"
+    assert member_connection(EmptyStep(EmptyStep.Config())) is None
+
+
+def test_a_run_renders_each_group_member_connection_with_the_run_params():
+    spec = build_pipeline(
+        {
+            "name": "books",
+            "params": {"target": "dev"},
+            "nodes": [
+                node("a", config={"connection": "{{ params.target }}", "sql": "SELECT 1"}),
+                node(
+                    "b", after="a", config={"connection": "{{ params.target }}", "sql": "SELECT 2"}
+                ),
+            ],
+        }
+    )
+
+    groups = run_groups(spec, {"target": "prod"}, "2026-12-01", "run-1", default_registry())
+
+    assert groups == {"g": TransactionGroup("g", ("a", "b"), "prod", "sql")}

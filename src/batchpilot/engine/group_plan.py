@@ -2,9 +2,10 @@
 
 Nodes that name the same ``transaction:`` form a group. A group can work if its
 members are of one step type that joins transaction groups (see
-:mod:`batchpilot.steps.transaction_group`), share one connection, and form a
-chain: each member after the first depends on the one before, and only the
-last has other dependents (nothing outside may see work that is not committed).
+:mod:`batchpilot.steps.transaction_group`), share one connection (the one their
+type's first ``connection_fields`` entry names), and form a chain: each member
+after the first depends on the one before, and only the last has other
+dependents (nothing outside may see work that is not committed).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from batchpilot.errors import SpecError
 from batchpilot.spec.model import PipelineSpec
+from batchpilot.steps.base import Step
 from batchpilot.steps.registry import StepRegistry
 from batchpilot.steps.transaction_group import joins_transaction_groups
 
@@ -89,6 +91,15 @@ def joinable_types(spec: PipelineSpec, registry: StepRegistry) -> frozenset[str]
         if joins_transaction_groups(step_class):
             found.add(type_name)
     return frozenset(found)
+
+
+def member_connection(step: Step) -> str | None:
+    """The connection a group member works on: its first connection field's value (None
+    if its type names no connection)."""
+    if not step.connection_fields:
+        return None
+    value = getattr(step.config, step.connection_fields[0], None)
+    return value if isinstance(value, str) else None
 
 
 def group_token(group: TransactionGroup, first_attempt: int) -> str:

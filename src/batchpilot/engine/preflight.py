@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from batchpilot.artifacts import ArtifactStore
 from batchpilot.connections import Connection, ConnectionRegistry
-from batchpilot.engine.group_plan import joinable_types, plan_groups
+from batchpilot.engine.group_plan import joinable_types, member_connection, plan_groups
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
@@ -185,7 +185,7 @@ def check_pipeline(
             continue
         errors.extend(_check_actions(spec, node, step, registry, context))
         if node.transaction:
-            member_connections[node.id] = getattr(step.config, "connection", None)
+            member_connections[node.id] = member_connection(step)
         steps_to_check = [(step, "config")]
         steps_to_check += _built_actions(spec, node, registry, context)
         if connections is None:

@@ -122,7 +122,7 @@ class RunExecutor:
         self.transactions = OpenTransactions(
             pipeline=spec.name,
             run_id=run_id,
-            groups=run_groups(spec, self.params, ds, run_id),
+            groups=run_groups(spec, self.params, ds, run_id, registry),
             connections=settings.connections,
             registry=registry,
         )

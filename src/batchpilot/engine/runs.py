@@ -368,7 +368,7 @@ def _reconcile_groups(
     group that committed before the store recorded it counts as done. Adds to
     ``to_run`` in place; returns the members to record as succeeded.
     """
-    groups = run_groups(spec, run.params, run.ds, run.run_id)
+    groups = run_groups(spec, run.params, run.ds, run.run_id, registry)
     if not groups:
         return set()
     transactions = OpenTransactions(

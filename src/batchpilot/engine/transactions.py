@@ -98,14 +98,19 @@ class OpenTransactions:
 
 
 def run_groups(
-    spec: PipelineSpec, params: Mapping[str, Any], ds: str, run_id: str
+    spec: PipelineSpec, params: Mapping[str, Any], ds: str, run_id: str, registry: StepRegistry
 ) -> dict[str, TransactionGroup]:
-    """The groups of a checked pipeline, with each group's connection name rendered."""
+    """The groups of a checked pipeline, with each group's connection name rendered.
+
+    A member's connection is the value of its step type's first connection field
+    (see :func:`~batchpilot.engine.group_plan.member_connection`).
+    """
     members: dict[str, str | None] = {}
     for node in spec.nodes:
         if node.transaction:
+            fields = registry.get(node.type).connection_fields
+            raw = node.config.get(fields[0]) if fields else None
             context = template_context(spec, params=params, run_id=run_id, ds=ds, task_id=node.id)
-            raw = node.config.get("connection")
             members[node.id] = (
                 render_config({"c": raw}, context)["c"] if isinstance(raw, str) else None
             )

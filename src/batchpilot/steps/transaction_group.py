@@ -70,7 +70,8 @@ class TransactionGroupStep(Protocol):
 
     Every method is called on the class (a classmethod), not on a built step:
     the engine opens the group before the first member's attempt, and reads
-    commit records on ``resume`` when no step is built.
+    commit records on ``resume`` when no step is built. The connection it passes
+    is the one the members name in their type's first ``connection_fields`` entry.
     """
 
     def open_group_transaction(
