@@ -114,7 +114,11 @@ class SqlStep(Step):
             cancel_on_stop(ctx, group.dbapi_connection)
             with group.savepoint() as conn:
                 rowcounts = self._execute(
-                    ctx, conn, statements, connection.name, "its savepoint was rolled back"
+                    ctx,
+                    conn,
+                    statements,
+                    connection.name,
+                    "its savepoint was rolled back",
                 )
         else:
             with open_connection(ctx, connection) as conn, conn.begin():
