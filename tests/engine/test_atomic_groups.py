@@ -165,12 +165,10 @@ def wait_until(dsn: str, sql: str, *args: object) -> tuple:
     raise AssertionError(f"never true: {sql}")
 
 
-@pytest.mark.slow
-def test_resume_after_a_crash_between_the_commit_and_its_record_runs_no_member_again(
-    tmp_path: Path, pg_url: str, pg_dsn: str
-):
-    """The group committed in the target, then the process died before the state store
-    recorded it: ``resume`` reads the group's commit record and counts its members done."""
+@pytest.fixture
+def crash_cli(tmp_path: Path, pg_url: str, pg_dsn: str) -> Batchpilot:
+    """The CLI on a pipeline whose group's last member ``b`` waits for the table ``gate``;
+    state store and target in one PostgreSQL database."""
     folder = tmp_path / "pipeline"
     folder.mkdir()
     (folder / "crash_between.yaml").write_text(CRASH_PIPELINE)
@@ -185,15 +183,30 @@ def test_resume_after_a_crash_between_the_commit_and_its_record_runs_no_member_a
     cli.env["PYTHONPATH"] = os.pathsep.join(
         [str(Path(batchpilot.__file__).parents[1]), str(folder)]
     )
+    return cli
+
+
+def start_until_b_waits(cli: Batchpilot, pg_dsn: str, gate: psycopg.Connection):
+    """Start the run with ``gate`` locked; return it once ``b`` waits for the lock."""
+    gate.execute("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")
+    proc = cli.start("run", str(cli.cwd / "crash_between.yaml"), "-q")
+    wait_until(
+        pg_dsn,
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE 'LOCK TABLE gate%%'",
+    )
+    (run_id,) = wait_until(pg_dsn, "SELECT run_id FROM bp_runs")
+    return proc, run_id
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_between_the_commit_and_its_record_runs_no_member_again(
+    crash_cli: Batchpilot, pg_url: str, pg_dsn: str
+):
+    """The group committed in the target, then the process died before the state store
+    recorded it: ``resume`` reads the group's commit record and counts its members done."""
     with psycopg.connect(pg_dsn) as gate, psycopg.connect(pg_dsn) as store:
-        gate.execute("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")  # b waits for it
-        proc = cli.start("run", str(folder / "crash_between.yaml"), "-q")
-        wait_until(
-            pg_dsn,
-            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE 'LOCK TABLE gate%%'",
-        )
-        (run_id,) = wait_until(pg_dsn, "SELECT run_id FROM bp_runs")
+        proc, run_id = start_until_b_waits(crash_cli, pg_dsn, gate)
         # Hold b's row in the state store: the engine commits the group, then blocks
         # before it can record b's success.
         store.execute(
@@ -210,11 +223,31 @@ def test_resume_after_a_crash_between_the_commit_and_its_record_runs_no_member_a
 
     states = {t.task_id: t.state for t in RunStore(pg_url).get_tasks(run_id)}
     assert states["b"] is TaskState.RUNNING  # the store never learnt of the commit
-    result = cli.json("resume", run_id)
+    result = crash_cli.json("resume", run_id)
 
     assert result["status"] == "success", result
     assert {t: r["state"] for t, r in result["tasks"].items()} == dict.fromkeys(
         ("a", "b", "after"), "success"
     )
     assert (result["tasks"]["a"]["attempts"], result["tasks"]["b"]["attempts"]) == (1, 1)
+    assert ledger(pg_url) == [(1, "a"), (2, "b")]
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_before_the_commit_runs_the_whole_group_again(
+    crash_cli: Batchpilot, pg_url: str, pg_dsn: str
+):
+    """The crash rolled the open group back (a had succeeded inside it): ``resume`` finds
+    no commit record and runs every member again, so each row is there once."""
+    with psycopg.connect(pg_dsn) as gate:
+        proc, run_id = start_until_b_waits(crash_cli, pg_dsn, gate)
+        assert kill(proc), "the run ended although b waited for the gate"
+        gate.rollback()
+
+    states = {t.task_id: t.state for t in RunStore(pg_url).get_tasks(run_id)}
+    assert (states["a"], states["b"]) == (TaskState.SUCCESS, TaskState.RUNNING)
+    result = crash_cli.json("resume", run_id)
+
+    assert result["status"] == "success", result
+    assert (result["tasks"]["a"]["attempts"], result["tasks"]["b"]["attempts"]) == (2, 2)
     assert ledger(pg_url) == [(1, "a"), (2, "b")]
