@@ -9,7 +9,7 @@ from typing import Any
 
 from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.building import action_node, build_step, template_context
-from batchpilot.engine.transactions import plan_groups
+from batchpilot.engine.group_plan import joinable_types, member_connection, plan_groups
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
@@ -81,14 +81,14 @@ def check_pipeline(
             continue
         errors.extend(_check_actions(spec, node, step, registry, context))
         if node.transaction:
-            member_connections[node.id] = getattr(step.config, "connection", None)
+            member_connections[node.id] = member_connection(step)
         steps_to_check = [(step, "config")]
         steps_to_check += _built_actions(spec, node, registry, context)
         if connections is None:
             continue
         for checked, prefix in steps_to_check:
             errors.extend(_check_connections(spec, node, checked, prefix, connections))
-    errors.extend(plan_groups(spec, member_connections)[1])
+    errors.extend(plan_groups(spec, member_connections, joinable_types(spec, registry))[1])
     for field, actions in (
         ("on_run_success", spec.on_run_success),
         ("on_run_failure", spec.on_run_failure),

@@ -61,7 +61,7 @@ def continue_run(
         settings = with_pipeline_connections(settings, spec)
         check_pipeline(spec, registry, settings.connections, params=run.params, ds=run.ds)
         to_run = pick(spec, tasks)
-        committed = _reconcile_groups(spec, run, tasks, to_run, settings)
+        committed = _reconcile_groups(spec, run, tasks, to_run, settings, registry)
     except BaseException:
         store.release_run(run.run_id, owner)
         raise
@@ -162,6 +162,7 @@ def _reconcile_groups(
     tasks: dict[str, TaskRecord],
     to_run: set[str],
     settings: Settings,
+    registry: StepRegistry,
 ) -> set[str]:
     """Decide what atomic groups need, from their commit records in the target database.
 
@@ -169,11 +170,15 @@ def _reconcile_groups(
     group that committed before the store recorded it counts as done. Adds to
     ``to_run`` in place; returns the members to record as succeeded.
     """
-    groups = run_groups(spec, run.params, run.ds, run.run_id)
+    groups = run_groups(spec, run.params, run.ds, run.run_id, registry)
     if not groups:
         return set()
     transactions = OpenTransactions(
-        pipeline=spec.name, run_id=run.run_id, groups=groups, connections=settings.connections
+        pipeline=spec.name,
+        run_id=run.run_id,
+        groups=groups,
+        connections=settings.connections,
+        registry=registry,
     )
     done: set[str] = set()
     for group in groups.values():

@@ -88,8 +88,9 @@ class RunExecutor:
         self.transactions = OpenTransactions(
             pipeline=spec.name,
             run_id=run.run_id,
-            groups=run_groups(spec, run.params, run.ds, run.run_id),
+            groups=run_groups(spec, run.params, run.ds, run.run_id, run.registry),
             connections=run.connections,
+            registry=run.registry,
         )
         self._cancel_requested = threading.Event()
         self._cancelling = False

@@ -83,7 +83,8 @@ class StepContext:
     event: Mapping[str, Any] | None = None
     #: for compensations: the compensated task's id, metadata, rows and output
     original: Mapping[str, Any] | None = None
-    #: in an atomic group (``transaction:``): the group's open SQLAlchemy connection;
+    #: in an atomic group (``transaction:``): the group's open transaction, opened by its
+    #: step type (a :class:`~batchpilot.steps.transaction_group.GroupTransaction`);
     #: the step works inside it (in a savepoint) and never commits it
     transaction: Any = None
     #: how many times this task had already succeeded in this run before this attempt

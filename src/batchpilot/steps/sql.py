@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from batchpilot.connections import Connection
 from batchpilot.errors import StepError
 from batchpilot.steps._database import (
     cancel_on_stop,
@@ -17,7 +18,9 @@ from batchpilot.steps._database import (
     first_line,
     open_connection,
 )
+from batchpilot.steps._sql_group import SqlGroupTransaction, committed_token
 from batchpilot.steps.base import Step, StepConfig, StepContext, StepResult
+from batchpilot.steps.transaction_group import GroupKey
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,26 @@ class SqlStep(Step[SqlConfig]):
     the transaction is rolled back and :class:`StepError` names the statement's
     number, its first line and the database's message. metadata: ``statements``
     (how many ran) and ``rowcounts`` (one per statement, -1 when unknown).
+
+    Nodes of this type may join an atomic group (``transaction:``): the class
+    implements :class:`~batchpilot.steps.transaction_group.TransactionGroupStep`.
     """
 
     type_name = "sql"
     Config = SqlConfig
     connection_fields = ("connection",)
+
+    @classmethod
+    def open_group_transaction(
+        cls, connection: Connection, key: GroupKey, token: str
+    ) -> SqlGroupTransaction:
+        """Open an atomic group's transaction; see :class:`TransactionGroupStep`."""
+        return SqlGroupTransaction.open(connection, key, token)
+
+    @classmethod
+    def committed_group_token(cls, connection: Connection, key: GroupKey) -> str | None:
+        """Read an atomic group's commit record; see :class:`TransactionGroupStep`."""
+        return committed_token(connection, key)
 
     def run(self, ctx: StepContext) -> StepResult:
         config = self.config
@@ -92,11 +110,12 @@ class SqlStep(Step[SqlConfig]):
         if ctx.transaction is not None:
             # A member of an atomic group: a savepoint inside the group's transaction,
             # which the engine commits after the group's last member.
-            cancel_on_stop(ctx, ctx.transaction.connection.dbapi_connection)
-            with ctx.transaction.begin_nested():
+            group = SqlGroupTransaction.of(ctx.transaction)
+            cancel_on_stop(ctx, group.dbapi_connection)
+            with group.savepoint() as conn:
                 rowcounts = self._execute(
                     ctx,
-                    ctx.transaction,
+                    conn,
                     statements,
                     connection.name,
                     "its savepoint was rolled back",
