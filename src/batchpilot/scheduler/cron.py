@@ -23,13 +23,15 @@ MAX_DAYS_BETWEEN_MATCHES = 366 * 9
 class CronFields:
     """The expanded fields of a 5-field cron.
 
-    ``days``/``weekdays`` are None when that field is ``*``; ``exotic`` marks day
-    fields with ``L``, ``W`` or ``#``, which are matched through croniter.
+    ``days``/``weekdays`` are None when that field is ``*``; ``last_day`` is an
+    ``L`` in the day-of-month list; ``exotic`` marks the rarer day syntax
+    (``15W``, ``L-2``, ``1#2``), matched through croniter (~1 ms a day).
     """
 
     expression: str
     times: tuple[time, ...]
     days: frozenset[int] | None
+    last_day: bool
     months: frozenset[int]
     weekdays: frozenset[int] | None
     exotic: bool
@@ -41,7 +43,7 @@ class CronFields:
             return _exotic_day_matches(self.expression, day)
         if day.month not in self.months:
             return False
-        by_date = self.days is None or day.day in self.days
+        by_date = self.days is None or day.day in self.days or (self.last_day and _is_last(day))
         by_weekday = self.weekdays is None or day.isoweekday() % 7 in self.weekdays
         if self.days is not None and self.weekdays is not None:
             return by_date or by_weekday  # cron's rule: both restricted means either
@@ -112,14 +114,22 @@ def cron_fields(expression: str) -> CronFields:
     minutes = [int(m) for m in expanded[0]] if expanded[0] != ["*"] else list(range(60))
     hours = [int(h) for h in expanded[1]] if expanded[1] != ["*"] else list(range(24))
     months = range(1, 13) if expanded[3] == ["*"] else (int(m) for m in expanded[3])
-    day_text, weekday_text = parts[2].upper(), parts[4].upper()
-    exotic = any(mark in day_text for mark in "LW") or any(m in weekday_text for m in "#L")
+    day_tokens, weekday_text = parts[2].upper().split(","), parts[4].upper()
+    last_day = "L" in day_tokens
+    exotic = any(("L" in t or "W" in t) and t != "L" for t in day_tokens) or any(
+        mark in weekday_text for mark in "#L"
+    )
+    if not exotic and last_day:
+        expanded[2] = [d for d in expanded[2] if d != "l"]
     return CronFields(
         expression=expression,
         times=tuple(time(h, m) for h in sorted(hours) for m in sorted(minutes)),
-        days=None if expanded[2] == ["*"] else frozenset(int(d) for d in expanded[2]),
+        days=(None if exotic or expanded[2] == ["*"] else frozenset(int(d) for d in expanded[2])),
+        last_day=last_day and not exotic,
         months=frozenset(months),
-        weekdays=None if expanded[4] == ["*"] else frozenset(int(d) % 7 for d in expanded[4]),
+        weekdays=(
+            None if exotic or expanded[4] == ["*"] else frozenset(int(d) % 7 for d in expanded[4])
+        ),
         exotic=exotic,
         hour_is_interval=is_interval_hour_field(parts[1]),
     )
@@ -135,6 +145,10 @@ def is_interval_hour_field(field: str) -> bool:
     if step and not step.isdigit():
         return False
     return head in ("*", "0-23")
+
+
+def _is_last(day: date) -> bool:
+    return (day + timedelta(days=1)).month != day.month
 
 
 @lru_cache(maxsize=8192)
