@@ -8,6 +8,7 @@
 from batchpilot.scheduler.backfill import MAX_BACKFILL_SLOTS, backfill_slots
 from batchpilot.scheduler.clock import Clock, FakeClock, SystemClock
 from batchpilot.scheduler.cron import is_interval_hour_field
+from batchpilot.scheduler.jitter import jitter_delay
 from batchpilot.scheduler.slots import Slot, iter_slots, latest_slot, next_slot, slots_between
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "backfill_slots",
     "is_interval_hour_field",
     "iter_slots",
+    "jitter_delay",
     "latest_slot",
     "next_slot",
     "slots_between",
