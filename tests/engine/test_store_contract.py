@@ -236,6 +236,10 @@ def test_skipped_slots_move_the_schedule_on_without_a_run(store: RunStore):
     assert store.schedules.schedule_state("nightly").last_slot == slots[-1]
     assert store.schedules.missed_slots()[0].slots == tuple(slots)
     assert store.list_runs() == []
+    many = [slots[0] + timedelta(minutes=m) for m in range(1500)]
+    store.schedules.record_missed_slots("nightly", many, catchup="all")
+    listed = store.schedules.missed_slots("nightly")[-1]
+    assert (listed.slot_count, len(listed.slots), listed.slots[0]) == (1500, 1000, many[0])
 
 
 def test_pause_and_unpause_keep_the_last_slot(store: RunStore):

@@ -137,6 +137,11 @@ def test_sparse_and_exotic_day_fields():
     ]
     second_monday = schedule("0 9 * * 1#2")
     assert next_slot(second_monday, utc(2024, 1, 1)).ds == "2024-01-08"  # type: ignore[union-attr]
+    nearest_weekday = schedule("0 9 15W * *")  # 15 June 2024 is a Saturday
+    days = [s.ds for s in slots_between(nearest_weekday, utc(2024, 6, 1), utc(2024, 10, 1))]
+    assert days == ["2024-06-14", "2024-07-15", "2024-08-15", "2024-09-16"]
+    third_friday = schedule("0 9 * * 5#3")
+    assert next_slot(third_friday, utc(2024, 5, 1)).ds == "2024-05-17"  # type: ignore[union-attr]
     either = schedule("0 0 13 * 5")  # the 13th or any Friday, as cron reads both day fields
     days = [s.logical_date for s in slots_between(either, utc(2024, 9, 1), utc(2024, 10, 1))]
     assert date(2024, 9, 13) in days and date(2024, 9, 6) in days and len(days) == 4

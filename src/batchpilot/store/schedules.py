@@ -148,6 +148,12 @@ class ScheduleStore:
             _advance_last_slot(conn, pipeline, as_utc(last_slot))  # type: ignore[arg-type]
             _record_missed(conn, pipeline, missed, catchup)
 
+    def record_missed_slots(self, pipeline: str, missed: Sequence[datetime], catchup: str) -> None:
+        """Record slots missed while the scheduler was down, on their own (``catchup: all``
+        when no run can start yet); nothing when ``missed`` is empty."""
+        with Wrapped(self.engine, begin=True) as conn:
+            _record_missed(conn, pipeline, missed, catchup)
+
     def missed_slots(self, pipeline: str | None = None) -> list[MissedSlotsRecord]:
         """The "missed while down" records (of one pipeline, or all), oldest first."""
         query = select(missed_slots).order_by(missed_slots.c.id)
