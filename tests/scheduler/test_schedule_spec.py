@@ -228,3 +228,11 @@ def test_a_schedule_error_is_a_spec_error_with_its_parts():
         parse_schedule("every tuesday", path="p.yaml", line=4)
     (error,) = caught.value.errors  # type: ignore[attr-defined]
     assert (error.path, error.line, error.field, error.node_id) == ("p.yaml", 4, "schedule", None)
+
+
+def test_a_huge_bad_value_is_shown_cut_short_in_one_line():
+    with pytest.raises(SpecErrors) as caught:
+        parse_schedule({"cron": "@daily", "timezone": "Europe/" + "x" * 5000})
+    (error,) = caught.value.errors
+    assert len(error.reason) < 200 and "\n" not in error.reason
+    assert error.reason.startswith("unknown time zone 'Europe/xxx")

@@ -120,6 +120,12 @@ class ScheduleSpec:
         return self.expression if len(document) == 1 else document
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters: error messages stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _document_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -139,7 +145,8 @@ def parse_schedule(value: Any, *, path: str | None = None, line: int | None = No
     if not isinstance(value, Mapping):
         problems.plain = True
         problems.add(
-            "cron", f"expected a cron expression (text) or a mapping with 'cron', got {value!r}"
+            "cron",
+            f"expected a cron expression (text) or a mapping with 'cron', got {_shown(value)}",
         )
         problems.raise_any()
     for key in value:
@@ -165,7 +172,8 @@ def parse_schedule(value: Any, *, path: str | None = None, line: int | None = No
     if start is not None and end is not None and end < start:
         problems.add(
             "end_date",
-            f"end_date {value.get('end_date')!s} is before start_date {value.get('start_date')!s}",
+            f"end_date {str(value.get('end_date'))[:40]} is before start_date "
+            f"{str(value.get('start_date'))[:40]}",
         )
     problems.raise_any()
     assert cron is not None and timezone is not None
@@ -194,7 +202,7 @@ def _cron(value: Any, problems: _Problems) -> str | None:
         problems.add("cron", "required field is missing (a cron such as '0 2 * * *' or @daily)")
         return None
     if not isinstance(value, str):
-        problems.add("cron", f"expected a cron expression as text, got {value!r}")
+        problems.add("cron", f"expected a cron expression as text, got {_shown(value)}")
         return None
     text = value.strip()
     cron = PRESETS.get(text.lower(), text)
@@ -202,9 +210,9 @@ def _cron(value: Any, problems: _Problems) -> str | None:
     if cron.startswith("@") or len(parts) != 5:
         problems.add(
             "cron",
-            f"invalid cron expression {value!r}: use 5 fields (minute hour day-of-month month "
-            f"day-of-week, e.g. '0 2 * * *') or a preset: @hourly, @daily, @weekly, @monthly, "
-            "@yearly",
+            f"invalid cron expression {_shown(value)}: use 5 fields (minute hour day-of-month "
+            "month day-of-week, e.g. '0 2 * * *') or a preset: @hourly, @daily, @weekly, "
+            "@monthly, @yearly",
         )
         return None
     for index, part in enumerate(parts):
@@ -214,8 +222,9 @@ def _cron(value: Any, problems: _Problems) -> str | None:
         except (CroniterError, ValueError, KeyError, IndexError, TypeError):
             problems.add(
                 "cron",
-                f"invalid cron expression {value!r}: {_CRON_FIELDS[index]} field {part!r} is "
-                f"not valid (allowed: {_FIELD_RANGES[index]}, '*', lists, ranges and steps)",
+                f"invalid cron expression {_shown(value)}: {_CRON_FIELDS[index]} field "
+                f"{_shown(part)} is not valid (allowed: {_FIELD_RANGES[index]}, '*', lists, "
+                "ranges and steps)",
             )
             return None
     return _cron_that_fires(value, " ".join(parts), problems)
@@ -228,24 +237,28 @@ def _cron_that_fires(value: str, cron: str, problems: _Problems) -> str | None:
             cron, datetime(2000, 1, 1), max_years_between_matches=MAX_YEARS_BETWEEN_SLOTS
         ).get_next(datetime)
     except CroniterBadDateError:
-        problems.add("cron", f"cron expression {value!r} never matches a date (e.g. 30 February)")
+        problems.add(
+            "cron", f"cron expression {_shown(value)} never matches a date (e.g. 30 February)"
+        )
         return None
     except (CroniterError, ValueError, KeyError, IndexError, TypeError) as exc:
-        problems.add("cron", f"invalid cron expression {value!r}: {exc}")
+        problems.add("cron", f"invalid cron expression {_shown(value)}: {exc}")
         return None
     return cron
 
 
 def _timezone(value: Any, problems: _Problems) -> str | None:
     if not isinstance(value, str) or not value.strip():
-        problems.add("timezone", f"expected an IANA time zone name such as UTC, got {value!r}")
+        problems.add(
+            "timezone", f"expected an IANA time zone name such as UTC, got {_shown(value)}"
+        )
         return None
     try:
         ZoneInfo(value.strip())
     except (ZoneInfoNotFoundError, ValueError, OSError):
         problems.add(
             "timezone",
-            f"unknown time zone {value!r}: use an IANA name such as Europe/Paris, "
+            f"unknown time zone {_shown(value)}: use an IANA name such as Europe/Paris, "
             "America/New_York or UTC",
         )
         return None
@@ -260,7 +273,7 @@ def _choice(
         return enum(raw)
     except ValueError:
         choices = ", ".join(member.value for member in enum)
-        problems.add(key, f"unknown {key} policy {raw!r}: use one of {choices}")
+        problems.add(key, f"unknown {key} policy {_shown(raw)}: use one of {choices}")
         return default
 
 
@@ -271,7 +284,7 @@ def _bounded_int(
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= limit:
-        problems.add(key, f"expected a whole number from 1 to {limit}, got {raw!r}")
+        problems.add(key, f"expected a whole number from 1 to {limit}, got {_shown(raw)}")
         return default
     return raw
 
@@ -283,7 +296,7 @@ def _jitter(raw: Any, problems: _Problems) -> float:
         problems.add("jitter", str(exc))
         return 0.0
     if not math.isfinite(seconds) or seconds > MAX_JITTER_S:
-        problems.add("jitter", f"jitter must be a duration from 0 to 1h, got {raw!r}")
+        problems.add("jitter", f"jitter must be a duration from 0 to 1h, got {_shown(raw)}")
         return 0.0
     return seconds
 
@@ -300,7 +313,7 @@ def _instant(
         try:
             raw = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
         except ValueError:
-            problems.add(key, f"{_DATE_HINT}, got {raw!r}")
+            problems.add(key, f"{_DATE_HINT}, got {_shown(raw)}")
             return None
     try:
         if isinstance(raw, datetime):
@@ -313,7 +326,7 @@ def _instant(
             return resolve_wall_time(datetime.combine(raw, time()), zone)
     except (OverflowError, ValueError):
         pass
-    problems.add(key, f"{_DATE_HINT}, got {raw!r}")
+    problems.add(key, f"{_DATE_HINT}, got {_shown(raw)}")
     return None
 
 
