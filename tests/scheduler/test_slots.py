@@ -173,3 +173,10 @@ def test_a_skipped_calendar_day_still_gives_increasing_slots():
     slots = slots_between(apia, utc(2011, 12, 27), utc(2012, 1, 2))
     assert all(a.at < b.at for a, b in itertools.pairwise(slots))
     assert "2011-12-30" not in [s.ds for s in slots]
+
+
+def test_the_latest_slot_seen_from_the_second_pass_of_a_repeated_hour():
+    new_york = schedule("30 1 * * *", "America/New_York")
+    second_pass = utc(2024, 11, 3, 6, 15)  # 01:15 EST, after 01:30 EDT already happened
+    assert latest_slot(new_york, second_pass).at == utc(2024, 11, 3, 5, 30)  # type: ignore[union-attr]
+    assert next_slot(new_york, second_pass).at == utc(2024, 11, 4, 6, 30)  # type: ignore[union-attr]
