@@ -247,7 +247,10 @@ class _RawPipeline(BaseModel):
 
 
 def _shortened(value: str, limit: int = 60) -> str:
-    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"… ({len(value)} chars)"
+    """``value`` quoted, cut after ``limit`` characters (with its length said)."""
+    if len(value) <= limit:
+        return repr(value)
+    return repr(value[:limit]) + f"… ({len(value)} characters)"
 
 
 def read_pipeline_document(path: str | Path) -> dict[str, Any]:
@@ -306,7 +309,7 @@ def _spec_errors_from_validation(
                 SpecError(
                     message,
                     path=path,
-                    node_id=str(node_id) if node_id is not None else f"#{index + 1}",
+                    node_id=_node_label(node_id, index),
                     field=field,
                     line=_node_line(document, index),
                 )
@@ -324,11 +327,28 @@ def _loc_text(loc: list[Any]) -> str:
     return text
 
 
+def _node_label(node_id: Any, index: int) -> str:
+    """The node's id for an error, or ``#n`` when the id itself is unusable."""
+    usable = isinstance(node_id, str) and 0 < len(node_id) <= MAX_NODE_ID_LENGTH
+    return node_id if usable and "\n" not in node_id else f"#{index + 1}"
+
+
+#: What a bounded whole-number field expects, for its error message.
+_WHOLE_NUMBER_FIELDS = {
+    "retries": f"a whole number from 0 to {MAX_RETRIES}",
+    "max_workers": f"a whole number from 1 to {MAX_WORKERS}",
+}
+
+
 def _message(err: Mapping[str, Any]) -> str:
     if err["type"] == "missing":
         return "required field is missing"
     if err["type"] == "extra_forbidden":
         return "unknown field"
+    expected = _WHOLE_NUMBER_FIELDS.get(str(err["loc"][-1])) if err["loc"] else None
+    if expected:
+        given = repr(err["input"])
+        return f"must be {expected}, got {given if len(given) <= 40 else given[:40] + '…'}"
     message = str(err["msg"])
     return message.removeprefix("Value error, ")
 
