@@ -314,6 +314,8 @@ def _pipeline_info(spec: PipelineSpec) -> dict[str, Any]:
     info: dict[str, Any] = {"name": spec.name, "folder": spec.folder}
     if spec.connections:
         info["connections"] = dict(spec.connections)
+    if spec.param_specs:
+        info["params"] = {name: p.to_document() for name, p in spec.param_specs.items()}
     return info
 
 

@@ -23,6 +23,7 @@ from batchpilot.engine.preflight import build_step, template_context
 from batchpilot.engine.retry import retry_delay, should_retry
 from batchpilot.errors import PermanentStepError, SpecError
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec, RetryBackoff, RetryPolicy
+from batchpilot.spec.params import parse_param_specs, resolve_params
 from batchpilot.spec.templating import TemplateRenderError, render_config
 from batchpilot.steps.base import StepContext, StepResult
 from batchpilot.steps.registry import default_registry
@@ -35,6 +36,8 @@ class PipelineInfo:
     name: str
     folder: str | None = None
     connections: Mapping[str, str] = field(default_factory=dict)
+    #: the pipeline's ``params:`` declarations, as in its file
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any] | str) -> PipelineInfo:
@@ -45,7 +48,20 @@ class PipelineInfo:
             name=str(document["name"]),
             folder=document.get("folder"),
             connections=dict(document.get("connections") or {}),
+            params=dict(document.get("params") or {}),
         )
+
+    def checked_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The DAG run's params (defaults updated by its conf) checked against the pipeline's
+        declarations by :func:`resolve_params`; raises :class:`PermanentStepError` naming an
+        unknown, missing or invalid parameter."""
+        if not self.params:
+            return dict(params)
+        shell = PipelineSpec(name=self.name, nodes=(), param_specs=parse_param_specs(self.params))
+        try:
+            return resolve_params(shell, params)
+        except SpecError as exc:
+            raise PermanentStepError(f"invalid DAG run conf: {exc}") from None
 
     def connection_registry(
         self, worker: ConnectionRegistry, params: Mapping[str, Any]
@@ -218,6 +234,7 @@ def _run_step(
     connections: ConnectionRegistry,
     log: logging.Logger,
 ) -> StepResult:
+    params = pipeline.checked_params(params)
     shell = PipelineSpec(name=pipeline.name, nodes=(node,), params=dict(params))
     context = template_context(shell, params=params, run_id=run_id, ds=ds, task_id=node.id)
     context["pipeline_dir"] = pipeline.folder or os.getcwd()
