@@ -91,7 +91,8 @@ def example_copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @settings(
     max_examples=40,
-    deadline=5000,
+    deadline=10_000,  # a hang fails the example; a loaded machine does not
+    database=None,  # no example database written into the working tree
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=mutated_examples())
