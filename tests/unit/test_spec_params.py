@@ -210,3 +210,22 @@ def test_an_airflow_worker_checks_the_dag_run_conf_with_the_same_function():
         info.checked_params({"count": 3, "nosuch": 1})
     with pytest.raises(PermanentStepError, match="the minimum is 1"):
         info.checked_params({"count": 0})
+
+
+def test_a_scheduled_pipeline_needs_a_default_for_every_parameter():
+    with pytest.raises(SpecErrors) as caught:
+        build_pipeline(
+            {
+                "name": "p",
+                "schedule": "@daily",
+                "params": {"region": {"enum": ["north", "south"]}, "count": 5},
+                "nodes": [{"id": "a", "type": "empty"}],
+            }
+        )
+    assert [(e.field, e.reason) for e in caught.value.errors] == [
+        (
+            "params.region",
+            "a pipeline with a schedule cannot have a required parameter (scheduled runs "
+            "supply none): give it a default",
+        )
+    ]

@@ -246,6 +246,24 @@ class _RawPipeline(BaseModel):
         return value
 
 
+def _required_params_of_a_schedule(
+    raw: _RawPipeline, param_specs: Mapping[str, ParamSpec], path: str | None
+) -> list[SpecError]:
+    """A scheduled run supplies no parameters, so a scheduled pipeline needs every default."""
+    if raw.schedule is None:
+        return []
+    return [
+        SpecError(
+            "a pipeline with a schedule cannot have a required parameter (scheduled runs "
+            "supply none): give it a default",
+            path=path,
+            field=f"params.{name}",
+        )
+        for name, param in param_specs.items()
+        if param.required
+    ]
+
+
 def _shortened(value: str, limit: int = 60) -> str:
     """``value`` quoted, cut after ``limit`` characters (with its length said)."""
     if len(value) <= limit:
@@ -431,6 +449,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
         param_specs = parse_param_specs(raw.params)
     except SpecErrors as exc:
         errors += [SpecError(e.reason, path=path, field=e.field) for e in exc.errors]
+    errors += _required_params_of_a_schedule(raw, param_specs, path)
     if errors:
         raise SpecErrors(errors)
 
