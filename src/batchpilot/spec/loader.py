@@ -44,6 +44,7 @@ from batchpilot.spec.model import (
     TriggerRule,
 )
 from batchpilot.spec.params import ParamSpec, parse_param_specs
+from batchpilot.spec.validation_errors import node_line, spec_errors_from_validation
 
 __all__ = [
     "PIPELINE_SUFFIXES",
@@ -299,76 +300,8 @@ def build_pipeline(document: Mapping[str, Any], *, source_path: str | None = Non
     try:
         raw = _RawPipeline.model_validate(document)
     except ValidationError as exc:
-        raise SpecErrors(_spec_errors_from_validation(exc, document, source_path)) from None
+        raise SpecErrors(spec_errors_from_validation(exc, document, source_path)) from None
     return _resolve(raw, document, source_path)
-
-
-def _node_line(document: Mapping[str, Any], index: int) -> int | None:
-    nodes = document.get("nodes")
-    if isinstance(nodes, list) and index < len(nodes):
-        return getattr(nodes[index], "line", None)
-    return None
-
-
-def _spec_errors_from_validation(
-    exc: ValidationError, document: Mapping[str, Any], path: str | None
-) -> list[SpecError]:
-    errors: list[SpecError] = []
-    nodes = document.get("nodes") if isinstance(document.get("nodes"), list) else []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        message = _message(err)
-        if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
-            index = loc[1]
-            raw_node = nodes[index] if index < len(nodes) else {}
-            node_id = raw_node.get("id") if isinstance(raw_node, Mapping) else None
-            field = ".".join(str(p) for p in loc[2:]) or None
-            errors.append(
-                SpecError(
-                    message,
-                    path=path,
-                    node_id=_node_label(node_id, index),
-                    field=field,
-                    line=_node_line(document, index),
-                )
-            )
-        else:
-            field = _loc_text(loc)
-            errors.append(SpecError(message, path=path, field=field or None))
-    return errors
-
-
-def _loc_text(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _node_label(node_id: Any, index: int) -> str:
-    """The node's id for an error, or ``#n`` when the id itself is unusable."""
-    usable = isinstance(node_id, str) and 0 < len(node_id) <= MAX_NODE_ID_LENGTH
-    return node_id if usable and "\n" not in node_id else f"#{index + 1}"
-
-
-#: What a bounded whole-number field expects, for its error message.
-_WHOLE_NUMBER_FIELDS = {
-    "retries": f"a whole number from 0 to {MAX_RETRIES}",
-    "max_workers": f"a whole number from 1 to {MAX_WORKERS}",
-}
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    if err["type"] == "missing":
-        return "required field is missing"
-    if err["type"] == "extra_forbidden":
-        return "unknown field"
-    expected = _WHOLE_NUMBER_FIELDS.get(str(err["loc"][-1])) if err["loc"] else None
-    if expected:
-        given = repr(err["input"])
-        return f"must be {expected}, got {given if len(given) <= 40 else given[:40] + '…'}"
-    message = str(err["msg"])
-    return message.removeprefix("Value error, ")
 
 
 def _policy(node: _Policy, defaults: _DefaultArgs) -> tuple[RetryPolicy, float | None, TriggerRule]:
@@ -400,7 +333,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
                     path=path,
                     node_id=node.id,
                     field="id",
-                    line=_node_line(document, index),
+                    line=node_line(document, index),
                 )
             )
         else:
@@ -416,7 +349,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
                         path=path,
                         node_id=node.id,
                         field="depends_on",
-                        line=_node_line(document, index),
+                        line=node_line(document, index),
                     )
                 )
             elif parent not in upstream[node.id]:
@@ -473,7 +406,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
                 timeout_s=timeout,
                 trigger_rule=rule,
                 description=node.description,
-                line=_node_line(document, ids[node.id]),
+                line=node_line(document, ids[node.id]),
                 compensate=node.compensate.to_spec() if node.compensate else None,
                 on_success=tuple(a.to_spec() for a in node.on_success),
                 on_failure=tuple(a.to_spec() for a in node.on_failure),
