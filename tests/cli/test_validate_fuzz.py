@@ -4,6 +4,7 @@ traceback, never a hang (each example has a deadline)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -53,8 +54,8 @@ def _mutate(document: Any, path: tuple[Any, ...], change: Callable[[Any, Any], N
 
 
 @st.composite
-def mutated_examples(draw: st.DrawFn) -> tuple[str, str]:
-    """(example folder name, mutated file text)."""
+def mutated_examples(draw: st.DrawFn) -> tuple[str, str, str]:
+    """(example folder name, file suffix, mutated file text)."""
     source = draw(st.sampled_from(EXAMPLE_FILES))
     text = source.read_text()
     kind = draw(st.sampled_from(["replace", "delete", "text"]))
@@ -62,7 +63,7 @@ def mutated_examples(draw: st.DrawFn) -> tuple[str, str]:
         start = draw(st.integers(0, len(text)))
         end = draw(st.integers(start, min(len(text), start + 40)))
         insert = draw(st.sampled_from(["", "&a [*a]", "{", "- ", ":", "\t", "name: again\n"]))
-        return source.parent.name, text[:start] + insert + text[end:]
+        return source.parent.name, ".yaml", text[:start] + insert + text[end:]
     document = yaml.safe_load(text)
     path = draw(st.sampled_from(_paths(document)))
     if kind == "delete":
@@ -77,7 +78,9 @@ def mutated_examples(draw: st.DrawFn) -> tuple[str, str]:
             parent[key] = value
 
     _mutate(document, path, change)
-    return source.parent.name, yaml.safe_dump(document, sort_keys=False)
+    if draw(st.booleans()):  # the same document as a visual builder would save it
+        return source.parent.name, ".json", json.dumps(document)
+    return source.parent.name, ".yaml", yaml.safe_dump(document, sort_keys=False)
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +100,10 @@ def example_copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 )
 @given(case=mutated_examples())
 def test_validate_answers_every_mutation_with_a_verdict(
-    case: tuple[str, str], example_copies: Path, home: Path
+    case: tuple[str, str, str], example_copies: Path, home: Path
 ):
-    folder, text = case
-    path = example_copies / folder / "mutated.yaml"
+    folder, suffix, text = case
+    path = example_copies / folder / f"mutated{suffix}"
     path.write_text(text)
     result = Cli(home, example_copies, in_process=True)("validate", str(path), "-o", "json")
     assert result.code in (0, 2), (result.code, result.stdout, result.stderr)

@@ -306,3 +306,10 @@ def test_limits_apply_to_python_defined_pipelines_too():
         ("#1", "retries"),
         ("#1", "timeout"),
     }
+
+
+def test_a_logical_date_may_be_given_as_a_date_object():
+    from datetime import date, datetime
+
+    assert parse_logical_date(date(2026, 11, 20)) == "2026-11-20"
+    assert parse_logical_date(datetime(2026, 11, 20, 5, 30)) == "2026-11-20"

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 
 from batchpilot.errors import SpecError
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def parse_logical_date(value: str) -> str:
-    """Return ``value`` if it is a calendar date written ``YYYY-MM-DD``.
+def parse_logical_date(value: str | date) -> str:
+    """Return ``value`` if it is a calendar date written ``YYYY-MM-DD`` (or a ``date``,
+    written so).
 
     Raises :class:`SpecError` (field ``date``) for anything else: ``2026-13-45``,
     ``yesterday``, ``20261120``.
     """
+    if isinstance(value, date):
+        return (value.date() if isinstance(value, datetime) else value).isoformat()
     text = value.strip() if isinstance(value, str) else value
     if isinstance(text, str) and _ISO_DATE.match(text):
         try:
