@@ -117,7 +117,8 @@ def parse_param_specs(raw: Mapping[str, Any]) -> dict[str, ParamSpec]:
         try:
             specs[str(name)] = _param_spec(name, value)
         except _ParamError as exc:
-            errors.append(SpecError(exc.reason, field=f"params.{name}{exc.where}"))
+            label = f"params.{name}" if isinstance(name, str) and name else "params"
+            errors.append(SpecError(exc.reason, field=f"{label}{exc.where}"))
     if errors:
         raise SpecErrors(errors)
     return specs
