@@ -130,7 +130,11 @@ def _many(value: Any) -> list[Any]:
 
 
 class Pipeline:
-    """A graph of :class:`Task` objects that runs on the embedded engine."""
+    """A graph of :class:`Task` objects that runs on the embedded engine.
+
+    ``params`` is written as in a pipeline file: each entry a default, or a
+    declaration such as ``{"type": "integer", "minimum": 1, "default": 5}``.
+    """
 
     def __init__(
         self,
@@ -197,8 +201,12 @@ class Pipeline:
     ) -> RunResult:
         """Run the pipeline to the end on this machine and return its result.
 
-        Settings come from ``BATCHPILOT_*`` variables unless given. Raises
-        :class:`SpecErrors` before creating a run if the pipeline is invalid.
+        ``params`` are checked against the pipeline's declarations (see
+        :func:`batchpilot.spec.params.resolve_params`); ``ds`` is the logical date
+        (``YYYY-MM-DD`` or a ``date``, default today); ``workers`` 1 to 256. Settings
+        come from ``BATCHPILOT_*`` variables unless given. Raises :class:`SpecError`
+        (:class:`SpecErrors`) before creating a run if the pipeline, a parameter, the
+        date or the worker count is invalid.
         """
         settings = settings or Settings.from_env()
         store = RunStore.for_home(settings.home, settings.database_url)

@@ -9,7 +9,10 @@ import pytest
 
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.spec import TriggerRule, build_pipeline, load_pipeline_file
+from batchpilot.spec.dates import parse_logical_date
+from batchpilot.spec.documents import duplicate_json_key_line, parse_document
 from batchpilot.spec.durations import parse_duration
+from batchpilot.spec.limits import MAX_DURATION_S, check_document_size, check_workers
 from batchpilot.spec.model import RetryBackoff
 
 
@@ -96,10 +99,32 @@ def test_durations_accept_seconds_and_units(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["soon", "10x", "-5", "", True])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "soon",
+        "10x",
+        "-5",
+        "",
+        True,
+        "nan",
+        "inf",
+        "1e400",
+        float("nan"),
+        float("inf"),
+        -1,
+        10**400,
+        "8d",
+        604801,
+    ],
+)
 def test_invalid_durations_are_refused(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_a_duration_may_be_up_to_seven_days():
+    assert parse_duration("7d") == MAX_DURATION_S == 604800.0
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path):
@@ -195,3 +220,96 @@ def test_invalid_trigger_rule_is_named(tmp_path: Path):
 def test_missing_file_is_a_spec_error(tmp_path: Path):
     with pytest.raises(SpecError, match="file not found"):
         load_pipeline_file(tmp_path / "nope.yaml")
+
+
+def test_yaml_merge_keys_may_override_but_a_repeated_key_may_not(tmp_path: Path):
+    merged = write(tmp_path, "m.yaml", "base: &b {a: 1, b: 2}\nnode: {<<: *b, b: 3}\n")
+    assert parse_document(merged)["node"] == {"a": 1, "b": 3}
+    repeated = write(tmp_path, "r.yaml", "node:\n  a: 1\n  b: 2\n  a: 3\n")
+    with pytest.raises(SpecError) as info:
+        parse_document(repeated)
+    assert info.value.line == 4 and "duplicate key 'a' (first on line 2)" in info.value.reason
+
+
+def test_a_repeated_json_key_is_found_in_its_own_object_only():
+    text = '{"a": {"k": 1},\n "b": {"k": 2},\n "c": {"x": [1, {"k": 3}],\n       "k": 4, "k": 5}}'
+    assert duplicate_json_key_line(text, "k") == 4
+
+
+def test_yaml_mappings_remember_their_line(tmp_path: Path):
+    document = parse_document(write(tmp_path, "p.yaml", "name: p\nnodes:\n  - {id: a}\n"))
+    assert document["nodes"][0].line == 3
+
+
+def test_shared_alias_trees_are_measured_without_expanding_them():
+    leaf = ["x"] * 9
+    tree = leaf
+    for _ in range(9):  # 9**10 leaves once expanded, 10 lists in memory
+        tree = [tree] * 9
+    with pytest.raises(SpecError, match=r"expands to .* values .* the limit is 100,000"):
+        check_document_size({"params": tree})
+    check_document_size({"params": [leaf] * 9})  # 91 values: fine
+
+
+def test_a_document_of_long_text_repeated_by_aliases_is_refused():
+    text = "x" * 100_000
+    with pytest.raises(SpecError, match=r"characters of text .* the limit is 4,000,000"):
+        check_document_size({"params": [text] * 50})
+
+
+def test_a_list_that_contains_itself_is_refused():
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(SpecError, match="refers to a mapping or list that contains it"):
+        check_document_size({"params": loop})
+
+
+def test_a_python_document_nested_too_deep_is_refused():
+    deep: list = []
+    for _ in range(60):
+        deep = [deep]
+    with pytest.raises(SpecError, match="more than 50 levels"):
+        build_pipeline(
+            {"name": "p", "nodes": [{"id": "a", "type": "empty"}], "params": {"d": deep}}
+        )
+
+
+@pytest.mark.parametrize("text", ["2026-13-45", "yesterday", "20261120", "2026-02-29", " "])
+def test_a_logical_date_must_be_a_calendar_date(text: str):
+    with pytest.raises(SpecError, match="is not a calendar date: use YYYY-MM-DD"):
+        parse_logical_date(text)
+    assert parse_logical_date("2028-02-29") == "2028-02-29"
+
+
+@pytest.mark.parametrize("workers", [0, -1, 257, True, 2.0])
+def test_workers_must_be_a_whole_number_from_1_to_256(workers):
+    with pytest.raises(SpecError, match="from 1 to 256"):
+        check_workers(workers)
+    check_workers(None)
+    check_workers(256)
+
+
+def test_limits_apply_to_python_defined_pipelines_too():
+    with pytest.raises(SpecErrors) as info:
+        build_pipeline(
+            {
+                "name": "p" * 101,
+                "max_workers": True,
+                "nodes": [{"id": "a" * 101, "type": "empty", "retries": 101, "timeout": 0}],
+            }
+        )
+    found = {(e.node_id, e.field) for e in info.value.errors}
+    assert found == {
+        (None, "name"),
+        (None, "max_workers"),
+        ("#1", "id"),
+        ("#1", "retries"),
+        ("#1", "timeout"),
+    }
+
+
+def test_a_logical_date_may_be_given_as_a_date_object():
+    from datetime import date, datetime
+
+    assert parse_logical_date(date(2026, 11, 20)) == "2026-11-20"
+    assert parse_logical_date(datetime(2026, 11, 20, 5, 30)) == "2026-11-20"

@@ -30,6 +30,7 @@ from batchpilot.airflow.layout import (
     dag_id_for,
     needs_outcome_task,
 )
+from batchpilot.airflow.params import param_arguments
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.spec.model import (
     ActionSpec,
@@ -39,6 +40,7 @@ from batchpilot.spec.model import (
     RetryBackoff,
     TriggerRule,
 )
+from batchpilot.spec.params import param_specs_of
 from batchpilot.spec.serialize import action_to_document
 from batchpilot.steps.callables import callable_name
 
@@ -249,8 +251,9 @@ def render_dag(
     ]
     if spec.max_workers is not None:
         lines.append(f"    max_active_tasks={spec.max_workers!r},")
-    if spec.params:
-        params = ", ".join(f"{k!r}: Param({_literal(v)})" for k, v in spec.params.items())
+    declared = param_specs_of(spec)
+    if declared:
+        params = ", ".join(f"{k!r}: Param({param_arguments(p)})" for k, p in declared.items())
         lines.append(f"    params={{{params}}},")
     for hook, arg in (
         ("on_run_success", "on_success_callback"),
@@ -327,6 +330,8 @@ def _pipeline_info(spec: PipelineSpec) -> dict[str, Any]:
     info: dict[str, Any] = {"name": spec.name, "folder": spec.folder}
     if spec.connections:
         info["connections"] = dict(spec.connections)
+    if spec.param_specs:
+        info["params"] = {name: p.to_document() for name, p in spec.param_specs.items()}
     return info
 
 

@@ -156,7 +156,10 @@ def trigger_run(
     dag_id = dag_id_for(spec.name)
     logical_date = f"{ds}T00:00:00+00:00" if ds else None
     dag_run = client.trigger(
-        dag_id, run_id=run_id, conf=to_jsonable(dict(params)), logical_date=logical_date
+        dag_id,
+        run_id=run_id,
+        conf=to_jsonable({k: run_params[k] for k in params}),
+        logical_date=logical_date,
     )
     store.create_run(
         run_id=run_id,

@@ -25,9 +25,10 @@ from batchpilot.engine.building import action_node
 from batchpilot.engine.context import RunContext
 from batchpilot.engine.handles import AttemptHandle
 from batchpilot.engine.outputs import TaskOutput, upstream_inputs
-from batchpilot.errors import PermanentStepError, StepError, TemplateRenderError
+from batchpilot.errors import PermanentStepError, SpecError, StepError, TemplateRenderError
 from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec, RetryBackoff, RetryPolicy
+from batchpilot.spec.params import parse_param_specs, resolve_params
 from batchpilot.spec.templating import render_config
 from batchpilot.steps.registry import default_registry
 
@@ -39,6 +40,8 @@ class PipelineInfo:
     name: str
     folder: str | None = None
     connections: Mapping[str, str] = field(default_factory=dict)
+    #: the pipeline's ``params:`` declarations, as in its file
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any] | str) -> PipelineInfo:
@@ -49,7 +52,20 @@ class PipelineInfo:
             name=str(document["name"]),
             folder=document.get("folder"),
             connections=dict(document.get("connections") or {}),
+            params=dict(document.get("params") or {}),
         )
+
+    def checked_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The DAG run's params (defaults updated by its conf) checked against the pipeline's
+        declarations by :func:`resolve_params`; raises :class:`PermanentStepError` naming an
+        unknown, missing or invalid parameter."""
+        if not self.params:
+            return dict(params)
+        shell = PipelineSpec(name=self.name, nodes=(), param_specs=parse_param_specs(self.params))
+        try:
+            return resolve_params(shell, params)
+        except SpecError as exc:
+            raise PermanentStepError(f"invalid DAG run conf: {exc}") from None
 
     def connection_registry(
         self, worker: ConnectionRegistry, params: Mapping[str, Any]
@@ -105,7 +121,10 @@ def worker_context(
 ) -> RunContext:
     """The run as an Airflow task sees it: no state store (Airflow keeps the state), the
     run's folder in the shared artifacts root, the worker's connections plus the
-    pipeline's defaults. Raises :class:`PermanentStepError` for defaults that do not render."""
+    pipeline's defaults; the DAG run's params are checked against the declarations.
+    Raises :class:`PermanentStepError` for params that do not fit or defaults that do not
+    render."""
+    params = pipeline.checked_params(params)
     registry = pipeline.connection_registry(connections, params)
     shell = PipelineSpec(name=pipeline.name, nodes=nodes, params=dict(params))
     return RunContext.create(

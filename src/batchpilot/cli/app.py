@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -40,7 +39,9 @@ from batchpilot.errors import (
 )
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
+from batchpilot.spec.dates import parse_logical_date
 from batchpilot.spec.loader import PIPELINE_SUFFIXES, parse_document
+from batchpilot.spec.params import ParamText
 from batchpilot.states import RunStatus
 from batchpilot.steps.registry import default_registry
 from batchpilot.store import RunStore
@@ -103,10 +104,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             _fail(f"--param takes KEY=VALUE, got {item!r}")
-        try:
-            params[key.strip()] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            params[key.strip()] = value
+        params[key.strip()] = ParamText(value)  # typed by resolve_params, per its declaration
     return params
 
 
@@ -154,6 +152,10 @@ def run(
 ) -> None:
     """Run a pipeline to the end on this machine (or on Airflow with --on airflow)."""
     params = _parse_params(param)
+    try:
+        date = parse_logical_date(date) if date is not None else None
+    except SpecError as exc:
+        _report_spec_error(exc)
     settings = _settings()
     if on is airflow_cli.RunOn.airflow:
         airflow_cli.run_on_airflow(

@@ -13,6 +13,7 @@ from batchpilot.engine.group_plan import joinable_types, member_connection, plan
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
+from batchpilot.spec.params import preview_params, resolve_params
 from batchpilot.spec.templating import TemplateRenderError, render_config
 from batchpilot.steps.base import Step
 from batchpilot.steps.registry import StepRegistry
@@ -45,8 +46,9 @@ def with_pipeline_connections(settings: Settings, spec: PipelineSpec) -> Setting
 
 
 def merged_params(spec: PipelineSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The pipeline's default params updated with the run's own."""
-    return {**spec.params, **overrides}
+    """The pipeline's default params updated with the run's own, checked against their
+    declarations (see :func:`resolve_params`); raises :class:`SpecErrors`."""
+    return resolve_params(spec, overrides)
 
 
 def check_pipeline(
@@ -64,7 +66,7 @@ def check_pipeline(
     connection check.
     """
     errors: list[SpecError] = []
-    run_params = merged_params(spec, params or {})
+    run_params = preview_params(spec) if params is None else merged_params(spec, params)
     path = spec.source_path
     member_connections: dict[str, str | None] = {}
     for node in spec.nodes:

@@ -23,6 +23,7 @@ from batchpilot.engine.runner import execute_run
 from batchpilot.engine.transactions import OpenTransactions, group_token, run_groups
 from batchpilot.errors import SpecError
 from batchpilot.settings import Settings
+from batchpilot.spec.limits import check_workers
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import AttemptKind, TaskState
@@ -46,6 +47,7 @@ def continue_run(
     need), after closing what a dead process left open. Raises :class:`RunStateError`
     if a live process holds the run, :class:`SpecError` for a pipeline that changed
     shape or no longer checks."""
+    check_workers(workers)
     registry = registry or default_registry()
     owner = claim_or_refuse(store, run, settings)
     try:

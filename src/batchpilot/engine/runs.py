@@ -24,6 +24,8 @@ from batchpilot.engine.resumption import (
 from batchpilot.engine.runner import execute_run
 from batchpilot.errors import RunStateError
 from batchpilot.settings import Settings
+from batchpilot.spec.dates import parse_logical_date
+from batchpilot.spec.limits import check_workers
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.spec.serialize import spec_to_document
 from batchpilot.states import UNFIRED_CALLBACKS, RunStatus, TaskState
@@ -67,10 +69,11 @@ def start_run(
     Raises :class:`SpecErrors` (before any run is created) for invalid input,
     and :class:`RunInterrupted` if stopped by a signal.
     """
+    check_workers(workers)
     registry = registry or default_registry()
     settings = with_pipeline_connections(settings, spec)
     run_params = merged_params(spec, params or {})
-    ds = ds or date.today().isoformat()
+    ds = parse_logical_date(ds) if ds is not None else date.today().isoformat()
     check_pipeline(spec, registry, settings.connections, params=run_params, ds=ds)
     run_id = run_id or new_run_id()
     owner = owner_id()

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import re
+
+from batchpilot.spec.limits import MAX_DURATION_S
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
 
-def parse_duration(value: object) -> float:
+def parse_duration(value: object, *, maximum: float = MAX_DURATION_S) -> float:
     """Return ``value`` in seconds.
 
-    Accepts a non-negative number (seconds) or a string such as ``"90"``,
-    ``"10s"``, ``"5m"``, ``"1h30m"``. Raises ``ValueError`` naming the value
-    otherwise.
+    Accepts a number of seconds or a string such as ``"90"``, ``"10s"``, ``"5m"``,
+    ``"1h30m"``, from 0 up to ``maximum`` (7 days unless given). Raises ``ValueError``
+    naming the value for anything else: text that is no duration, a negative one,
+    ``nan``, ``inf`` or a number too large to be finite (``1e400``).
     """
     if isinstance(value, bool):
         raise ValueError(f"expected a duration, got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _seconds_of_number(value)
     elif isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         try:
@@ -33,6 +37,19 @@ def parse_duration(value: object) -> float:
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     else:
         raise ValueError(f"expected a duration, got {value!r}")
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
+    if seconds > maximum:
+        raise ValueError(
+            f"a duration can be at most {maximum:g} s ({maximum / 86400:g} days), got {value!r}"
+        )
     return seconds
+
+
+def _seconds_of_number(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.inf

@@ -5,18 +5,32 @@ Every error names the file, and where it can the line, node id and field.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from batchpilot.errors import SpecError, SpecErrors
+from batchpilot.spec.documents import parse_document
 from batchpilot.spec.durations import parse_duration
 from batchpilot.spec.graph import topological_order
+from batchpilot.spec.limits import (
+    MAX_NODE_ID_LENGTH,
+    MAX_PIPELINE_NAME_LENGTH,
+    MAX_RETRIES,
+    MAX_WORKERS,
+    check_document_size,
+)
 from batchpilot.spec.model import (
     DEFAULT_MAX_RETRY_DELAY_S,
     DEFAULT_RETRIES,
@@ -29,28 +43,26 @@ from batchpilot.spec.model import (
     RetryPolicy,
     TriggerRule,
 )
+from batchpilot.spec.params import ParamSpec, parse_param_specs
 from batchpilot.spec.schedule import parse_schedule
+from batchpilot.spec.validation_errors import node_line, spec_errors_from_validation
+
+__all__ = [
+    "PIPELINE_SUFFIXES",
+    "build_pipeline",
+    "load_pipeline_file",
+    "parse_document",
+    "read_pipeline_document",
+]
 
 PIPELINE_SUFFIXES = (".yaml", ".yml", ".json")
 _ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
-
-class _LineDict(dict):
-    """A mapping that remembers the line it started on in its YAML file."""
-
-    line: int | None = None
-
-
-class _LineLoader(yaml.SafeLoader):
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _LineDict:
-        mapping = _LineDict(super().construct_mapping(node, deep=True))
-        mapping.line = node.start_mark.line + 1
-        return mapping
-
-
-_LineLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping
-)
+#: A retry count: a whole number (not a boolean) from 0 to MAX_RETRIES.
+Retries = Annotated[int, Strict(), Field(ge=0, le=MAX_RETRIES)]
+#: Tasks run in parallel: a whole number (not a boolean) from 1 to MAX_WORKERS.
+Workers = Annotated[int, Strict(), Field(ge=1, le=MAX_WORKERS)]
 
 
 class _Policy(BaseModel):
@@ -58,7 +70,7 @@ class _Policy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    retries: int | None = Field(default=None, ge=0)
+    retries: Retries | None = None
     retry_delay: float | None = None
     retry_backoff: RetryBackoff | None = None
     max_retry_delay: float | None = None
@@ -66,10 +78,23 @@ class _Policy(BaseModel):
     timeout: float | None = None
     trigger_rule: TriggerRule | None = None
 
-    @field_validator("retry_delay", "max_retry_delay", "timeout", mode="before")
+    @field_validator("retry_delay", "max_retry_delay", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float | None:
         return None if value is None else parse_duration(value)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float | None:
+        return None if value is None else positive_timeout(value)
+
+
+def positive_timeout(value: Any) -> float:
+    """A timeout in seconds: a duration (see :func:`parse_duration`) longer than 0."""
+    seconds = parse_duration(value)
+    if seconds == 0:
+        raise ValueError("a timeout must be longer than 0 s; leave it out for no timeout")
+    return seconds
 
 
 class _DefaultArgs(_Policy):
@@ -83,7 +108,7 @@ class _RawAction(BaseModel):
 
     type: str
     config: dict[str, Any] = Field(default_factory=dict)
-    retries: int = Field(default=0, ge=0)
+    retries: Retries = 0
     retry_delay: float = 1.0
     retry_backoff: RetryBackoff = RetryBackoff.EXPONENTIAL
     timeout: float | None = None
@@ -95,10 +120,15 @@ class _RawAction(BaseModel):
             return {"type": "python", "config": {"callable": value}}
         return value
 
-    @field_validator("retry_delay", "timeout", mode="before")
+    @field_validator("retry_delay", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float | None:
         return None if value is None else parse_duration(value)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float | None:
+        return None if value is None else positive_timeout(value)
 
     def to_spec(self) -> ActionSpec:
         return ActionSpec(
@@ -140,8 +170,13 @@ class _RawNode(_Policy):
     def _valid_id(cls, value: str) -> str:
         if not _ID_PATTERN.match(value):
             raise ValueError(
-                f"invalid node id {value!r}: use letters, digits, '_' or '-', "
+                f"invalid node id {_shortened(value)}: use letters, digits, '_' or '-', "
                 "starting with a letter or '_'"
+            )
+        if len(value) > MAX_NODE_ID_LENGTH:
+            raise ValueError(
+                f"a node id can be at most {MAX_NODE_ID_LENGTH} characters (it names the "
+                f"task's files), this one has {len(value)}"
             )
         return value
 
@@ -176,6 +211,8 @@ class _RawPipeline(BaseModel):
     description: str | None = None
     schedule: Any = None  # checked by parse_schedule, which names each of its fields
     max_workers: int | None = Field(default=None, ge=1)
+    schedule: str | None = None
+    max_workers: Workers | None = None
     default_args: _DefaultArgs = Field(default_factory=_DefaultArgs)
     params: dict[str, Any] = Field(default_factory=dict)
     nodes: list[_RawNode]
@@ -191,6 +228,52 @@ class _RawPipeline(BaseModel):
         classmethod(lambda cls, v: _actions(v))
     )
 
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a pipeline name cannot be empty")
+        if len(value) > MAX_PIPELINE_NAME_LENGTH:
+            raise ValueError(
+                f"a pipeline name can be at most {MAX_PIPELINE_NAME_LENGTH} characters (it "
+                f"names DAG files), this one has {len(value)}"
+            )
+        if _CONTROL_CHARACTERS.search(value):
+            raise ValueError("a pipeline name cannot hold control characters (a line break…)")
+        return value
+
+    @field_validator("nodes")
+    @classmethod
+    def _some_nodes(cls, value: list[_RawNode]) -> list[_RawNode]:
+        if not value:
+            raise ValueError("a pipeline needs at least one node")
+        return value
+
+
+def _required_params_of_a_schedule(
+    raw: _RawPipeline, param_specs: Mapping[str, ParamSpec], path: str | None
+) -> list[SpecError]:
+    """A scheduled run supplies no parameters, so a scheduled pipeline needs every default."""
+    if raw.schedule is None:
+        return []
+    return [
+        SpecError(
+            "a pipeline with a schedule cannot have a required parameter (scheduled runs "
+            "supply none): give it a default",
+            path=path,
+            field=f"params.{name}",
+        )
+        for name, param in param_specs.items()
+        if param.required
+    ]
+
+
+def _shortened(value: str, limit: int = 60) -> str:
+    """``value`` quoted, cut after ``limit`` characters (with its length said)."""
+    if len(value) <= limit:
+        return repr(value)
+    return repr(value[:limit]) + f"… ({len(value)} characters)"
+
 
 def read_pipeline_document(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON pipeline file into a mapping.
@@ -201,31 +284,6 @@ def read_pipeline_document(path: str | Path) -> dict[str, Any]:
     document = parse_document(path)
     if not isinstance(document, dict):
         raise SpecError("a pipeline file must hold a mapping with 'name' and 'nodes'", path=path)
-    return document
-
-
-def parse_document(path: str | Path) -> Any:
-    """Parse a YAML or JSON file, whatever it holds; raises :class:`SpecError`."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError("file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the file: {exc}", path=path) from None
-    if path.suffix.lower() == ".json":
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
-    else:
-        try:
-            document = yaml.load(text, Loader=_LineLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
-            line = mark.line + 1 if mark is not None else None
-            raise SpecError(f"invalid YAML: {problem}", path=path, line=line) from None
     return document
 
 
@@ -241,62 +299,12 @@ def build_pipeline(document: Mapping[str, Any], *, source_path: str | None = Non
     Raises :class:`SpecErrors` listing every problem found, each naming the
     file, node and field.
     """
+    check_document_size(document, path=source_path)
     try:
         raw = _RawPipeline.model_validate(document)
     except ValidationError as exc:
-        raise SpecErrors(_spec_errors_from_validation(exc, document, source_path)) from None
+        raise SpecErrors(spec_errors_from_validation(exc, document, source_path)) from None
     return _resolve(raw, document, source_path)
-
-
-def _node_line(document: Mapping[str, Any], index: int) -> int | None:
-    nodes = document.get("nodes")
-    if isinstance(nodes, list) and index < len(nodes):
-        return getattr(nodes[index], "line", None)
-    return None
-
-
-def _spec_errors_from_validation(
-    exc: ValidationError, document: Mapping[str, Any], path: str | None
-) -> list[SpecError]:
-    errors: list[SpecError] = []
-    nodes = document.get("nodes") if isinstance(document.get("nodes"), list) else []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        message = _message(err)
-        if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
-            index = loc[1]
-            raw_node = nodes[index] if index < len(nodes) else {}
-            node_id = raw_node.get("id") if isinstance(raw_node, Mapping) else None
-            field = ".".join(str(p) for p in loc[2:]) or None
-            errors.append(
-                SpecError(
-                    message,
-                    path=path,
-                    node_id=str(node_id) if node_id is not None else f"#{index + 1}",
-                    field=field,
-                    line=_node_line(document, index),
-                )
-            )
-        else:
-            field = _loc_text(loc)
-            errors.append(SpecError(message, path=path, field=field or None))
-    return errors
-
-
-def _loc_text(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    if err["type"] == "missing":
-        return "required field is missing"
-    if err["type"] == "extra_forbidden":
-        return "unknown field"
-    message = str(err["msg"])
-    return message.removeprefix("Value error, ")
 
 
 def _policy(node: _Policy, defaults: _DefaultArgs) -> tuple[RetryPolicy, float | None, TriggerRule]:
@@ -336,7 +344,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
                     path=path,
                     node_id=node.id,
                     field="id",
-                    line=_node_line(document, index),
+                    line=node_line(document, index),
                 )
             )
         else:
@@ -352,7 +360,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
                         path=path,
                         node_id=node.id,
                         field="depends_on",
-                        line=_node_line(document, index),
+                        line=node_line(document, index),
                     )
                 )
             elif parent not in upstream[node.id]:
@@ -380,6 +388,12 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
                 )
             elif edge.source not in upstream[edge.target]:
                 upstream[edge.target].append(edge.source)
+    param_specs: dict[str, ParamSpec] = {}
+    try:
+        param_specs = parse_param_specs(raw.params)
+    except SpecErrors as exc:
+        errors += [SpecError(e.reason, path=path, field=e.field) for e in exc.errors]
+    errors += _required_params_of_a_schedule(raw, param_specs, path)
     if errors:
         raise SpecErrors(errors)
 
@@ -403,7 +417,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
                 timeout_s=timeout,
                 trigger_rule=rule,
                 description=node.description,
-                line=_node_line(document, ids[node.id]),
+                line=node_line(document, ids[node.id]),
                 compensate=node.compensate.to_spec() if node.compensate else None,
                 on_success=tuple(a.to_spec() for a in node.on_success),
                 on_failure=tuple(a.to_spec() for a in node.on_failure),
@@ -414,7 +428,8 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
     return PipelineSpec(
         name=raw.name,
         nodes=tuple(nodes),
-        params=dict(raw.params),
+        params={name: p.default for name, p in param_specs.items() if p.has_default},
+        param_specs=param_specs,
         description=raw.description,
         schedule=schedule,
         max_workers=raw.max_workers,

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchpilot.spec.params import ParamSpec
 
 from batchpilot.spec.schedule import ScheduleSpec
 
@@ -92,7 +95,8 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    """A validated pipeline: nodes in a stable topological order, params' defaults."""
+    """A validated pipeline: nodes in a stable topological order, params' defaults
+    (``params``; a parameter declared without a default is only in ``param_specs``)."""
 
     name: str
     nodes: tuple[NodeSpec, ...]
@@ -106,6 +110,9 @@ class PipelineSpec:
     on_run_failure: tuple[ActionSpec, ...] = ()
     #: default connections (name → URL) used when the environment defines none by that name
     connections: dict[str, str] = field(default_factory=dict)
+    #: every parameter's declaration (``params`` holds the defaults); empty: inferred from
+    #: ``params`` (see :func:`batchpilot.spec.params.param_specs_of`)
+    param_specs: dict[str, ParamSpec] = field(default_factory=dict)
 
     @property
     def folder(self) -> str | None:

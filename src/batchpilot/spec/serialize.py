@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchpilot.spec.model import ActionSpec, CompensationMode, PipelineSpec
+from batchpilot.spec.params import param_specs_of
 
 
 def action_to_document(action: ActionSpec) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
         nodes.append(item)
     document: dict[str, Any] = {
         "name": spec.name,
-        "params": to_jsonable(spec.params),
+        "params": to_jsonable({n: p.to_document() for n, p in param_specs_of(spec).items()}),
         "nodes": nodes,
     }
     if spec.connections:
