@@ -210,8 +210,6 @@ class _RawPipeline(BaseModel):
     name: str
     description: str | None = None
     schedule: Any = None  # checked by parse_schedule, which names each of its fields
-    max_workers: int | None = Field(default=None, ge=1)
-    schedule: str | None = None
     max_workers: Workers | None = None
     default_args: _DefaultArgs = Field(default_factory=_DefaultArgs)
     params: dict[str, Any] = Field(default_factory=dict)
