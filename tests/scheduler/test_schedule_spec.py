@@ -160,7 +160,7 @@ def test_a_stored_spec_reads_back_into_the_same_schedule():
             "schedule.max_consecutive_failures",
             "from 1 to 1000, got -1",
         ),
-        ("schedule: {cron: '@daily', jitter: inf}", "schedule.jitter", "from 0 to 1h"),
+        ("schedule: {cron: '@daily', jitter: inf}", "schedule.jitter", "finite number"),
         ("schedule: {cron: '@daily', jitter: 2h}", "schedule.jitter", "from 0 to 1h, got '2h'"),
         ("schedule: {cron: '@daily', jitter: soon}", "schedule.jitter", "invalid duration"),
         ("schedule: {cron: '@daily', every: 1d}", "schedule.every", "unknown field"),
