@@ -84,6 +84,12 @@ def test_a_run_started_locally_is_listed_shown_and_its_logs_read(service: RunSer
     assert set(log.to_dict()) == {"task_id", "attempt", "state", "error", "log_path", "log"}
 
 
+def test_a_caller_may_name_the_run_before_it_exists(service: RunService):
+    started = service.start(_greeting_pipeline(), run_id="20240301T020000-nightly")
+    assert started.run_id == "20240301T020000-nightly"
+    assert service.show_run("20240301T020000-nightly").status is RunStatus.SUCCESS
+
+
 def test_logs_are_read_from_an_offset_so_a_follower_gets_only_new_text(service: RunService):
     run_id = service.start(_greeting_pipeline()).run_id
     (whole,) = service.read_logs(run_id)

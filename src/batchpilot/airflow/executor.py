@@ -58,6 +58,7 @@ class AirflowExecutor:
         ds: str | None,
         workers: int | None,
         listener: RunListener,
+        run_id: str | None = None,
     ) -> RunResult:
         """Deploy the pipeline's DAG, trigger it, follow it to the end (``workers`` is
         Airflow's business). Nothing is recorded unless Airflow accepted the trigger.
@@ -79,7 +80,7 @@ class AirflowExecutor:
             parse_timeout_s=airflow.parse_timeout_s,
             poll_s=airflow.poll_s,
         )
-        run = remote.trigger_run(client, store, spec, params=params, ds=ds)
+        run = remote.trigger_run(client, store, spec, params=params, ds=ds, run_id=run_id)
         return self._follow(client, airflow, run, store=store, listener=listener)
 
     def follow(self, run: RunRecord, *, store: RunStore, listener: RunListener) -> RunResult:

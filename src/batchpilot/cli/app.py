@@ -122,7 +122,7 @@ def run(
 ) -> None:
     """Run a pipeline to the end on this machine (or on Airflow with --on airflow)."""
     params = _parse_params(param)
-    _settings()
+    _settings()  # a bad BATCHPILOT_* setting is reported before the pipeline is read
     with exit_codes(EXIT_INVALID):
         spec = load_pipeline(file)
     _drive(

@@ -65,8 +65,10 @@ class Executor(Protocol):
         ds: str | None,
         workers: int | None,
         listener: RunListener,
+        run_id: str | None = None,
     ) -> RunResult:
-        """Check the pipeline, create a run, and return when the run has ended.
+        """Check the pipeline, create a run (``run_id`` if given, else a new id), and
+        return when the run has ended.
 
         Raises :class:`SpecError` before any run is recorded for invalid input.
         """
@@ -119,6 +121,7 @@ class LocalExecutor:
         ds: str | None,
         workers: int | None,
         listener: RunListener,
+        run_id: str | None = None,
     ) -> RunResult:
         """Run the pipeline to the end here; raises :class:`RunInterrupted` on Ctrl-C/SIGTERM."""
         return start_run(
@@ -129,6 +132,7 @@ class LocalExecutor:
             ds=ds,
             workers=workers,
             listener=listener,
+            run_id=run_id,
         )
 
     def follow(self, run: RunRecord, *, store: RunStore, listener: RunListener) -> RunResult:

@@ -59,8 +59,12 @@ class RunService:
         ds: str | None = None,
         workers: int | None = None,
         listener: RunListener | None = None,
+        run_id: str | None = None,
     ) -> RunResult:
         """Start a run of ``spec`` on executor ``on`` and return when it has ended.
+
+        ``run_id`` names the new run (a caller that must know the id before the run
+        exists, e.g. for an idempotency key); by default a new sortable id.
 
         Raises :class:`SpecError` (nothing recorded) for invalid input,
         :class:`UnknownExecutor` for an unknown ``on``, :class:`RunInterrupted`
@@ -74,6 +78,7 @@ class RunService:
             ds=ds,
             workers=workers,
             listener=listener or RunListener(),
+            run_id=run_id,
         )
 
     def follow(self, run_id: str, *, listener: RunListener | None = None) -> RunResult:
