@@ -231,3 +231,12 @@ def _wait_for_a_running_task(store: RunStore) -> str:
             return runs[0].run_id
         threading.Event().wait(0.02)
     raise AssertionError("the run's task never started")
+
+
+def test_a_log_file_that_is_gone_reads_as_empty(service: RunService):
+    run_id = service.start(_greeting_pipeline()).run_id
+    (log,) = service.read_logs(run_id)
+    assert log.log_path is not None
+    Path(log.log_path).unlink()
+    (gone,) = service.read_logs(run_id)
+    assert (gone.text, gone.next_offset) == ("", 0)

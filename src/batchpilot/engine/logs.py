@@ -41,8 +41,8 @@ class AttemptLog:
 def read_log_file(path: str | None, offset: int = 0) -> tuple[str, int]:
     """The text of a log file from byte ``offset`` on, and the offset after it.
 
-    A missing file (an attempt that has not written yet, or a deleted run
-    folder) reads as empty text. Undecodable bytes are replaced, never raised.
+    A file that cannot be read (an attempt that has not written yet, a deleted
+    run folder) reads as empty text. Undecodable bytes are replaced, never raised.
     """
     if not path:
         return "", offset
@@ -50,7 +50,7 @@ def read_log_file(path: str | None, offset: int = 0) -> tuple[str, int]:
         with Path(path).open("rb") as file:
             file.seek(offset)
             data = file.read()
-    except FileNotFoundError:
+    except OSError:  # not written yet, or the run folder was removed or is unreadable
         return "", offset
     text = data.decode("utf-8", errors="replace")
     # Newlines read as by Path.read_text, as ``logs`` always printed them.
