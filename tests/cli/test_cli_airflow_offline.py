@@ -113,3 +113,10 @@ def test_an_ended_airflow_run_is_not_cancelled_again(tmp_path: Path):
     _record_airflow_run(tmp_path / "home", "20240101T000000-dddddd", RunStatus.SUCCESS)
     with pytest.raises(RunStateError, match="already ended"):
         service.cancel("20240101T000000-dddddd")
+
+
+def test_reaping_leaves_a_running_airflow_run_alone(tmp_path: Path):
+    service = _service(tmp_path, AirflowSettings())
+    _record_airflow_run(tmp_path / "home", "20240101T000000-eeeeee", RunStatus.RUNNING)
+    assert service.reap() == []
+    assert service.store.get_run("20240101T000000-eeeeee").status is RunStatus.RUNNING
