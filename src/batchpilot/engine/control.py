@@ -164,8 +164,8 @@ def reap_runs(
     registry = registry or default_registry()
     reaped = []
     for run in store.runs_in_status([RunStatus.QUEUED, RunStatus.RUNNING]):
-        if _is_driven(run, settings):
-            continue
+        if run.executor != "local" or _is_driven(run, settings):
+            continue  # a remote executor (Airflow) drives its runs; no process here died
         try:
             owner = claim_or_refuse(store, run, settings)
         except RunStateError:
