@@ -18,10 +18,10 @@ from batchpilot.engine import (
     UnknownExecutor,
     check_connection,
     check_pipeline_file,
-    default_executors,
     run_summary,
 )
 from batchpilot.errors import ConnectionError, RunNotFound, RunStateError, SpecErrors
+from batchpilot.executors import default_executors
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunStore
@@ -63,7 +63,7 @@ class Recorder(RunListener):
 
 @pytest.fixture
 def service(settings: Settings, store: RunStore) -> RunService:
-    return RunService(settings=settings, store=store)
+    return RunService(settings=settings, store=store, executors=default_executors())
 
 
 def test_a_run_started_locally_is_listed_shown_and_its_logs_read(service: RunService):

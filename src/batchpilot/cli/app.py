@@ -44,6 +44,7 @@ from batchpilot.engine import (
     check_pipeline_file,
     run_summary,
 )
+from batchpilot.executors import default_executors
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
 from batchpilot.spec.dates import parse_logical_date
@@ -78,7 +79,7 @@ def _store(settings: Settings) -> RunStore:
 
 def _service() -> RunService:
     settings = _settings()
-    return RunService(settings=settings, store=_store(settings))
+    return RunService(settings=settings, store=_store(settings), executors=default_executors())
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

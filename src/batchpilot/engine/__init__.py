@@ -11,10 +11,11 @@
         print(log.text)
 
 Where a run executes sits behind :class:`Executor` (:class:`LocalExecutor`
-here, ``AirflowExecutor`` over Airflow's REST API); :func:`default_executors`
-knows both. :func:`check_pipeline_file` and :func:`check_connection` check
-without running anything. The modules below this package (runs, runner,
-attempts…) are internal.
+here, ``AirflowExecutor`` over Airflow's REST API); a :class:`RunService` built
+without executors runs on this machine only, and ``batchpilot.executors.default_executors``
+(above the engine) gives the edges both. :func:`check_pipeline_file` and
+:func:`check_connection` check without running anything. The modules below this
+package (runs, runner, attempts…) are internal.
 """
 
 from batchpilot.engine.checks import (
@@ -31,7 +32,6 @@ from batchpilot.engine.executors import (
     Executors,
     LocalExecutor,
     UnknownExecutor,
-    default_executors,
 )
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.logs import AttemptLog
@@ -55,6 +55,5 @@ __all__ = [
     "UnknownExecutor",
     "check_connection",
     "check_pipeline_file",
-    "default_executors",
     "run_summary",
 ]

@@ -220,11 +220,3 @@ class Executors:
     def for_run(self, run: RunRecord) -> Executor:
         """The executor that drives ``run``; raises :class:`UnknownExecutor`."""
         return self.get(run.executor)
-
-
-def default_executors() -> Executors:
-    """This machine and Airflow (configured by ``BATCHPILOT_AIRFLOW_*`` when first used)."""
-    # Imported here: the Airflow client is an edge of the engine, not a part of it.
-    from batchpilot.airflow.executor import AirflowExecutor
-
-    return Executors([LocalExecutor(), AirflowExecutor()])

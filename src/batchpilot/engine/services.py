@@ -21,9 +21,9 @@ from batchpilot.engine.control import ReapedRun, compensate_run, reap_runs
 from batchpilot.engine.executors import (
     LOCAL,
     Executors,
+    LocalExecutor,
     UnknownExecutor,
     Warn,
-    default_executors,
 )
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.logs import AttemptLog
@@ -48,7 +48,7 @@ class RunService:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.executors = executors or default_executors()
+        self.executors = executors or Executors([LocalExecutor()])
 
     def start(
         self,
