@@ -71,6 +71,25 @@ CANCEL_POLL_S = 0.5
 _Event = tuple[str, TaskState, int, str | None]
 
 
+def _record_server_session(
+    store: RunStore,
+    run_id: str,
+    task_id: str,
+    attempt: int,
+    connection: str,
+    backend_pid: int,
+    backend_start: str,
+) -> None:
+    store.record_server_session(
+        run_id,
+        task_id,
+        attempt,
+        connection=connection,
+        backend_pid=backend_pid,
+        backend_start=backend_start,
+    )
+
+
 class RunExecutor:
     """Drives the tasks of one run to a terminal state."""
 
@@ -531,6 +550,9 @@ class RunExecutor:
             )
             ctx.progress = progress
             ctx.reruns = self.reruns.get(handle.task_id, 0)
+            ctx.server_session_recorder = functools.partial(
+                _record_server_session, self.store, self.run_id, handle.task_id, handle.attempt
+            )
             if go is None:
                 ctx.inputs, ctx.extra_inputs = upstream()
             else:

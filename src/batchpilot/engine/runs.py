@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from batchpilot.connections import ConnectionRegistry
 from batchpilot.engine.actions import ActionRunner
 from batchpilot.engine.callbacks import fire_pending_callbacks, task_callbacks
 from batchpilot.engine.listener import RunListener
@@ -19,6 +20,7 @@ from batchpilot.engine.results import RunResult
 from batchpilot.engine.runner import RunExecutor
 from batchpilot.engine.transactions import OpenTransactions, group_token, run_groups
 from batchpilot.errors import RunStateError, SpecError
+from batchpilot.server_sessions import end_orphaned_sessions
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.model import PipelineSpec
@@ -313,7 +315,7 @@ def _continue_run(
                     state=TaskState.SUCCESS.value,
                 )
             tx.add_callbacks(run_id, callbacks)
-    close_dead_attempts(store, spec, run_id)
+    close_dead_attempts(store, spec, run_id, settings.connections)
     states: dict[str, TaskState] = {}
     attempts: dict[str, int] = {}
     outputs: dict[str, dict[str, Any]] = {}
@@ -406,9 +408,16 @@ def claim_or_refuse(store: RunStore, run: RunRecord, settings: Settings) -> str:
     return owner
 
 
-def close_dead_attempts(store: RunStore, spec: PipelineSpec, run_id: str) -> list[str]:
+def close_dead_attempts(
+    store: RunStore, spec: PipelineSpec, run_id: str, connections: ConnectionRegistry
+) -> list[str]:
     """Close attempts a dead process left open, queueing their failure callbacks in the
-    same transaction; returns the tasks whose attempt was closed."""
+    same transaction; returns the tasks whose attempt was closed.
+
+    First, the database sessions the dead process opened are ended on their servers, so
+    a statement it left running (a long query, a COPY holding locks) stops now.
+    """
+    end_orphaned_sessions(store.server_sessions(run_id), connections)
     error = "the process running this attempt died (killed or out of memory)"
     with store.write() as tx:
         closed = tx.close_open_attempts(run_id, error=error)

@@ -92,7 +92,7 @@ class SqlStep(Step):
         if ctx.transaction is not None:
             # A member of an atomic group: a savepoint inside the group's transaction,
             # which the engine commits after the group's last member.
-            cancel_on_stop(ctx, ctx.transaction.connection.dbapi_connection)
+            cancel_on_stop(ctx, ctx.transaction.connection.dbapi_connection, connection)
             with ctx.transaction.begin_nested():
                 rowcounts = self._execute(
                     ctx,

@@ -32,6 +32,7 @@ from batchpilot.store.records import (
     task_record,
     utcnow,
 )
+from batchpilot.store.server_sessions import ServerSessionLedger
 from batchpilot.store.tables import attempts, runs, task_instances
 from batchpilot.store.tables import callbacks as callbacks_table
 from batchpilot.store.transaction import (
@@ -60,7 +61,7 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-class RunStore:
+class RunStore(ServerSessionLedger):
     """Runs, task instances and attempts in a SQL database (SQLAlchemy Core)."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:

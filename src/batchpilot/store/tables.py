@@ -93,3 +93,16 @@ callbacks = Table(
     Column("error", Text),
     ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
 )
+
+server_sessions = Table(
+    "bp_server_sessions",
+    metadata,
+    Column("run_id", String(100), primary_key=True),
+    Column("task_id", String(200), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("connection", String(200), primary_key=True),
+    Column("backend_pid", Integer, primary_key=True),
+    Column("backend_start", String(64), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
+)
