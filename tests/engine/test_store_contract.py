@@ -377,3 +377,24 @@ def test_migrating_an_older_store_marks_its_runs_manual(store_url: str, store: R
     run = upgraded.get_run("old")
     assert (run.slot, run.triggered_by, run.pipeline) == (None, "manual", "p")
     upgraded.dispose()
+def test_server_sessions_an_attempt_opened_are_kept_once_each(store: RunStore):
+    make_run(store)
+    for _ in range(2):  # a repeat (the same backend reported twice) is ignored
+        store.record_server_session(
+            "r1",
+            "a",
+            1,
+            connection="dwh",
+            backend_pid=4242,
+            backend_start="2026-01-02 03:04:05.123456+00",
+        )
+    store.record_server_session(
+        "r1", "a", 2, connection="dwh", backend_pid=4343, backend_start="2026-01-02 03:05:00+00"
+    )
+    sessions = store.server_sessions("r1")
+    assert [(s.task_id, s.attempt, s.connection, s.backend_pid) for s in sessions] == [
+        ("a", 1, "dwh", 4242),
+        ("a", 2, "dwh", 4343),
+    ]
+    assert sessions[0].backend_start == "2026-01-02 03:04:05.123456+00"
+    assert store.server_sessions("no-such-run") == []

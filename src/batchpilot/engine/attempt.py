@@ -167,8 +167,31 @@ def build_attempt(
         live_inputs={early.live.task_id: early.live} if early and early.live else {},
         start_signal=early.started if early else None,
         live_output=plan.live_output,
+        server_session_recorder=_server_session_recorder(run, node.id, plan.number),
     )
     return step, context
+
+
+def _server_session_recorder(
+    run: RunContext, task_id: str, attempt: int
+) -> Callable[[str, int, str], None] | None:
+    """Where a step's database sessions are recorded (none on an Airflow worker, whose
+    process Airflow supervises)."""
+    store = run.store
+    if store is None:
+        return None
+
+    def record(connection: str, backend_pid: int, backend_start: str) -> None:
+        store.record_server_session(
+            run.run_id,
+            task_id,
+            attempt,
+            connection=connection,
+            backend_pid=backend_pid,
+            backend_start=backend_start,
+        )
+
+    return record
 
 
 def _header(run: RunContext, plan: AttemptPlan) -> str:

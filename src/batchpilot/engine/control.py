@@ -97,7 +97,8 @@ def cancel_run(
     else:
         owner = claim_or_refuse(store, run, settings)
         spec = spec or _stored_spec(run)
-        close_dead_attempts(store, spec, run.run_id)
+        connections = with_pipeline_connections(settings, spec).connections
+        close_dead_attempts(store, spec, run.run_id, connections)
         open_tasks = [t.task_id for t in store.get_tasks(run.run_id) if not t.state.is_terminal()]
         with store.write() as tx:
             tx.set_task_states(run.run_id, open_tasks, TaskState.CANCELLED, error="cancelled")
@@ -171,7 +172,8 @@ def reap_runs(
         except RunStateError:
             continue  # another reaper or a resume got it first
         spec = _stored_spec(run)
-        closed = close_dead_attempts(store, spec, run.run_id)
+        connections = with_pipeline_connections(settings, spec).connections
+        closed = close_dead_attempts(store, spec, run.run_id, connections)
         with store.write() as tx:
             tx.set_task_states(
                 run.run_id, closed, TaskState.FAILED, error="the process running it died"

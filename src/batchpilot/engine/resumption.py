@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from batchpilot.connections import ConnectionRegistry
 from batchpilot.engine.callbacks import task_callbacks
 from batchpilot.engine.context import RunContext
 from batchpilot.engine.listener import RunListener
@@ -22,6 +23,7 @@ from batchpilot.engine.results import RunResult
 from batchpilot.engine.runner import execute_run
 from batchpilot.engine.transactions import OpenTransactions, group_token, run_groups
 from batchpilot.errors import SpecError
+from batchpilot.server_sessions import end_orphaned_sessions
 from batchpilot.settings import Settings
 from batchpilot.spec.limits import check_workers
 from batchpilot.spec.loader import build_pipeline
@@ -68,7 +70,7 @@ def continue_run(
         store.release_run(run.run_id, owner)
         raise
     _record_committed_groups(store, spec, run.run_id, tasks, committed)
-    close_dead_attempts(store, spec, run.run_id)
+    close_dead_attempts(store, spec, run.run_id, settings.connections)
     states, attempts, outputs = _restored_state(spec, tasks, to_run, committed)
     store.set_task_states(run.run_id, sorted(to_run), TaskState.PENDING)
     context = RunContext.create(
@@ -200,9 +202,16 @@ def _reconcile_groups(
     return done
 
 
-def close_dead_attempts(store: RunStore, spec: PipelineSpec, run_id: str) -> list[str]:
+def close_dead_attempts(
+    store: RunStore, spec: PipelineSpec, run_id: str, connections: ConnectionRegistry
+) -> list[str]:
     """Close attempts a dead process left open, queueing their failure callbacks in the
-    same transaction; returns the tasks whose attempt was closed."""
+    same transaction; returns the tasks whose attempt was closed.
+
+    First, the database sessions the dead process opened are ended on their servers, so
+    a statement it left running (a long query, a COPY holding locks) stops now.
+    """
+    end_orphaned_sessions(store.server_sessions(run_id), connections)
     error = "the process running this attempt died (killed or out of memory)"
     with store.write() as tx:
         closed = tx.close_open_attempts(run_id, error=error)

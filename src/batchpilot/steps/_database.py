@@ -86,7 +86,7 @@ def open_connection(ctx: StepContext, connection: Connection) -> Iterator[Any]:
             conn = engine.connect()
         except OperationalError as exc:
             raise StepError(connection_failure(connection, ctx.connections, exc)) from exc
-        cancel_on_stop(ctx, conn.connection.dbapi_connection)
+        cancel_on_stop(ctx, conn.connection.dbapi_connection, connection)
         with conn:
             yield conn
     finally:
@@ -196,14 +196,39 @@ def check_load_columns(
             )
 
 
-def cancel_on_stop(ctx: StepContext, dbapi_connection: Any) -> None:
+def cancel_on_stop(
+    ctx: StepContext, dbapi_connection: Any, connection: Connection | None = None
+) -> None:
     """Make a cancel or timeout of the attempt interrupt the statement running on the server.
 
     psycopg connections get a server-side cancel request, sqlite3 ones an interrupt; the
-    interrupted statement fails, so the open transaction rolls back.
+    interrupted statement fails, so the open transaction rolls back. A PostgreSQL session
+    opened for ``connection`` is also recorded (see :func:`record_server_session`).
     """
+    if connection is not None:
+        record_server_session(ctx, dbapi_connection, connection.name)
     for method in ("cancel_safe", "cancel", "interrupt"):
         hook = getattr(dbapi_connection, method, None)
         if callable(hook):
             ctx.on_cancel(hook)
             return
+
+
+def record_server_session(ctx: StepContext, dbapi_connection: Any, connection_name: str) -> None:
+    """Record a psycopg connection's server backend (pid and start instant) with the
+    engine, so the session can be ended on the server if this process dies mid-statement.
+    Other drivers keep nothing on a server once their process is gone: nothing to do."""
+    info = getattr(dbapi_connection, "info", None)
+    pid = getattr(info, "backend_pid", None)
+    if not isinstance(pid, int) or ctx.server_session_recorder is None:
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(
+            "SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        )
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    if row is not None and row[0]:
+        ctx.record_server_session(connection_name, pid, row[0])

@@ -53,7 +53,7 @@ def load(ctx: StepContext, config: LoadConfig) -> StepResult:
         pg = psycopg.connect(connection.libpq_dsn(), application_name="batchpilot")
     except psycopg.OperationalError as exc:
         raise StepError(connection_failure(connection, ctx.connections, exc)) from exc
-    cancel_on_stop(ctx, pg)
+    cancel_on_stop(ctx, pg, connection)
     metadata: dict[str, object] = {"mode": config.mode, "table": str(table)}
     if config.key:
         metadata["key"] = list(config.key)

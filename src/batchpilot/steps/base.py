@@ -97,6 +97,10 @@ class StepContext:
     start_signal: threading.Event | None = None
     #: this attempt's main output as consumers that started early follow it, if any
     live_output: LiveOutput | None = None
+    #: set by the engine: remembers a database server session this attempt opened
+    #: (connection name, backend pid, backend start) so that it can be ended on the
+    #: server if the process dies (see :meth:`record_server_session`)
+    server_session_recorder: Callable[[str, int, str], None] | None = None
     _cancel_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -117,6 +121,12 @@ class StepContext:
         self._cancel_hooks.append(hook)
         if self.cancel_event.is_set():
             _call_quietly(hook)
+
+    def record_server_session(self, connection: str, backend_pid: int, backend_start: str) -> None:
+        """Tell the engine this attempt opened a server session (PostgreSQL backend), so
+        that ``cancel``, ``runs reap`` and ``resume`` can end it if this process dies."""
+        if self.server_session_recorder is not None:
+            self.server_session_recorder(connection, backend_pid, backend_start)
 
     def run_cancel_hooks(self) -> None:
         """Called by the engine when it stops the attempt (cancel or timeout)."""

@@ -111,7 +111,7 @@ class SqlStep(Step[SqlConfig]):
             # A member of an atomic group: a savepoint inside the group's transaction,
             # which the engine commits after the group's last member.
             group = SqlGroupTransaction.of(ctx.transaction)
-            cancel_on_stop(ctx, group.dbapi_connection)
+            cancel_on_stop(ctx, group.dbapi_connection, connection)
             with group.savepoint() as conn:
                 rowcounts = self._execute(
                     ctx,

@@ -35,6 +35,7 @@ from batchpilot.store.records import (
 )
 from batchpilot.store.run_rows import NewRun, insert_run
 from batchpilot.store.schedules import ScheduleStore
+from batchpilot.store.server_sessions import ServerSessionLedger
 from batchpilot.store.tables import attempts, runs, task_instances
 from batchpilot.store.tables import callbacks as callbacks_table
 from batchpilot.store.transaction import (
@@ -62,7 +63,7 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-class RunStore:
+class RunStore(ServerSessionLedger):
     """Runs, task instances and attempts in a SQL database (SQLAlchemy Core)."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:

@@ -146,3 +146,20 @@ idempotency_keys = Table(
     Column("run_id", String(100), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# -- server sessions (migration 0004) ----------------------------------------------------------
+
+#: The database server sessions (PostgreSQL backends) each attempt opened, so a dead process's
+#: statements can be ended on the server by ``cancel``, ``runs reap`` and ``resume``.
+server_sessions = Table(
+    "bp_server_sessions",
+    metadata,
+    Column("run_id", String(100), primary_key=True),
+    Column("task_id", String(200), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("connection", String(200), primary_key=True),
+    Column("backend_pid", Integer, primary_key=True),
+    Column("backend_start", String(64), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
+)
