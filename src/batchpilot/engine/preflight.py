@@ -124,7 +124,7 @@ def build_step(
             exc.reason, path=path, node_id=node.id, field="type", line=node.line
         ) from None
     try:
-        config = render_config(node.config, context)
+        config = render_config(node.config, context, config_model=step_class.Config)
     except TemplateRenderError as exc:
         raise SpecError(
             str(exc), path=path, node_id=node.id, field=f"config.{exc.field}", line=node.line
