@@ -374,7 +374,12 @@ def validate(
             continue
         try:
             spec = load_pipeline(path)
-            check_pipeline(spec, registry, with_pipeline_connections(settings, spec).connections)
+            check_pipeline(
+                spec,
+                registry,
+                with_pipeline_connections(settings, spec).connections,
+                output_roots=settings.output_roots,
+            )
             report.append({"path": str(path), "ok": True, "pipeline": spec.name, "errors": []})
         except SpecError as exc:
             errors = exc.errors if isinstance(exc, SpecErrors) else [exc]

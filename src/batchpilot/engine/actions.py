@@ -117,6 +117,7 @@ class ActionRunner:
                 connections=self.settings.connections,
                 cancel_event=handle.cancel,
                 template_extra=extra,
+                output_roots=self.settings.output_roots,
             )
             ctx.inputs = dict(inputs or {})
             ctx.event = event

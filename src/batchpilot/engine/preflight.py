@@ -4,8 +4,9 @@ and builds each task's step with its rendered config."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -52,6 +53,7 @@ def prepare_attempt(
     connections: ConnectionRegistry,
     cancel_event: Any,
     template_extra: Mapping[str, Any] | None = None,
+    output_roots: Sequence[Path] | None = None,
 ) -> tuple[Step, StepContext]:
     """Render ``node``'s config for one attempt and build its step and context.
 
@@ -60,7 +62,7 @@ def prepare_attempt(
     """
     context = template_context(spec, params=params, run_id=run_id, ds=ds, task_id=node.id)
     context.update(template_extra or {})
-    step = build_step(node, registry, context, path=spec.source_path)
+    step = build_step(node, registry, context, path=spec.source_path, output_roots=output_roots)
     ctx = StepContext(
         pipeline=spec.name,
         run_id=run_id,
@@ -110,7 +112,12 @@ def merged_params(spec: PipelineSpec, overrides: Mapping[str, Any]) -> dict[str,
 
 
 def build_step(
-    node: NodeSpec, registry: StepRegistry, context: Mapping[str, Any], *, path: str | None = None
+    node: NodeSpec,
+    registry: StepRegistry,
+    context: Mapping[str, Any],
+    *,
+    path: str | None = None,
+    output_roots: Sequence[Path] | None = None,
 ) -> Step:
     """Render the node's config and instantiate its step.
 
@@ -124,7 +131,9 @@ def build_step(
             exc.reason, path=path, node_id=node.id, field="type", line=node.line
         ) from None
     try:
-        config = render_config(node.config, context, config_model=step_class.Config)
+        config = render_config(
+            node.config, context, config_model=step_class.Config, output_roots=output_roots
+        )
     except TemplateRenderError as exc:
         raise SpecError(
             str(exc), path=path, node_id=node.id, field=f"config.{exc.field}", line=node.line
@@ -160,12 +169,13 @@ def check_pipeline(
     *,
     params: Mapping[str, Any] | None = None,
     ds: str = "2000-01-01",
+    output_roots: Sequence[Path] | None = None,
 ) -> None:
     """Check every node's type, config and connections; raises :class:`SpecErrors`.
 
     Configs are rendered with the run's params (or the defaults) so a missing
     parameter is found now rather than mid-run. ``connections=None`` skips the
-    connection check.
+    connection check; ``output_roots=None`` skips the check of output paths.
     """
     errors: list[SpecError] = []
     run_params = merged_params(spec, params or {})
@@ -176,7 +186,7 @@ def check_pipeline(
             spec, params=run_params, run_id=PREVIEW_RUN_ID, ds=ds, task_id=node.id
         )
         try:
-            step = build_step(node, registry, context, path=path)
+            step = build_step(node, registry, context, path=path, output_roots=output_roots)
         except SpecErrors as exc:
             errors.extend(exc.errors)
             continue

@@ -528,6 +528,7 @@ class RunExecutor:
                 artifacts=self.artifacts,
                 connections=self.settings.connections,
                 cancel_event=handle.cancel,
+                output_roots=self.settings.output_roots,
             )
             ctx.progress = progress
             ctx.reruns = self.reruns.get(handle.task_id, 0)

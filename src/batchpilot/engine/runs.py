@@ -77,7 +77,14 @@ def start_run(
     settings = with_pipeline_connections(settings, spec)
     run_params = merged_params(spec, params or {})
     ds = ds or date.today().isoformat()
-    check_pipeline(spec, registry, settings.connections, params=run_params, ds=ds)
+    check_pipeline(
+        spec,
+        registry,
+        settings.connections,
+        params=run_params,
+        ds=ds,
+        output_roots=settings.output_roots,
+    )
     run_id = run_id or new_run_id()
     owner = owner_id()
     store.create_run(
@@ -289,7 +296,14 @@ def _continue_run(
                 path=spec.source_path,
             )
         settings = with_pipeline_connections(settings, spec)
-        check_pipeline(spec, registry, settings.connections, params=run.params, ds=run.ds)
+        check_pipeline(
+            spec,
+            registry,
+            settings.connections,
+            params=run.params,
+            ds=run.ds,
+            output_roots=settings.output_roots,
+        )
         to_run = pick(spec, tasks)
         committed = _reconcile_groups(spec, run, tasks, to_run, settings)
     except BaseException:
