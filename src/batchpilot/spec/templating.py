@@ -245,6 +245,13 @@ def _render_sql(source: str, context: Mapping[str, Any], field: str, marker: Sql
             raise TemplateRenderError(field, f"expression {slot.index + 1}: {exc}") from None
         except _RenderLimitExceeded:
             raise _too_large(field) from None
+        if marker.sqlalchemy_text and _SQLALCHEMY_MARKUP.search(text):
+            raise TemplateRenderError(
+                field,
+                f"expression {slot.index + 1}: the value holds text SQLAlchemy reads as a "
+                "parameter ('%(name)s' or '__[POSTCOMPILE_'); pass it as a bind "
+                "parameter instead (:name in the SQL)",
+            )
         pieces.append((text, not isinstance(values[slot.index], RawSql)))
         position = slot.end
     pieces.append((with_placeholders[position:], False))
@@ -257,6 +264,9 @@ def _render_sql(source: str, context: Mapping[str, Any], field: str, marker: Sql
 def _join(pieces: list[tuple[str, bool]]) -> str:
     return "".join(text for text, _ in pieces)
 
+
+#: what SQLAlchemy rewrites in compiled SQL text, even inside quotes, on some databases
+_SQLALCHEMY_MARKUP = re.compile(r"%\([^)]+?\)s|__\[POSTCOMPILE_")
 
 #: what SQLAlchemy's ``text()`` reads as a bind parameter: ``:name`` after no word,
 #: colon or backslash, and before no word or colon; ``\\:name`` keeps it as text
@@ -329,7 +339,7 @@ def _expanded_size(value: Any, limit: int = MAX_RENDERED_CHARS) -> int:
     while pending and size <= limit:
         item = pending.pop()
         if isinstance(item, str | bytes):
-            size += len(item) + 2
+            size += len(item)
         elif isinstance(item, Mapping):
             size += 2 + 4 * len(item)
             pending.extend(item.keys())
