@@ -206,3 +206,16 @@ def test_templates_that_grow_past_the_limit_are_refused(template: str):
 def test_a_value_just_under_the_limit_renders():
     template = "{{ 'a' * " + str(MAX_RENDERED_CHARS - 10) + " }}"
     assert len(render_config({"path": template}, CONTEXT)["path"]) == MAX_RENDERED_CHARS - 10
+
+
+def test_filters_work_and_a_large_param_the_template_does_not_use_does_not_count():
+    context = {**CONTEXT, "params": {"big": "x" * (MAX_RENDERED_CHARS - 1), "more": "y" * 900}}
+    rendered = render_config(
+        {
+            "path": "{{ params.missing | default('d') }}/{{ ds | replace('-', '') }}",
+            "sql": "SELECT {{ params.more | length }}, {{ params.missing | default('none') }}",
+        },
+        context,
+        config_model=SqlConfig,
+    )
+    assert rendered == {"path": "d/20261120", "sql": "SELECT 900, 'none'"}

@@ -361,7 +361,9 @@ def _bounded_filter(function: Any) -> Any:
     @wraps(function)
     def bounded(*args: Any, **kwargs: Any) -> Any:
         for arg in args:
-            if not hasattr(arg, "environment") and _expanded_size(arg) > MAX_RENDERED_CHARS:
+            # Jinja's own objects (its context, an undefined value) are not data to measure
+            is_jinja_object = type(arg).__module__.startswith("jinja2.")
+            if not is_jinja_object and _expanded_size(arg) > MAX_RENDERED_CHARS:
                 raise _RenderLimitExceeded
         return function(*args, **kwargs)
 
