@@ -229,3 +229,38 @@ def test_hostile_date_cannot_read_files_through_a_duckdb_transform(cli: Cli, tmp
         assert result.json()["tasks"]["leak"]["rows_out"] == 1
     else:
         assert result.code == 2
+
+
+def test_compensations_and_callbacks_render_their_sql_safely_too(
+    tmp_path: Path, database: Database
+):
+    def boom() -> None:
+        raise RuntimeError("the run fails, so the write is compensated")
+
+    def sql_action(how: str) -> Task:
+        return Task(
+            f"{how}_action",
+            type="sql",
+            config={
+                "connection": "target",
+                "sql": f"INSERT INTO seen VALUES ('{how}', {{{{ params.x }}}})",
+            },
+        )
+
+    pipeline = Pipeline("saga", params={"x": ""})
+    write = Task(
+        "write",
+        type="sql",
+        config={"connection": "target", "sql": "INSERT INTO seen VALUES ('write', :x)"},
+        compensate=sql_action("compensate"),
+    )
+    fail = Task("fail", run=boom, on_failure=sql_action("on_failure"))
+    fail.depends_on(write)
+    pipeline.add_tasks([write, fail])
+    value = HOSTILE_VALUES[0]
+
+    result = pipeline.run({"x": value}, settings=settings_for(tmp_path, database))
+
+    assert result.status is RunStatus.FAILED
+    assert database.victim_rows() == [(1,)]
+    assert database.seen() == {"write": [value], "compensate": [value], "on_failure": [value]}

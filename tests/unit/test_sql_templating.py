@@ -218,4 +218,5 @@ def test_filters_work_and_a_large_param_the_template_does_not_use_does_not_count
         context,
         config_model=SqlConfig,
     )
-    assert rendered == {"path": "d/20261120", "sql": "SELECT 900, 'none'"}
+    assert rendered["path"] == "d/20261120"
+    assert rendered["sql"] == "SELECT 900, 'none'"
