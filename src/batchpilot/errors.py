@@ -111,6 +111,8 @@ class TemplateRenderError(SpecError):
 
     def _render(self) -> str:
         return self.reason
+
+
 class SlotRangeError(SpecError):
     """A range of dates that holds no slot of the schedule (or more than allowed);
     ``start``/``end`` name the range as given."""

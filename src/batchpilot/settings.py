@@ -9,6 +9,7 @@ from pathlib import Path
 
 from batchpilot.connections import ConnectionRegistry
 from batchpilot.errors import BatchpilotError
+from batchpilot.spec.output_paths import OUTPUT_ROOTS_VARIABLE
 
 DEFAULT_WORKERS = 4
 DEFAULT_HEARTBEAT_S = 5.0
@@ -25,16 +26,25 @@ class Settings:
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    #: folders besides the pipeline's own and the home that steps may write under
+    extra_output_roots: tuple[Path, ...] = ()
 
     @property
     def runs_dir(self) -> Path:
         """Folder holding each run's artifacts and logs."""
         return self.home / "runs"
 
+    @property
+    def output_roots(self) -> tuple[Path, ...]:
+        """Where a step's output path may lie besides the pipeline's folder: the home,
+        then the folders of ``BATCHPILOT_OUTPUT_ROOTS``."""
+        return (self.home, *self.extra_output_roots)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``BATCHPILOT_HOME``, ``BATCHPILOT_DATABASE_URL``, ``BATCHPILOT_WORKERS``
-        and ``BATCHPILOT_CONN_*`` (plus the home's connections file)."""
+        """Read ``BATCHPILOT_HOME``, ``BATCHPILOT_DATABASE_URL``, ``BATCHPILOT_WORKERS``,
+        ``BATCHPILOT_OUTPUT_ROOTS`` and ``BATCHPILOT_CONN_*`` (plus the home's connections
+        file). Raises :class:`BatchpilotError` for a value that cannot be used."""
         env = os.environ if environ is None else environ
         home = Path(env.get("BATCHPILOT_HOME") or Path.home() / ".batchpilot").expanduser()
         workers_text = env.get("BATCHPILOT_WORKERS")
@@ -49,4 +59,25 @@ class Settings:
             database_url=env.get("BATCHPILOT_DATABASE_URL") or None,
             workers=max(1, workers),
             connections=ConnectionRegistry.from_sources(env, home),
+            extra_output_roots=parse_output_roots(env.get(OUTPUT_ROOTS_VARIABLE, "")),
         )
+
+
+def parse_output_roots(text: str) -> tuple[Path, ...]:
+    """The absolute folders of an ``os.pathsep``-separated list (empty entries skipped).
+
+    Raises :class:`BatchpilotError` for a relative folder, whose meaning would
+    change with the working folder.
+    """
+    roots = []
+    for entry in text.split(os.pathsep):
+        if not entry.strip():
+            continue
+        root = Path(entry.strip()).expanduser()
+        if not root.is_absolute():
+            raise BatchpilotError(
+                f"{OUTPUT_ROOTS_VARIABLE} must list absolute folders separated by "
+                f"'{os.pathsep}', got the relative folder {entry!r}"
+            )
+        roots.append(root)
+    return tuple(roots)

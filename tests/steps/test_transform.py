@@ -120,3 +120,91 @@ def test_dedupe_unknown_key_is_named(tmp_path):
 def test_dedupe_keep_must_be_first_or_last():
     with pytest.raises(ValidationError, match="keep"):
         make_step("transform.dedupe", keys=["k"], keep="middle")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM glob('/etc/*')",
+        "COPY (SELECT * FROM up) TO '{tmp}/stolen.csv'",
+        "ATTACH '{tmp}/other.db' AS other",
+    ],
+)
+def test_transform_sql_cannot_touch_files_by_default(tmp_path, query):
+    ctx = make_context(tmp_path, {"up": CUSTOMERS})
+
+    with pytest.raises(PermanentStepError) as failure:
+        run_step("transform.sql", ctx, query=query.format(tmp=tmp_path))
+
+    message = str(failure.value)
+    assert "file system operations are disabled" in message
+    assert "allowed_directories" in message
+    assert not (tmp_path / "stolen.csv").exists()
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_transform_filter_cannot_read_files_by_default(tmp_path):
+    ctx = make_context(tmp_path, {"up": CUSTOMERS})
+
+    with pytest.raises(PermanentStepError, match="allowed_directories"):
+        run_step(
+            "transform.filter",
+            ctx,
+            condition="name IN (SELECT content FROM read_text('/etc/passwd'))",
+        )
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("INSTALL httpfs", "disabled"),
+        ("LOAD httpfs", "disabled"),
+        ("SET enable_external_access = true", "locked"),
+        ("SET lock_configuration = false", "locked"),
+        ("SELECT * FROM read_csv('https://example.com/data.csv')", "disabled"),
+    ],
+)
+def test_transform_sql_cannot_load_extensions_or_unlock_its_settings(tmp_path, query, reason):
+    ctx = make_context(tmp_path, {"up": CUSTOMERS})
+
+    with pytest.raises(StepError) as failure:
+        run_step("transform.sql", ctx, query=query)
+
+    assert "transform.sql query failed" in str(failure.value)
+    assert reason in str(failure.value)
+
+
+def test_allowed_directories_lets_one_node_read_files_there_and_nowhere_else(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rates.csv").write_text("code,rate\neur,1.1\n")
+    ctx = make_context(tmp_path, {"up": CUSTOMERS})
+
+    result = run_step(
+        "transform.sql",
+        ctx,
+        query=f"SELECT code, rate FROM read_csv('{data}/rates.csv') JOIN up ON up.id = 1",
+        allowed_directories=[str(data)],
+    )
+    assert output_table(result).to_pylist() == [{"code": "eur", "rate": 1.1}]
+
+    with pytest.raises(PermanentStepError, match="file system operations are disabled"):
+        run_step(
+            "transform.sql",
+            make_context(tmp_path / "second", {"up": CUSTOMERS}),
+            query="SELECT * FROM read_text('/etc/passwd')",
+            allowed_directories=[str(data)],
+        )
+
+
+def test_upstream_tables_still_work_with_external_access_off(tmp_path):
+    ctx = make_context(tmp_path, {"up": CUSTOMERS})
+
+    result = run_step("transform.filter", ctx, condition="active")
+
+    assert output_table(result).to_pylist() == [
+        {"id": 1, "name": "ann", "active": True},
+        {"id": 3, "name": "cy", "active": True},
+    ]

@@ -140,7 +140,13 @@ def build_attempt(
         variables["event"] = dict(plan.event)
     if plan.original is not None:
         variables["task"] = dict(plan.original)
-    step = build_step(node, run.registry, variables, path=run.spec.source_path)
+    step = build_step(
+        node,
+        run.registry,
+        variables,
+        path=run.spec.source_path,
+        output_roots=run.settings.output_roots,
+    )
     inputs: Mapping[str, ArtifactRef] = plan.inputs
     side_inputs: Mapping[str, Mapping[str, ArtifactRef]] = plan.side_inputs
     early = plan.early

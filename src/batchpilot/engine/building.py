@@ -4,7 +4,8 @@ then validated by the step type's config model."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,10 +51,17 @@ def action_node(action: ActionSpec, *, node_id: str) -> NodeSpec:
 
 
 def build_step(
-    node: NodeSpec, registry: StepRegistry, context: Mapping[str, Any], *, path: str | None = None
+    node: NodeSpec,
+    registry: StepRegistry,
+    context: Mapping[str, Any],
+    *,
+    path: str | None = None,
+    output_roots: Sequence[Path] | None = None,
 ) -> Step:
     """Render the node's config and instantiate its step.
 
+    SQL fields render their values as SQL literals and output paths must stay under
+    ``output_roots`` (see :func:`render_config`; ``None`` skips the path check).
     Raises :class:`SpecError` naming the node and field for an unknown type,
     a template error or an invalid config value.
     """
@@ -64,7 +72,9 @@ def build_step(
             exc.reason, path=path, node_id=node.id, field="type", line=node.line
         ) from None
     try:
-        config = render_config(node.config, context)
+        config = render_config(
+            node.config, context, config_model=step_class.Config, output_roots=output_roots
+        )
     except TemplateRenderError as exc:
         raise SpecError(
             str(exc), path=path, node_id=node.id, field=f"config.{exc.field}", line=node.line

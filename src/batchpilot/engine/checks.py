@@ -40,7 +40,12 @@ def check_pipeline_file(
     try:
         spec = load_pipeline(path)
         connections = with_pipeline_connections(settings, spec).connections
-        check_pipeline(spec, registry or default_registry(), connections)
+        check_pipeline(
+            spec,
+            registry or default_registry(),
+            connections,
+            output_roots=settings.output_roots,
+        )
     except SpecError as exc:
         errors = exc.errors if isinstance(exc, SpecErrors) else [exc]
         return PipelineCheck(path=path, ok=False, errors=[str(e) for e in errors])

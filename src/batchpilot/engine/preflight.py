@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from batchpilot.connections import Connection, ConnectionRegistry
@@ -58,12 +59,13 @@ def check_pipeline(
     *,
     params: Mapping[str, Any] | None = None,
     ds: str = "2000-01-01",
+    output_roots: Sequence[Path] | None = None,
 ) -> None:
     """Check every node's type, config and connections; raises :class:`SpecErrors`.
 
     Configs are rendered with the run's params (or the defaults) so a missing
     parameter is found now rather than mid-run. ``connections=None`` skips the
-    connection check.
+    connection check; ``output_roots=None`` skips the check of output paths.
     """
     errors: list[SpecError] = []
     run_params = preview_params(spec) if params is None else merged_params(spec, params)
@@ -74,7 +76,7 @@ def check_pipeline(
             spec, params=run_params, run_id=PREVIEW_RUN_ID, ds=ds, task_id=node.id
         )
         try:
-            step = build_step(node, registry, context, path=path)
+            step = build_step(node, registry, context, path=path, output_roots=output_roots)
         except SpecErrors as exc:
             errors.extend(exc.errors)
             continue

@@ -63,7 +63,14 @@ def continue_run(
                 path=spec.source_path,
             )
         settings = with_pipeline_connections(settings, spec)
-        check_pipeline(spec, registry, settings.connections, params=run.params, ds=run.ds)
+        check_pipeline(
+            spec,
+            registry,
+            settings.connections,
+            params=run.params,
+            ds=run.ds,
+            output_roots=settings.output_roots,
+        )
         to_run = pick(spec, tasks)
         committed = _reconcile_groups(spec, run, tasks, to_run, settings, registry)
     except BaseException:

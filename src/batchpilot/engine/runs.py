@@ -74,7 +74,14 @@ def start_run(
     settings = with_pipeline_connections(settings, spec)
     run_params = merged_params(spec, params or {})
     ds = parse_logical_date(ds) if ds is not None else date.today().isoformat()
-    check_pipeline(spec, registry, settings.connections, params=run_params, ds=ds)
+    check_pipeline(
+        spec,
+        registry,
+        settings.connections,
+        params=run_params,
+        ds=ds,
+        output_roots=settings.output_roots,
+    )
     run_id = run_id or new_run_id()
     owner = owner_id()
     store.create_run(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from batchpilot.errors import PermanentStepError, StepError
+from batchpilot.spec.templating import SQL_FOR_SQLALCHEMY, BindParams
 from batchpilot.steps._database import (
     CHUNK_ROWS,
     driver_message,
@@ -298,8 +299,8 @@ class ParquetExtract(Step[ParquetConfig]):
 
 class SqlExtractConfig(StepConfig):
     connection: str
-    query: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    query: Annotated[str, SQL_FOR_SQLALCHEMY]
+    params: Annotated[dict[str, Any], BindParams()] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _not_blank(self) -> SqlExtractConfig:

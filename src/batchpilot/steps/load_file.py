@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -13,6 +13,7 @@ from pydantic import model_validator
 
 from batchpilot.artifacts import iter_batches, read_schema
 from batchpilot.errors import StepError
+from batchpilot.spec.templating import OutputPath
 from batchpilot.steps._database import first_line
 from batchpilot.steps.base import Step, StepConfig, StepContext, StepResult
 
@@ -20,7 +21,8 @@ _FORMATS_BY_SUFFIX = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 class FileLoadConfig(StepConfig):
-    path: str
+    #: must resolve under the pipeline's folder, the home or BATCHPILOT_OUTPUT_ROOTS
+    path: Annotated[str, OutputPath()]
     format: Literal["csv", "parquet"] | None = None
 
     @model_validator(mode="after")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import sqlparse
 from pydantic import Field, field_validator
@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from batchpilot.connections import Connection
 from batchpilot.errors import StepError
+from batchpilot.spec.templating import SQL_FOR_SQLALCHEMY, BindParams
 from batchpilot.steps._database import (
     cancel_on_stop,
     driver_message,
@@ -64,8 +65,8 @@ def _code_offset(raw: str) -> int:
 
 class SqlConfig(StepConfig):
     connection: str
-    sql: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    sql: Annotated[str, SQL_FOR_SQLALCHEMY]
+    params: Annotated[dict[str, Any], BindParams()] = Field(default_factory=dict)
 
     @field_validator("sql")
     @classmethod

@@ -6,14 +6,17 @@ copy; results are streamed back as record batches.
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from batchpilot.errors import PermanentStepError, StepError
+from batchpilot.spec.templating import SQL_FOR_DUCKDB
 from batchpilot.steps._database import first_line
 from batchpilot.steps.base import Step, StepConfig, StepContext, StepResult
 
@@ -21,17 +24,29 @@ from batchpilot.steps.base import Step, StepConfig, StepContext, StepResult
 DUCKDB_BATCH_ROWS = 122_880
 
 
-def open_duckdb(ctx: StepContext, tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with each table registered as a view under its name.
-
-    Extensions are never downloaded: only what ships in the wheel is available.
-    A cancel of the attempt interrupts the running query.
+def open_duckdb(
+    ctx: StepContext, tables: dict[str, pa.Table], allowed_directories: Sequence[str] = ()
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with each table registered as a view under its name, and
+    nothing else: no file or network access (except under ``allowed_directories``),
+    no extension installed or loaded, and the configuration locked so the query
+    cannot turn any of that back on. A cancel of the attempt interrupts the query.
     """
-    con = duckdb.connect(":memory:")
-    con.execute("SET autoinstall_known_extensions = false")
-    con.execute("SET autoload_known_extensions = false")
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "preserve_insertion_order": True,
+        },
+    )
     for name, table in tables.items():
         con.register(name, table)
+    if allowed_directories:
+        folders = [os.path.join(os.path.realpath(d), "") for d in allowed_directories]
+        con.execute("SET allowed_directories = $folders", {"folders": folders})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     ctx.on_cancel(con.interrupt)
     return con
 
@@ -39,14 +54,24 @@ def open_duckdb(ctx: StepContext, tables: dict[str, pa.Table]) -> duckdb.DuckDBP
 def run_duckdb_query(
     ctx: StepContext, con: duckdb.DuckDBPyConnection, query: str, what: str
 ) -> pa.RecordBatchReader:
-    """Execute ``query`` and return its rows as a stream; raises StepError with DuckDB's reason."""
+    """Execute ``query`` and return its rows as a stream; raises StepError with DuckDB's
+    reason (PermanentStepError when the query reaches for a file it may not touch)."""
     try:
         return con.sql(query).to_arrow_reader(DUCKDB_BATCH_ROWS)
     except duckdb.Error as exc:
         known = ", ".join(ctx.inputs) or "none"
-        raise StepError(
-            f"{what} failed: {first_line(str(exc), limit=300)} (tables: {known})"
-        ) from exc
+        raise duckdb_failure(what, exc, f" (tables: {known})") from exc
+
+
+def duckdb_failure(what: str, exc: duckdb.Error, suffix: str = "") -> StepError:
+    """The step error for a failed DuckDB query; a refused file access names the opt-in."""
+    reason = f"{what} failed: {first_line(str(exc), limit=300)}{suffix}"
+    if isinstance(exc, duckdb.PermissionException):
+        return PermanentStepError(
+            f"{reason}; a transform sees only its upstream tables: to let this node read "
+            "files, list their folders under allowed_directories in its config"
+        )
+    return StepError(reason)
 
 
 def _stream(ctx: StepContext, reader: pa.RecordBatchReader, what: str):  # type: ignore[no-untyped-def]
@@ -58,11 +83,13 @@ def _stream(ctx: StepContext, reader: pa.RecordBatchReader, what: str):  # type:
             ctx.report_rows(rows)
             yield batch
     except duckdb.Error as exc:
-        raise StepError(f"{what} failed: {first_line(str(exc), limit=300)}") from exc
+        raise duckdb_failure(what, exc) from exc
 
 
 class SqlTransformConfig(StepConfig):
-    query: str
+    query: Annotated[str, SQL_FOR_DUCKDB]
+    #: opt-in: folders whose files the query may read (DuckDB also lets it write there)
+    allowed_directories: list[str] = Field(default_factory=list)
 
     @field_validator("query")
     @classmethod
@@ -87,7 +114,7 @@ class SqlTransform(Step[SqlTransformConfig]):
     def run(self, ctx: StepContext) -> StepResult:
         config = self.config
         tables = {node_id: ctx.input_table(node_id) for node_id in ctx.inputs}
-        con = open_duckdb(ctx, tables)
+        con = open_duckdb(ctx, tables, config.allowed_directories)
         try:
             reader = run_duckdb_query(ctx, con, config.query, "transform.sql query")
             ref = ctx.write_output_batches(
@@ -100,7 +127,9 @@ class SqlTransform(Step[SqlTransformConfig]):
 
 
 class FilterConfig(StepConfig):
-    condition: str
+    condition: Annotated[str, SQL_FOR_DUCKDB]
+    #: opt-in: folders whose files the query may read (DuckDB also lets it write there)
+    allowed_directories: list[str] = Field(default_factory=list)
 
     @field_validator("condition")
     @classmethod
@@ -122,9 +151,8 @@ class FilterTransform(Step[FilterConfig]):
     def run(self, ctx: StepContext) -> StepResult:
         config = self.config
         table = ctx.input_table()
-        con = open_duckdb(ctx, {"input": table})
+        con = open_duckdb(ctx, {"input": table}, config.allowed_directories)
         try:
-            con.execute("SET preserve_insertion_order = true")
             # the condition is the user's own SQL expression by design; no value is spliced in
             query = f"SELECT * FROM input WHERE ({config.condition}\n)"
             reader = run_duckdb_query(ctx, con, query, f"filter condition {config.condition!r}")
