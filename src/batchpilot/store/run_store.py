@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from batchpilot.errors import RunNotFound, StoreError
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store.migrate import migrate
+from batchpilot.store.outbox import OutboxStore
 from batchpilot.store.records import (
     AttemptRecord,
     CallbackRecord,
@@ -60,7 +61,7 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-class RunStore:
+class RunStore(OutboxStore):
     """Runs, task instances and attempts in a SQL database (SQLAlchemy Core)."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:

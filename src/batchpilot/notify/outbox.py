@@ -1,0 +1,257 @@
+"""Queueing notifications and delivering those that are due, through the store's outbox.
+
+Runs and the monitor only :func:`enqueue` (one short insert); ``serve`` (or
+any loop) calls :func:`deliver_due` on a clock tick. Each channel is sent to
+from its own thread with bounded timeouts, so a channel that is down costs
+one timeout per round and never holds up the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from batchpilot.errors import BatchpilotError, DeliveryError, UnknownChannel
+from batchpilot.notify.channels import Channel
+from batchpilot.notify.clock import Clock
+from batchpilot.notify.http_transport import DEFAULT_TIMEOUT_S, HttpPoster
+from batchpilot.notify.message import Message
+from batchpilot.notify.registry import ChannelRegistry, channel_key
+from batchpilot.notify.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from batchpilot.notify.send import send_message
+from batchpilot.store.outbox import OutboxRecord, OutboxStore
+
+log = logging.getLogger("batchpilot.notify")
+
+#: Messages claimed per round.
+DEFAULT_BATCH = 200
+#: How long a claim holds its messages; a deliverer killed mid-send frees them after it.
+DEFAULT_LEASE_S = 120.0
+#: Channels sent to at once.
+DEFAULT_PARALLEL_CHANNELS = 8
+_MARK_EVERY = 100
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """One failed send: the channel, the message's key, the error (secrets masked), and
+    when it is tried again (None: it is dead)."""
+
+    channel: str
+    idempotency_key: str
+    error: str
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one :func:`deliver_due` round did."""
+
+    claimed: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+    released: int = 0
+    failures: tuple[DeliveryFailure, ...] = field(default=())
+
+    def __add__(self, other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(
+            claimed=self.claimed + other.claimed,
+            delivered=self.delivered + other.delivered,
+            retrying=self.retrying + other.retrying,
+            dead=self.dead + other.dead,
+            released=self.released + other.released,
+            failures=self.failures + other.failures,
+        )
+
+
+def enqueue(
+    store: OutboxStore, message: Message, channels: Iterable[str], clock: Clock
+) -> list[str]:
+    """Queue ``message`` for each channel (names as routed; ``-`` and ``_`` alike);
+    returns the channels it was new for. The same key again is a no-op per channel."""
+    now = clock.now()
+    queued = []
+    for name in dict.fromkeys(channel_key(n) for n in channels):
+        if store.enqueue_notification(
+            channel=name,
+            idempotency_key=message.idempotency_key,
+            message=message.to_dict(),
+            now=now,
+        ):
+            queued.append(name)
+    return queued
+
+
+@dataclass(frozen=True)
+class _Round:
+    store: OutboxStore
+    clock: Clock
+    owner: str
+    policy: RetryPolicy
+    rng: random.Random
+    timeout_s: float
+    lease_s: float
+
+
+def deliver_due(
+    store: OutboxStore,
+    channels: ChannelRegistry,
+    clock: Clock,
+    *,
+    limit: int = DEFAULT_BATCH,
+    lease_s: float = DEFAULT_LEASE_S,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+    rng: random.Random | None = None,
+    parallel_channels: int = DEFAULT_PARALLEL_CHANNELS,
+) -> DeliveryReport:
+    """Claim up to ``limit`` due messages and send them; returns what happened.
+
+    Sent messages are marked delivered; a failed one is due again after the
+    policy's backoff, or dead after a permanent error or ``policy.max_age``.
+    When a channel cannot be reached, its other messages this round are given
+    back unsent, due with the failed one. A message for a channel that is not
+    (or no longer) defined is retried too, so defining it delivers it.
+    """
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    claimed = store.claim_notifications(owner=owner, now=clock.now(), lease_s=lease_s, limit=limit)
+    if not claimed:
+        return DeliveryReport()
+    by_channel: dict[str, list[OutboxRecord]] = {}
+    for record in claimed:
+        by_channel.setdefault(record.channel, []).append(record)
+    context = _Round(store, clock, owner, policy, rng or random.Random(), timeout_s, lease_s)
+    workers = max(1, min(parallel_channels, len(by_channel)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bp-notify") as pool:
+        futures = [
+            pool.submit(_deliver_to_channel, context, channels, name, records)
+            for name, records in by_channel.items()
+        ]
+        report = DeliveryReport(claimed=len(claimed))
+        for future in futures:
+            report = report + future.result()
+    if report.failures:
+        log.warning(
+            "notifications: %d delivered, %d to retry, %d dead, %d given back",
+            report.delivered,
+            report.retrying,
+            report.dead,
+            report.released,
+        )
+    return report
+
+
+def _deliver_to_channel(
+    ctx: _Round, channels: ChannelRegistry, name: str, records: Sequence[OutboxRecord]
+) -> DeliveryReport:
+    try:
+        channel = channels.get(name)
+    except UnknownChannel as exc:
+        report = DeliveryReport()
+        for record in records:
+            report = report + _fail(ctx, record, str(exc), permanent=False)
+        return report
+    deadline = time.monotonic() + ctx.lease_s / 2
+    report = DeliveryReport()
+    sent: list[int] = []
+    with HttpPoster(ctx.timeout_s) as poster:
+        for index, record in enumerate(records):
+            if time.monotonic() > deadline:  # finish well inside the lease
+                report = report + _release(ctx, records[index:], ctx.clock.now(), None)
+                break
+            failure = _send_one(ctx, channel, record, poster)
+            if failure is None:
+                sent.append(record.outbox_id)
+                if len(sent) >= _MARK_EVERY:
+                    report = report + _mark_sent(ctx, sent)
+                    sent = []
+                continue
+            report = report + _mark_sent(ctx, sent) + _fail(ctx, record, *failure)
+            sent = []
+            if failure[2]:  # unreachable: the rest would wait for the same timeout
+                retry_at = report.failures[-1].retry_at or ctx.clock.now()
+                note = f"not tried: channel '{name}' was unreachable"
+                report = report + _release(ctx, records[index + 1 :], retry_at, note)
+                break
+    return report + _mark_sent(ctx, sent)
+
+
+def _send_one(
+    ctx: _Round, channel: Channel, record: OutboxRecord, poster: HttpPoster
+) -> tuple[str, bool, bool] | None:
+    """Send one message; None when sent, else (error, permanent, unreachable)."""
+    try:
+        message = Message.from_dict(record.message)
+        send_message(channel, message, now=ctx.clock.now(), poster=poster, timeout_s=ctx.timeout_s)
+    except DeliveryError as exc:
+        return channel.redact(str(exc)), exc.permanent, exc.unreachable
+    except (BatchpilotError, KeyError, TypeError, ValueError) as exc:
+        # A stored message that no longer reads as a Message can never be sent.
+        error = f"message cannot be rendered: {type(exc).__name__}: {exc}"
+        return channel.redact(error), True, False
+    return None
+
+
+def _mark_sent(ctx: _Round, outbox_ids: list[int]) -> DeliveryReport:
+    if not outbox_ids:
+        return DeliveryReport()
+    marked = ctx.store.mark_notifications_delivered(
+        outbox_ids, owner=ctx.owner, now=ctx.clock.now()
+    )
+    if marked < len(outbox_ids):
+        log.warning(
+            "notifications: %d sent after their lease ran out (another deliverer may resend "
+            "them; receivers see the same Idempotency-Key)",
+            len(outbox_ids) - marked,
+        )
+    return DeliveryReport(delivered=len(outbox_ids))
+
+
+def _fail(
+    ctx: _Round, record: OutboxRecord, error: str, permanent: bool, _unreachable: bool = False
+) -> DeliveryReport:
+    now = ctx.clock.now()
+    retry_at = ctx.policy.next_attempt_at(
+        failures=record.attempts + 1,
+        enqueued_at=record.created_at,
+        now=now,
+        permanent=permanent,
+        rng=ctx.rng,
+    )
+    ctx.store.mark_notification_failed(
+        record.outbox_id, owner=ctx.owner, error=error, retry_at=retry_at
+    )
+    failure = DeliveryFailure(record.channel, record.idempotency_key, error, retry_at)
+    if retry_at is None:
+        log.error(
+            "notification %s to '%s' is dead: %s", record.idempotency_key, record.channel, error
+        )
+        return DeliveryReport(dead=1, failures=(failure,))
+    log.warning(
+        "notification %s to '%s' failed, retry at %s: %s",
+        record.idempotency_key,
+        record.channel,
+        retry_at.isoformat(timespec="seconds"),
+        error,
+    )
+    return DeliveryReport(retrying=1, failures=(failure,))
+
+
+def _release(
+    ctx: _Round, records: Sequence[OutboxRecord], retry_at: datetime, note: str | None
+) -> DeliveryReport:
+    if not records:
+        return DeliveryReport()
+    ctx.store.release_notifications(
+        [r.outbox_id for r in records], owner=ctx.owner, retry_at=retry_at, note=note
+    )
+    return DeliveryReport(released=len(records))
