@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -174,10 +175,13 @@ class WebhookServer:
                         Received(self.path, dict(self.headers), body, status, problems)
                     )
                 answer = ("; ".join(problems) or ("ok" if status < 300 else "error")).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except OSError:  # the client is gone (killed, or timed out)
+                    self.close_connection = True
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -218,6 +222,17 @@ class WebhookServer:
         with self._lock:
             queued = self.statuses.get(path.split("?")[0], [])
             return (queued.pop(0) if queued else 200), []
+
+    def wait_for_requests(self, count: int, timeout_s: float = 30.0) -> list[Received]:
+        """The requests received, once there are ``count`` (a handler still running
+        may record its request after the client gave up on it)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.01)
+        raise AssertionError(f"expected {count} requests, got {len(self.received)}")
 
     def accepted(self, path_prefix: str = "/") -> list[Received]:
         """Requests under ``path_prefix`` that were answered 2xx."""
