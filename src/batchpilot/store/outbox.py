@@ -135,7 +135,8 @@ def insert_notification(
         statement = sqlite.insert(outbox).values(**values).on_conflict_do_nothing()
     else:  # pragma: no cover - batchpilot stores are SQLite or PostgreSQL
         raise NotImplementedError(f"the outbox does not support {dialect}")
-    return conn.execute(statement).rowcount == 1
+    # RETURNING says whether a row went in (rowcount is not reliable with RETURNING).
+    return conn.execute(statement.returning(outbox.c.outbox_id)).first() is not None
 
 
 def _claimable(now: datetime) -> Any:
