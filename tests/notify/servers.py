@@ -129,6 +129,7 @@ class Received:
     body: bytes
     status: int
     problems: list[str]
+    peer: tuple[str, int] = ("", 0)
 
     @property
     def json(self) -> Any:
@@ -162,6 +163,7 @@ class WebhookServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
@@ -172,7 +174,14 @@ class WebhookServer:
                 status, problems = server._judge(self.path, dict(self.headers), body)
                 with server._lock:
                     server.received.append(
-                        Received(self.path, dict(self.headers), body, status, problems)
+                        Received(
+                            self.path,
+                            dict(self.headers),
+                            body,
+                            status,
+                            problems,
+                            self.client_address,
+                        )
                     )
                 answer = ("; ".join(problems) or ("ok" if status < 300 else "error")).encode()
                 try:

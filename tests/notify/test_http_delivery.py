@@ -245,3 +245,25 @@ def test_the_test_message_reports_success_or_the_masked_failure(webhook_server: 
     assert not failed.ok and failed.error is not None
     assert "could not be reached" in failed.error
     assert "x9Yz8WvU7tS6rQ5pO4nM3lK2" not in repr(failed)
+
+
+def test_a_webhook_gets_messages_over_several_connections_but_each_group_in_order(
+    store: RunStore, clock: FakeClock, webhook_server: WebhookServer
+):
+    for i in range(24):
+        message = Message(
+            title=f"step {i}", summary="", idempotency_key=f"k{i:02d}", group=f"episode-{i % 3}"
+        )
+        enqueue(store, message, ["hook"], clock)
+    report = deliver_due(store, registry_for(webhook_server), clock)
+    assert report.delivered == 24
+    order: dict[str, list[int]] = {}
+    for request in webhook_server.received:
+        body = request.json
+        order.setdefault(body["group"], []).append(int(body["idempotency_key"][1:]))
+    assert sorted(order) == ["episode-0", "episode-1", "episode-2"]
+    for group, steps in order.items():
+        assert steps == sorted(steps) and len(steps) == 8, group
+    assert len({r.headers.get("Idempotency-Key") for r in webhook_server.received}) == 24
+    # the first message alone, then the groups over two of the four lanes
+    assert len({r.peer for r in webhook_server.received}) == 3

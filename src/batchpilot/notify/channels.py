@@ -43,6 +43,9 @@ class Channel:
     ca_file: str | None = None
 
     kind = "channel"
+    #: Connections one delivery round may send on at once (messages of one group
+    #: always share one). Chat services rate-limit a webhook, so they get one.
+    lanes = 1
 
     @property
     def masked_url(self) -> str:
@@ -137,6 +140,7 @@ class WebhookChannel(HttpChannel):
     secret: str | None = field(default=None, compare=False)
 
     kind = "webhook"
+    lanes = 4
 
     @property
     def masked_url(self) -> str:

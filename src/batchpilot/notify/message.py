@@ -39,6 +39,9 @@ class Message:
 
     The same ``idempotency_key`` enqueued twice for one channel is one message;
     receivers see it as the ``Idempotency-Key`` header or in the email ``Message-ID``.
+    Messages of one ``group`` (an alert episode: the alert, its reminders, its
+    recovery) reach a channel in the order they were queued. ``extra`` is sent
+    as is to generic webhooks (ids a receiving system may want).
     Raises :class:`InvalidMessage` when the title or the key is empty.
     """
 
@@ -48,6 +51,7 @@ class Message:
     severity: Severity = Severity.WARNING
     facts: tuple[Fact, ...] = ()
     link: str | None = None
+    group: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +80,7 @@ class Message:
             "severity": self.severity.value,
             "facts": [{"label": f.label, "value": f.value} for f in self.facts],
             "link": self.link,
+            "group": self.group,
             "extra": dict(self.extra),
         }
 
@@ -89,6 +94,7 @@ class Message:
             severity=Severity(data.get("severity", Severity.WARNING.value)),
             facts=tuple(Fact(f["label"], f["value"]) for f in data.get("facts", ())),
             link=data.get("link"),
+            group=data.get("group"),
             extra=data.get("extra") or {},
         )
 

@@ -12,8 +12,10 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ log = logging.getLogger("batchpilot.notify")
 DEFAULT_BATCH = 200
 #: How long a claim holds its messages; a deliverer killed mid-send frees them after it.
 DEFAULT_LEASE_S = 120.0
-#: Channels sent to at once.
+#: Channels sent to at once (each on up to its ``lanes`` connections).
 DEFAULT_PARALLEL_CHANNELS = 8
 _MARK_EVERY = 100
 
@@ -102,6 +104,14 @@ class _Round:
     lease_s: float
 
 
+@dataclass
+class _ChannelDown:
+    """Shared by the lanes of one channel: set when one of them found it unreachable."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    retry_at: datetime | None = None
+
+
 def deliver_due(
     store: OutboxStore,
     channels: ChannelRegistry,
@@ -116,29 +126,38 @@ def deliver_due(
 ) -> DeliveryReport:
     """Claim up to ``limit`` due messages and send them; returns what happened.
 
-    Sent messages are marked delivered; a failed one is due again after the
-    policy's backoff, or dead after a permanent error or ``policy.max_age``.
-    When a channel cannot be reached, its other messages this round are given
-    back unsent, due with the failed one. A message for a channel that is not
-    (or no longer) defined is retried too, so defining it delivers it.
+    Up to ``parallel_channels`` channels are sent to at once. A channel's
+    first message goes alone; the rest go over the channel's lanes (four
+    connections for a webhook, one for chat and email), each message of one
+    ``group`` on the same lane, in order. Sent messages are
+    marked delivered; a failed one is due again after the policy's backoff,
+    or dead after a permanent error or ``policy.max_age``. When a channel
+    cannot be reached, its other messages this round are given back unsent,
+    due with the failed one. A message for a channel that is not (or no
+    longer) defined is retried too, so defining it delivers it.
     """
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     claimed = store.claim_notifications(owner=owner, now=clock.now(), lease_s=lease_s, limit=limit)
     if not claimed:
         return DeliveryReport()
+    ctx = _Round(store, clock, owner, policy, rng or random.Random(), timeout_s, lease_s)
+    report = DeliveryReport(claimed=len(claimed))
     by_channel: dict[str, list[OutboxRecord]] = {}
     for record in claimed:
         by_channel.setdefault(record.channel, []).append(record)
-    context = _Round(store, clock, owner, policy, rng or random.Random(), timeout_s, lease_s)
-    workers = max(1, min(parallel_channels, len(by_channel)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bp-notify") as pool:
-        futures = [
-            pool.submit(_deliver_to_channel, context, channels, name, records)
-            for name, records in by_channel.items()
-        ]
-        report = DeliveryReport(claimed=len(claimed))
-        for future in futures:
-            report = report + future.result()
+    work: list[tuple[Channel, list[OutboxRecord]]] = []
+    for name, records in by_channel.items():
+        try:
+            work.append((channels.get(name), records))
+        except UnknownChannel as exc:
+            for record in records:
+                report = report + _fail(ctx, record, str(exc), permanent=False)
+    if work:
+        workers = max(1, min(parallel_channels, len(work)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bp-notify") as pool:
+            futures = [pool.submit(_deliver_to_channel, ctx, *item) for item in work]
+            for future in futures:
+                report = report + future.result()
     if report.failures:
         log.warning(
             "notifications: %d delivered, %d to retry, %d dead, %d given back",
@@ -151,20 +170,46 @@ def deliver_due(
 
 
 def _deliver_to_channel(
-    ctx: _Round, channels: ChannelRegistry, name: str, records: Sequence[OutboxRecord]
+    ctx: _Round, channel: Channel, records: list[OutboxRecord]
 ) -> DeliveryReport:
-    try:
-        channel = channels.get(name)
-    except UnknownChannel as exc:
-        report = DeliveryReport()
-        for record in records:
-            report = report + _fail(ctx, record, str(exc), permanent=False)
-        return report
+    """The first message alone (so a channel that is down costs one attempt), then the
+    rest over the channel's lanes."""
+    down = _ChannelDown()
+    report = _deliver_lane(ctx, channel, records[:1], down)
+    lanes = _split_lanes(records[1:], channel.lanes)
+    if len(lanes) <= 1:
+        return report + _deliver_lane(ctx, channel, lanes[0] if lanes else [], down)
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="bp-notify-lane") as pool:
+        futures = [pool.submit(_deliver_lane, ctx, channel, lane, down) for lane in lanes]
+        for future in futures:
+            report = report + future.result()
+    return report
+
+
+def _split_lanes(records: list[OutboxRecord], lanes: int) -> list[list[OutboxRecord]]:
+    """Spread a channel's messages over ``lanes``, keeping each group on one lane in order."""
+    if lanes <= 1 or len(records) <= 1:
+        return [records] if records else []
+    split: list[list[OutboxRecord]] = [[] for _ in range(lanes)]
+    for record in records:
+        group = record.message.get("group") or record.idempotency_key
+        split[zlib.crc32(str(group).encode("utf-8")) % lanes].append(record)
+    return [lane for lane in split if lane]
+
+
+def _deliver_lane(
+    ctx: _Round, channel: Channel, records: Sequence[OutboxRecord], down: _ChannelDown
+) -> DeliveryReport:
     deadline = time.monotonic() + ctx.lease_s / 2
     report = DeliveryReport()
     sent: list[int] = []
     with HttpPoster(ctx.timeout_s) as poster:
         for index, record in enumerate(records):
+            if down.event.is_set():  # another lane found the channel unreachable
+                note = f"not tried: channel '{channel.name}' was unreachable"
+                retry_at = down.retry_at or ctx.clock.now()
+                report = report + _release(ctx, records[index:], retry_at, note)
+                break
             if time.monotonic() > deadline:  # finish well inside the lease
                 report = report + _release(ctx, records[index:], ctx.clock.now(), None)
                 break
@@ -178,10 +223,8 @@ def _deliver_to_channel(
             report = report + _mark_sent(ctx, sent) + _fail(ctx, record, *failure)
             sent = []
             if failure[2]:  # unreachable: the rest would wait for the same timeout
-                retry_at = report.failures[-1].retry_at or ctx.clock.now()
-                note = f"not tried: channel '{name}' was unreachable"
-                report = report + _release(ctx, records[index + 1 :], retry_at, note)
-                break
+                down.retry_at = report.failures[-1].retry_at
+                down.event.set()
     return report + _mark_sent(ctx, sent)
 
 
