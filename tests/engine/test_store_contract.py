@@ -255,3 +255,17 @@ def test_outbox_two_deliverers_claiming_at_once_never_share_a_message(store_url:
     assert len(claims[0]) + len(claims[1]) == total
     for s in stores:
         s.dispose()
+
+
+def test_outbox_a_message_queued_in_a_transaction_that_rolls_back_is_not_queued(store: RunStore):
+    from batchpilot.store.outbox import insert_notification
+
+    with pytest.raises(RuntimeError), store.engine.begin() as conn:
+        insert_notification(conn, channel="c", idempotency_key="k", message={}, now=OUTBOX_T0)
+        raise RuntimeError("the decision to alert failed to commit")
+    assert store.outbox_backlog() == 0
+    with store.engine.begin() as conn:
+        assert insert_notification(
+            conn, channel="c", idempotency_key="k", message={}, now=OUTBOX_T0
+        )
+    assert store.outbox_backlog() == 1

@@ -7,6 +7,7 @@ signature) and answers 400 with the reason when a payload is wrong.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import hashlib
@@ -218,6 +219,10 @@ class WebhookServer:
             problems = slack_problems(payload)
         elif path.startswith("/teams"):
             problems = teams_problems(payload)
+        elif path.startswith("/basic"):
+            expected = "Basic " + base64.b64encode(b"hooks:pa ss@word").decode()
+            if headers.get("Authorization") != expected:
+                problems = ["bad or missing basic auth"]
         elif path.startswith("/hook"):
             expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
             if headers.get("X-Batchpilot-Signature") != expected:

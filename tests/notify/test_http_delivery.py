@@ -267,3 +267,16 @@ def test_a_webhook_gets_messages_over_several_connections_but_each_group_in_orde
     assert len({r.headers.get("Idempotency-Key") for r in webhook_server.received}) == 24
     # the first message alone, then the groups over two of the four lanes
     assert len({r.peer for r in webhook_server.received}) == 3
+
+
+def test_a_webhook_url_with_a_login_sends_http_basic_auth_and_masks_the_password(
+    store: RunStore, clock: FakeClock, webhook_server: WebhookServer
+):
+    url = f"webhook+http://hooks:pa%20ss%40word@127.0.0.1:{webhook_server.port}/basic"
+    channel = parse_channel("basic", url)
+    assert channel.masked_url == f"webhook+http://hooks:***@127.0.0.1:{webhook_server.port}/basic"
+    enqueue(store, alert(), ["basic"], clock)
+    assert deliver_due(store, ChannelRegistry([channel]), clock).delivered == 1
+    (request,) = webhook_server.received
+    assert request.problems == [] and request.status == 200
+    assert channel.redact("said pa ss@word and pa%20ss%40word") == "said *** and ***"

@@ -18,7 +18,15 @@ import re
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import (
+    SplitResult,
+    parse_qsl,
+    quote,
+    unquote,
+    urlencode,
+    urlsplit,
+    urlunsplit,
+)
 
 from batchpilot.errors import ChannelConfigError
 
@@ -157,6 +165,7 @@ class WebhookChannel(HttpChannel):
     def secrets(self) -> list[str]:
         parts = urlsplit(self.target_url)
         found = {s for s in (self.secret, parts.password) if s}
+        found |= {unquote(s) for s in found}
         return sorted(found | {quote(s, safe="") for s in found})
 
 
@@ -260,7 +269,7 @@ def _parse_http(name: str, kind: str, target: str, origin: str) -> HttpChannel:
     return channel_class(name=name, origin=origin, ca_file=ca_file, target_url=cleaned)
 
 
-def _split(url: str, name: str, origin: str):  # type: ignore[no-untyped-def]
+def _split(url: str, name: str, origin: str) -> SplitResult:
     try:
         return urlsplit(url)
     except ValueError as exc:
@@ -269,7 +278,7 @@ def _split(url: str, name: str, origin: str):  # type: ignore[no-untyped-def]
         ) from None
 
 
-def _port(parts, name: str, origin: str) -> int | None:  # type: ignore[no-untyped-def]
+def _port(parts: SplitResult, name: str, origin: str) -> int | None:
     try:
         return parts.port
     except ValueError:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
 import http.client
 import socket
 import ssl
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from batchpilot.errors import DeliveryError
 from batchpilot.notify.channels import HttpChannel, WebhookChannel
@@ -151,6 +152,10 @@ def post_payload(
     }
     if isinstance(channel, WebhookChannel) and channel.secret:
         headers[SIGNATURE_HEADER] = signature(channel.secret, body)
+    parts = urlsplit(channel.target_url)
+    if parts.username is not None:  # https://user:pass@host/… is HTTP basic auth
+        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(login.encode("utf-8")).decode()
     try:
         status, answer = poster.post(channel.target_url, body, headers, ca_file=channel.ca_file)
     except (OSError, http.client.HTTPException) as exc:
