@@ -280,3 +280,22 @@ def test_a_webhook_url_with_a_login_sends_http_basic_auth_and_masks_the_password
     (request,) = webhook_server.received
     assert request.problems == [] and request.status == 200
     assert channel.redact("said pa ss@word and pa%20ss%40word") == "said *** and ***"
+
+
+@pytest.mark.postgres
+def test_on_a_postgresql_store_the_same_delivery_holds(
+    pg_url: str, clock: FakeClock, webhook_server: WebhookServer
+):
+    store = RunStore(pg_url)
+    try:
+        webhook_server.statuses["/hook/in"] = [502]
+        assert enqueue(store, alert(), ["slack", "hook"], clock) == ["slack", "hook"]
+        assert enqueue(store, alert(), ["slack", "hook"], clock) == []
+        first = deliver_due(store, registry_for(webhook_server), clock)
+        assert (first.delivered, first.retrying) == (1, 1)
+        clock.advance(3600)
+        assert deliver_due(store, registry_for(webhook_server), clock).delivered == 1
+        assert store.outbox_counts()[OutboxState.DELIVERED] == 2
+        assert [r.status for r in webhook_server.received if r.path == "/hook/in"] == [502, 200]
+    finally:
+        store.dispose()
