@@ -56,6 +56,12 @@ def test_a_message_needs_a_title_and_a_printable_key(title, key):
         Message(title=title, summary="", idempotency_key=key)
 
 
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "runs/r1", ""])
+def test_a_message_link_must_be_a_web_address(link):
+    with pytest.raises(InvalidMessage, match="link must be an http"):
+        Message(title="t", summary="", idempotency_key="k", link=link)
+
+
 def test_the_slack_message_has_a_header_the_summary_the_facts_and_a_link_button():
     payload = render_slack(SLOW)
     assert slack_problems(payload) == []

@@ -42,7 +42,8 @@ class Message:
     Messages of one ``group`` (an alert episode: the alert, its reminders, its
     recovery) reach a channel in the order they were queued. ``extra`` is sent
     as is to generic webhooks (ids a receiving system may want).
-    Raises :class:`InvalidMessage` when the title or the key is empty.
+    Raises :class:`InvalidMessage` when the title or the key is empty, the key
+    is not printable ASCII, or the link is not an http(s) URL.
     """
 
     title: str
@@ -63,6 +64,8 @@ class Message:
                 f"a notification needs an idempotency key of 1 to {MAX_KEY_LENGTH} printable "
                 f"ASCII characters (it is sent as a header), got {key[:60]!r}"
             )
+        if self.link is not None and not self.link.startswith(("http://", "https://")):
+            raise InvalidMessage(f"a notification's link must be an http(s) URL, got {self.link!r}")
         object.__setattr__(self, "severity", Severity(self.severity))
         object.__setattr__(self, "facts", tuple(self.facts))
 
