@@ -269,3 +269,15 @@ def test_outbox_a_message_queued_in_a_transaction_that_rolls_back_is_not_queued(
             conn, channel="c", idempotency_key="k", message={}, now=OUTBOX_T0
         )
     assert store.outbox_backlog() == 1
+
+
+def test_outbox_one_message_for_several_channels_is_queued_once_per_channel(store: RunStore):
+    queued = store.enqueue_notifications(
+        ["oncall", "data"], idempotency_key="k", message={"title": "a"}, now=OUTBOX_T0
+    )
+    assert queued == ["oncall", "data"]
+    again = store.enqueue_notifications(
+        ["data", "ops"], idempotency_key="k", message={"title": "a"}, now=OUTBOX_T0
+    )
+    assert again == ["ops"]
+    assert sorted(r.channel for r in store.list_notifications()) == ["data", "oncall", "ops"]

@@ -78,19 +78,15 @@ class DeliveryReport:
 def enqueue(
     store: OutboxStore, message: Message, channels: Iterable[str], clock: Clock
 ) -> list[str]:
-    """Queue ``message`` for each channel (names as routed; ``-`` and ``_`` alike);
-    returns the channels it was new for. The same key again is a no-op per channel."""
-    now = clock.now()
-    queued = []
-    for name in dict.fromkeys(channel_key(n) for n in channels):
-        if store.enqueue_notification(
-            channel=name,
-            idempotency_key=message.idempotency_key,
-            message=message.to_dict(),
-            now=now,
-        ):
-            queued.append(name)
-    return queued
+    """Queue ``message`` for each channel (names as routed; ``-`` and ``_`` alike) in
+    one transaction; returns the channels it was new for. The same key again is a
+    no-op per channel."""
+    return store.enqueue_notifications(
+        list(dict.fromkeys(channel_key(n) for n in channels)),
+        idempotency_key=message.idempotency_key,
+        message=message.to_dict(),
+        now=clock.now(),
+    )
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,29 @@ class OutboxStore:
                 conn, channel=channel, idempotency_key=idempotency_key, message=message, now=now
             )
 
+    def enqueue_notifications(
+        self,
+        channels: Sequence[str],
+        *,
+        idempotency_key: str,
+        message: Mapping[str, Any],
+        now: datetime,
+    ) -> list[str]:
+        """Queue one message for several channels in one transaction; returns the
+        channels it was new for."""
+        with self._begin() as conn:
+            return [
+                channel
+                for channel in channels
+                if insert_notification(
+                    conn,
+                    channel=channel,
+                    idempotency_key=idempotency_key,
+                    message=message,
+                    now=now,
+                )
+            ]
+
     def claim_notifications(
         self, *, owner: str, now: datetime, lease_s: float, limit: int = 100
     ) -> list[OutboxRecord]:
