@@ -299,3 +299,15 @@ def test_on_a_postgresql_store_the_same_delivery_holds(
         assert [r.status for r in webhook_server.received if r.path == "/hook/in"] == [502, 200]
     finally:
         store.dispose()
+
+
+def test_a_round_out_of_lease_time_gives_its_messages_back_unsent(
+    store: RunStore, clock: FakeClock, webhook_server: WebhookServer
+):
+    for i in range(3):
+        enqueue(store, alert(f"k{i}"), ["hook"], clock)
+    report = deliver_due(store, registry_for(webhook_server), clock, lease_s=0.0)
+    assert (report.claimed, report.delivered, report.released) == (3, 0, 3)
+    assert webhook_server.received == []
+    assert [r.attempts for r in store.list_notifications()] == [0, 0, 0]
+    assert deliver_due(store, registry_for(webhook_server), clock).delivered == 3
