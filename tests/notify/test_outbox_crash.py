@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -66,4 +67,59 @@ def test_a_send_cut_by_kill_9_is_delivered_after_the_lease_expires_with_the_same
     assert (record.state, record.attempts, record.lease_owner) == (OutboxState.DELIVERED, 1, None)
     keys = [r.headers["Idempotency-Key"] for r in webhook_server.wait_for_requests(2)]
     assert len(keys) == 2 and set(keys) == {alert().idempotency_key}
+    store.dispose()
+
+
+DRAINER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from batchpilot.notify import ChannelRegistry, SystemClock, deliver_due, parse_channel
+    from batchpilot.store import RunStore
+
+    store = RunStore(sys.argv[1])
+    channels = ChannelRegistry([parse_channel("hook", sys.argv[2])])
+    folder = Path(sys.argv[3])
+    (folder / f"ready-{os.getpid()}").touch()
+    while not (folder / "go").exists():  # both start draining together
+        time.sleep(0.01)
+    rounds = 0
+    while store.outbox_backlog():
+        rounds += deliver_due(store, channels, SystemClock(), limit=10).delivered > 0
+    (folder / f"rounds-{os.getpid()}").write_text(str(rounds))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_deliverer_processes_on_postgresql_send_each_message_once(
+    pg_url: str, webhook_server: WebhookServer, tmp_path: Path
+):
+    store = RunStore(pg_url)
+    clock = FakeClock(datetime.now(UTC))
+    for i in range(200):
+        enqueue(store, alert(f"k{i:03d}"), ["hook"], clock)
+    channel_url = f"webhook+{webhook_server.url('/pg')}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", DRAINER, pg_url, channel_url, str(tmp_path)], env=env
+        )
+        for _ in range(2)
+    ]
+    try:
+        while len(list(tmp_path.glob("ready-*"))) < 2 and all(p.poll() is None for p in processes):
+            time.sleep(0.01)
+        (tmp_path / "go").touch()
+        assert [p.wait(300) for p in processes] == [0, 0]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    keys = [r.headers["Idempotency-Key"] for r in webhook_server.received]
+    assert len(keys) == 200 and len(set(keys)) == 200
+    assert store.outbox_counts()[OutboxState.DELIVERED] == 200
+    rounds = [int(f.read_text()) for f in tmp_path.glob("rounds-*")]
+    assert len(rounds) == 2 and all(n > 0 for n in rounds), rounds  # both delivered some
     store.dispose()
