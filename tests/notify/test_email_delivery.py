@@ -127,3 +127,16 @@ def test_an_smtp_server_that_is_down_is_unreachable_not_dead(
     report = deliver_due(store, channels, clock, timeout_s=1.0)
     assert report.retrying == 1 and "could not be reached" in report.failures[0].error
     assert server.password not in report.failures[0].error
+
+
+def test_a_burst_of_alerts_is_sent_over_one_connection_and_one_login(
+    store: RunStore, clock: FakeClock, smtp_server: SmtpServer, certificate: tuple[Path, Path]
+):
+    channels = ChannelRegistry([parse_channel("mail", smtp_url(smtp_server, certificate[0]))])
+    for i in range(5):
+        enqueue(store, alert(f"k{i}"), ["mail"], clock)
+    report = deliver_due(store, channels, clock)
+    assert report.delivered == 5
+    assert len(smtp_server.logins) == 1
+    ids = [m["Message-ID"] for m in smtp_server.messages]
+    assert len(set(ids)) == 5

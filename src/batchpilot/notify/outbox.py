@@ -29,6 +29,7 @@ from batchpilot.notify.message import Message
 from batchpilot.notify.registry import ChannelRegistry, channel_key
 from batchpilot.notify.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from batchpilot.notify.send import send_message
+from batchpilot.notify.smtp_transport import SmtpSessions
 from batchpilot.store.outbox import OutboxRecord, OutboxStore
 
 log = logging.getLogger("batchpilot.notify")
@@ -171,6 +172,8 @@ def _deliver_to_channel(
     """The first message alone (so a channel that is down costs one attempt), then the
     rest over the channel's lanes."""
     down = _ChannelDown()
+    if channel.lanes <= 1:  # one lane: its first message is the probe
+        return _deliver_lane(ctx, channel, records, down)
     report = _deliver_lane(ctx, channel, records[:1], down)
     lanes = _split_lanes(records[1:], channel.lanes)
     if len(lanes) <= 1:
@@ -199,7 +202,7 @@ def _deliver_lane(
     deadline = time.monotonic() + ctx.lease_s / 2
     report = DeliveryReport()
     sent: list[int] = []
-    with HttpPoster(ctx.timeout_s) as poster:
+    with HttpPoster(ctx.timeout_s) as poster, SmtpSessions(ctx.timeout_s) as smtp:
         for index, record in enumerate(records):
             if down.event.is_set():  # another lane found the channel unreachable
                 note = f"not tried: channel '{channel.name}' was unreachable"
@@ -209,7 +212,7 @@ def _deliver_lane(
             if time.monotonic() > deadline:  # finish well inside the lease
                 report = report + _release(ctx, records[index:], ctx.clock.now(), None)
                 break
-            failure = _send_one(ctx, channel, record, poster)
+            failure = _send_one(ctx, channel, record, poster, smtp)
             if failure is None:
                 sent.append(record.outbox_id)
                 if len(sent) >= _MARK_EVERY:
@@ -225,12 +228,19 @@ def _deliver_lane(
 
 
 def _send_one(
-    ctx: _Round, channel: Channel, record: OutboxRecord, poster: HttpPoster
+    ctx: _Round, channel: Channel, record: OutboxRecord, poster: HttpPoster, smtp: SmtpSessions
 ) -> tuple[str, bool, bool] | None:
     """Send one message; None when sent, else (error, permanent, unreachable)."""
     try:
         message = Message.from_dict(record.message)
-        send_message(channel, message, now=ctx.clock.now(), poster=poster, timeout_s=ctx.timeout_s)
+        send_message(
+            channel,
+            message,
+            now=ctx.clock.now(),
+            poster=poster,
+            smtp=smtp,
+            timeout_s=ctx.timeout_s,
+        )
     except DeliveryError as exc:
         return channel.redact(str(exc)), exc.permanent, exc.unreachable
     except (BatchpilotError, KeyError, TypeError, ValueError) as exc:

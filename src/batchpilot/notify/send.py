@@ -18,7 +18,7 @@ from batchpilot.notify.clock import Clock, SystemClock
 from batchpilot.notify.http_transport import DEFAULT_TIMEOUT_S, HttpPoster, post_payload
 from batchpilot.notify.message import Fact, Message, Severity
 from batchpilot.notify.render import json_body, render_slack, render_teams, render_webhook
-from batchpilot.notify.smtp_transport import send_email
+from batchpilot.notify.smtp_transport import SmtpSessions, send_email
 
 
 def render_http_body(channel: HttpChannel, message: Message) -> bytes:
@@ -36,15 +36,17 @@ def send_message(
     *,
     now: datetime,
     poster: HttpPoster | None = None,
+    smtp: SmtpSessions | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Send ``message`` through ``channel`` once; raises :class:`DeliveryError`.
 
-    ``poster`` keeps HTTP connections open across calls (one per thread);
-    without it a connection is opened and closed for this message.
+    ``poster`` and ``smtp`` keep HTTP and SMTP connections open across calls
+    (one of each per thread); without them a connection is opened and closed
+    for this message.
     """
     if isinstance(channel, EmailChannel):
-        send_email(channel, message, now=now, timeout_s=timeout_s)
+        send_email(channel, message, now=now, timeout_s=timeout_s, sessions=smtp)
         return
     if not isinstance(channel, HttpChannel):
         raise DeliveryError(
