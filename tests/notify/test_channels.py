@@ -131,12 +131,14 @@ def test_masked_urls_keep_what_helps_find_the_channel():
         "slack+ftp://hooks.slack.com/services/T0ABCDEF12/B0GHIJKL34/x9Yz8WvU7tS6rQ5pO4nM3lK2",
         "webhook+https://ops.example.com/in?secret=k3y-SIGN&ca_file=/nope",
         "https://hooks.slack.com/services/T0ABCDEF12/B0GHIJKL34/x9Yz8WvU7tS6rQ5pO4nM3lK2",
+        "gopher://etl:hun@ter2/-pw@mail.example.com/x",
+        "smtp://etl:hunter2-pw@/?to=a@example.com",
     ],
 )
 def test_errors_about_a_url_never_show_its_secrets(url):
     with pytest.raises(ChannelConfigError) as caught:
         parse_channel("oncall", url)
-    for secret in SECRETS:
+    for secret in [*SECRETS, "ter2"]:  # "hun@ter2/-pw": a password with an unencoded @ and /
         assert secret not in str(caught.value)
 
 

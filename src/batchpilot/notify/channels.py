@@ -309,11 +309,18 @@ def _host_port(host: str, port: int) -> str:
 
 def _mask_unparsed(url: str) -> str:
     """Mask what may be secret in a URL that did not parse: the password, the path and
-    the query (a webhook path and ``secret`` are secrets)."""
+    the query (a webhook path and ``secret`` are secrets). A password is taken to
+    run to the last ``@`` before the query, so an unencoded ``@`` or ``/`` in it
+    does not leak a piece of it."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return MASK
-    netloc, slash, _tail = rest.partition("/")
-    netloc = re.sub(r"^([^:@/]*):[^@]*@", rf"\1:{MASK}@", netloc)
-    netloc = netloc.split("?", 1)[0]
-    return f"{scheme}://{netloc}/{MASK}" if slash or "?" in rest else f"{scheme}://{netloc}"
+    before_query, question, _query = rest.partition("?")
+    prefix = ""
+    if "@" in before_query:
+        userinfo, _, before_query = before_query.rpartition("@")
+        user = userinfo.split(":", 1)[0].split("/", 1)[0]
+        prefix = f"{user}:{MASK}@" if ":" in userinfo else f"{user}@"
+    netloc, slash, _path = before_query.partition("/")
+    tail = f"/{MASK}" if slash or question else ""
+    return f"{scheme}://{prefix}{netloc}{tail}"
