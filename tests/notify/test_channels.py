@@ -204,3 +204,9 @@ def test_redact_scrubs_every_channels_secrets_from_text():
     text = "failed: " + " ".join(SECRETS)
     scrubbed = registry.redact(text)
     assert all(secret not in scrubbed for secret in SECRETS)
+
+
+def test_a_login_in_a_chat_webhook_url_is_masked_too():
+    channel = parse_channel("t", "teams+https://bot:pw-Zq81xk@contoso.example.com/hook/abc")
+    assert channel.masked_url == "teams+https://contoso.example.com/***"
+    assert channel.redact("refused pw-Zq81xk") == "refused ***"

@@ -117,12 +117,15 @@ class HttpChannel(Channel):
     @property
     def masked_url(self) -> str:
         parts = urlsplit(self.target_url)
-        return f"{self.kind}+{parts.scheme}://{parts.netloc}/{MASK}"
+        host = parts.netloc.rpartition("@")[2]  # a login in a chat webhook URL is a secret too
+        return f"{self.kind}+{parts.scheme}://{host}/{MASK}"
 
     def secrets(self) -> list[str]:
         parts = urlsplit(self.target_url)
         found = {parts.path, parts.query} if parts.query else {parts.path}
         found |= {s for s in parts.path.split("/") if _SECRET_SEGMENT.fullmatch(s)}
+        if parts.password:
+            found.add(parts.password)
         found |= {unquote(s) for s in found}
         return sorted(s for s in found if len(s) > 1)
 
