@@ -123,15 +123,19 @@ def deliver_due(
 ) -> DeliveryReport:
     """Claim up to ``limit`` due messages and send them; returns what happened.
 
-    Up to ``parallel_channels`` channels are sent to at once. A channel's
-    first message goes alone; the rest go over the channel's lanes (four
-    connections for a webhook, one for chat and email), each message of one
-    ``group`` on the same lane, in order. Sent messages are
-    marked delivered; a failed one is due again after the policy's backoff,
-    or dead after a permanent error or ``policy.max_age``. When a channel
+    Up to ``parallel_channels`` channels are sent to at once. Chat and email
+    channels send on one connection, in order; a webhook sends its first
+    message alone, then the rest over four connections (lanes), the messages
+    of one ``group`` in order on one lane. Sent messages are marked
+    delivered; a failed one is due again after the policy's backoff, or dead
+    after a permanent error or ``policy.max_age``. When a channel
     cannot be reached, its other messages this round are given back unsent,
     due with the failed one. A message for a channel that is not (or no
     longer) defined is retried too, so defining it delivers it.
+
+    Raises :class:`~batchpilot.errors.StoreError` when the state store fails;
+    nothing is lost then: messages not settled come back when their lease
+    (``lease_s``) expires, and are sent again with the same idempotency key.
     """
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     claimed = store.claim_notifications(owner=owner, now=clock.now(), lease_s=lease_s, limit=limit)
