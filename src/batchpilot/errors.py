@@ -15,6 +15,11 @@
     │   └── RunStateError         the run is in a state that does not allow the action
     │       └── RunTakenOver      another process took over the run this one drove
     ├── ArtifactError             a dataset between steps is missing or unreadable
+    ├── NotifyError               notifications: a channel or a message is wrong, or a send failed
+    │   ├── ChannelConfigError    a channel URL is malformed, of an unknown kind or lacks a field
+    │   ├── UnknownChannel        no channel has that name
+    │   ├── InvalidMessage        a notification message lacks what every channel needs
+    │   └── DeliveryError         one send failed (``permanent`` when retrying cannot help)
     └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
@@ -185,10 +190,64 @@ class RunInterrupted(BatchpilotError):
         )
 
 
+class NotifyError(BatchpilotError):
+    """A notification channel or message is wrong, or a message could not be sent.
+
+    Messages never carry a password, a webhook secret or a secret webhook path.
+    """
+
+    def __init__(self, message: str, *, channel: str | None = None) -> None:
+        self.channel = channel
+        super().__init__(message)
+
+
+class ChannelConfigError(NotifyError):
+    """A channel URL is malformed, has an unknown scheme or lacks a field (``field``)."""
+
+    def __init__(
+        self, message: str, *, channel: str, field: str | None = None, origin: str | None = None
+    ) -> None:
+        self.field = field
+        self.origin = origin
+        where = f"channel '{channel}'" + (f" ({origin})" if origin else "")
+        if field:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {message}", channel=channel)
+
+
+class UnknownChannel(NotifyError):
+    """No channel has the given name."""
+
+
+class InvalidMessage(NotifyError):
+    """A notification message lacks what every channel needs (a title, a key)."""
+
+
+class DeliveryError(NotifyError):
+    """One attempt to send a message failed.
+
+    ``permanent`` is True when sending the same message again cannot succeed
+    (the server refused it: an HTTP 4xx, an SMTP 5xx); ``unreachable`` is True
+    when the channel could not be reached at all (refused, timed out), so the
+    deliverer stops trying that channel for the round.
+    """
+
+    def __init__(
+        self, message: str, *, channel: str, permanent: bool = False, unreachable: bool = False
+    ) -> None:
+        self.permanent = permanent
+        self.unreachable = unreachable
+        super().__init__(message, channel=channel)
+
+
 __all__ = [
     "ArtifactError",
     "BatchpilotError",
+    "ChannelConfigError",
     "ConnectionError",
+    "DeliveryError",
+    "InvalidMessage",
+    "NotifyError",
     "PermanentStepError",
     "RunInterrupted",
     "RunNotFound",
@@ -200,5 +259,6 @@ __all__ = [
     "StepError",
     "StoreError",
     "TemplateRenderError",
+    "UnknownChannel",
     "first_line",
 ]

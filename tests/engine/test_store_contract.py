@@ -398,3 +398,142 @@ def test_server_sessions_an_attempt_opened_are_kept_once_each(store: RunStore):
     ]
     assert sessions[0].backend_start == "2026-01-02 03:04:05.123456+00"
     assert store.server_sessions("no-such-run") == []
+# -- the notification outbox -----------------------------------------------------------------
+
+import threading  # noqa: E402
+
+from batchpilot.store.outbox import OutboxState  # noqa: E402
+
+OUTBOX_T0 = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
+
+
+def _seconds(s: float) -> datetime:
+    return OUTBOX_T0 + timedelta(seconds=s)
+
+
+def test_outbox_enqueue_is_idempotent_per_channel_and_key(store: RunStore):
+    assert store.enqueue_notification(
+        channel="oncall", idempotency_key="k1", message={"title": "a"}, now=OUTBOX_T0
+    )
+    assert not store.enqueue_notification(
+        channel="oncall", idempotency_key="k1", message={"title": "changed"}, now=_seconds(5)
+    )
+    assert store.enqueue_notification(
+        channel="data", idempotency_key="k1", message={"title": "a"}, now=OUTBOX_T0
+    )
+    record = store.get_notification("oncall", "k1")
+    assert record is not None and record.message == {"title": "a"}
+    assert record.created_at == OUTBOX_T0 and record.attempts == 0
+    assert store.outbox_backlog() == 2 and store.outbox_backlog(channel="oncall") == 1
+
+
+def test_outbox_a_claimed_message_is_held_until_its_lease_expires(store: RunStore):
+    store.enqueue_notification(channel="c", idempotency_key="k", message={}, now=OUTBOX_T0)
+    (claimed,) = store.claim_notifications(owner="a", now=OUTBOX_T0, lease_s=60)
+    assert claimed.lease_owner == "a" and claimed.lease_expires_at == _seconds(60)
+    assert store.claim_notifications(owner="b", now=_seconds(59), lease_s=60) == []
+    (again,) = store.claim_notifications(owner="b", now=_seconds(60), lease_s=60)
+    # the first owner's result no longer counts; the new owner settles it
+    assert store.mark_notifications_delivered([again.outbox_id], owner="a", now=_seconds(61)) == 0
+    assert store.mark_notifications_delivered([again.outbox_id], owner="b", now=_seconds(61)) == 1
+    record = store.get_notification("c", "k")
+    assert record is not None and record.state is OutboxState.DELIVERED
+    assert (record.attempts, record.delivered_at, record.lease_owner) == (1, _seconds(61), None)
+    assert store.claim_notifications(owner="c", now=_seconds(999), lease_s=60) == []
+
+
+def test_outbox_claims_only_due_messages_oldest_first_up_to_the_limit(store: RunStore):
+    for i in range(5):
+        store.enqueue_notification(
+            channel="c", idempotency_key=f"k{i}", message={}, now=_seconds(10 - i)
+        )
+    claimed = store.claim_notifications(owner="a", now=_seconds(8), lease_s=60, limit=2)
+    assert [r.idempotency_key for r in claimed] == ["k4", "k3"]
+    rest = store.claim_notifications(owner="b", now=_seconds(50), lease_s=60)
+    assert [r.idempotency_key for r in rest] == ["k2", "k1", "k0"]
+
+
+def test_outbox_a_failure_is_due_again_at_retry_at_then_dead_with_its_last_error(store: RunStore):
+    store.enqueue_notification(channel="c", idempotency_key="k", message={}, now=OUTBOX_T0)
+    (first,) = store.claim_notifications(owner="a", now=OUTBOX_T0, lease_s=60)
+    assert store.mark_notification_failed(
+        first.outbox_id, owner="a", error="HTTP 503", retry_at=_seconds(30)
+    )
+    assert store.claim_notifications(owner="b", now=_seconds(29), lease_s=60) == []
+    (second,) = store.claim_notifications(owner="b", now=_seconds(30), lease_s=60)
+    assert (second.attempts, second.last_error) == (1, "HTTP 503")
+    assert store.mark_notification_failed(
+        second.outbox_id, owner="b", error="HTTP 404", retry_at=None
+    )
+    record = store.get_notification("c", "k")
+    assert record is not None
+    assert (record.state, record.attempts, record.last_error) == (OutboxState.DEAD, 2, "HTTP 404")
+    assert store.outbox_backlog() == 0
+    assert store.outbox_counts() == {
+        OutboxState.PENDING: 0,
+        OutboxState.DELIVERED: 0,
+        OutboxState.DEAD: 1,
+    }
+    assert store.claim_notifications(owner="c", now=_seconds(10**6), lease_s=60) == []
+
+
+def test_outbox_released_messages_come_back_without_counting_an_attempt(store: RunStore):
+    for key in ("k1", "k2"):
+        store.enqueue_notification(channel="c", idempotency_key=key, message={}, now=OUTBOX_T0)
+    claimed = store.claim_notifications(owner="a", now=OUTBOX_T0, lease_s=60)
+    ids = [r.outbox_id for r in claimed]
+    assert store.release_notifications(ids, owner="a", retry_at=_seconds(45), note="down") == 2
+    again = store.claim_notifications(owner="b", now=_seconds(45), lease_s=60)
+    assert [(r.attempts, r.last_error) for r in again] == [(0, "down"), (0, "down")]
+
+
+def test_outbox_two_deliverers_claiming_at_once_never_share_a_message(store_url: str):
+    stores = [RunStore(store_url) for _ in range(2)]
+    total = 300
+    for i in range(total):
+        stores[0].enqueue_notification(
+            channel="c", idempotency_key=f"k{i}", message={}, now=OUTBOX_T0
+        )
+    claims: list[list[int]] = [[], []]
+
+    def drain(index: int) -> None:
+        while batch := stores[index].claim_notifications(
+            owner=f"w{index}", now=OUTBOX_T0, lease_s=600, limit=7
+        ):
+            claims[index].extend(r.outbox_id for r in batch)
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not set(claims[0]) & set(claims[1])
+    assert len(claims[0]) + len(claims[1]) == total
+    for s in stores:
+        s.dispose()
+
+
+def test_outbox_a_message_queued_in_a_transaction_that_rolls_back_is_not_queued(store: RunStore):
+    from batchpilot.store.outbox import insert_notification
+
+    with pytest.raises(RuntimeError), store.engine.begin() as conn:
+        insert_notification(conn, channel="c", idempotency_key="k", message={}, now=OUTBOX_T0)
+        raise RuntimeError("the decision to alert failed to commit")
+    assert store.outbox_backlog() == 0
+    with store.engine.begin() as conn:
+        assert insert_notification(
+            conn, channel="c", idempotency_key="k", message={}, now=OUTBOX_T0
+        )
+    assert store.outbox_backlog() == 1
+
+
+def test_outbox_one_message_for_several_channels_is_queued_once_per_channel(store: RunStore):
+    queued = store.enqueue_notifications(
+        ["oncall", "data"], idempotency_key="k", message={"title": "a"}, now=OUTBOX_T0
+    )
+    assert queued == ["oncall", "data"]
+    again = store.enqueue_notifications(
+        ["data", "ops"], idempotency_key="k", message={"title": "a"}, now=OUTBOX_T0
+    )
+    assert again == ["ops"]
+    assert sorted(r.channel for r in store.list_notifications()) == ["data", "oncall", "ops"]

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from batchpilot.errors import RunNotFound, StoreError, first_line
 from batchpilot.states import RunStatus, RunTrigger, TaskState
 from batchpilot.store.migrate import migrate
+from batchpilot.store.outbox import OutboxStore
 from batchpilot.store.records import (
     AttemptRecord,
     CallbackRecord,
@@ -63,7 +64,7 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-class RunStore(ServerSessionLedger):
+class RunStore(ServerSessionLedger, OutboxStore):
     """Runs, task instances and attempts in a SQL database (SQLAlchemy Core)."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
