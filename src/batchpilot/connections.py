@@ -5,16 +5,17 @@ Passwords never leave this module unmasked except to the driver itself.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
 from batchpilot.errors import ConnectionError
+from batchpilot.url_secrets import MASK, mask_url, parse_url, secret_forms
+
+__all__ = ["CONNECTIONS_FILE", "ENV_PREFIX", "Connection", "ConnectionRegistry", "mask_url"]
 
 ENV_PREFIX = "BATCHPILOT_CONN_"
 CONNECTIONS_FILE = "connections.yaml"
@@ -22,7 +23,11 @@ CONNECTIONS_FILE = "connections.yaml"
 
 @dataclass(frozen=True)
 class Connection:
-    """A named database URL (SQLAlchemy or libpq ``postgres://`` form)."""
+    """A named database URL (SQLAlchemy or libpq ``postgres://`` form).
+
+    The password may sit in the user information (percent-encoded or not) or in
+    the query string (``?password=…``); see :mod:`batchpilot.url_secrets`.
+    """
 
     name: str
     url: str
@@ -31,13 +36,18 @@ class Connection:
     @property
     def _parsed(self) -> URL:
         try:
-            return make_url(self.url)
-        except ArgumentError:
+            return parse_url(self.url)
+        except ValueError as exc:
             raise ConnectionError(
                 f"connection '{self.name}' ({self.origin}) is not a valid database URL: "
-                f"{mask_url(self.url)}",
+                f"{exc} (got {self.masked_url})",
                 name=self.name,
             ) from None
+
+    def check(self) -> None:
+        """Raise :class:`ConnectionError` (naming the connection, its password masked)
+        if the URL cannot be read; connects to nothing."""
+        self._parsed  # noqa: B018 - parsing is the check
 
     @property
     def dialect(self) -> str:
@@ -67,24 +77,14 @@ class Connection:
 
     @property
     def masked_url(self) -> str:
-        """The URL with its password replaced by ``***``."""
+        """The URL with every secret (password, ``?password=``, ``sslpassword``, tokens…)
+        replaced by ``***``; never raises."""
         return mask_url(self.url)
 
     @property
-    def password(self) -> str | None:
-        """The URL's password, if any (to redact it from messages)."""
-        try:
-            return make_url(self.url).password
-        except ArgumentError:
-            return None
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    def secrets(self) -> set[str]:
+        """Every form in which this URL's secrets may appear in a message (to redact them)."""
+        return secret_forms(self.url)
 
 
 class ConnectionRegistry:
@@ -92,6 +92,7 @@ class ConnectionRegistry:
 
     def __init__(self, connections: Iterable[Connection] = ()) -> None:
         self._by_name = {c.name.lower(): c for c in connections}
+        self._secrets: list[str] | None = None
 
     def get(self, name: str) -> Connection:
         """Return the connection; raises :class:`ConnectionError` listing the known names."""
@@ -118,13 +119,20 @@ class ConnectionRegistry:
         return ConnectionRegistry(merged.values())
 
     def secrets(self) -> list[str]:
-        """Every password known, so messages can be scrubbed of them."""
-        return [p for c in self._by_name.values() if (p := c.password)]
+        """Every secret known, in every form it may take, longest first, so that
+        messages can be scrubbed of them."""
+        if self._secrets is None:
+            found: set[str] = set()
+            for connection in self._by_name.values():
+                found |= connection.secrets
+            self._secrets = sorted(found, key=lambda s: (-len(s), s))
+        return self._secrets
 
     def redact(self, text: str) -> str:
-        """Replace every known password in ``text`` by ``***``."""
+        """Replace every known secret in ``text`` by ``***``."""
         for secret in self.secrets():
-            text = text.replace(secret, "***")
+            if secret in text:
+                text = text.replace(secret, MASK)
         return text
 
     @classmethod
@@ -149,7 +157,11 @@ def _read_connections_file(path: Path) -> list[Connection]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConnectionError(f"{path}: invalid YAML: {exc}") from None
+        # the parser's message quotes the offending line, which may hold a password
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise ConnectionError(f"{path}: invalid YAML{where}: {problem}") from None
     if isinstance(data, dict) and "connections" in data:
         data = data["connections"]
     if not isinstance(data, dict):

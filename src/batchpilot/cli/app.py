@@ -24,7 +24,7 @@ from batchpilot import __version__
 from batchpilot.cli import airflow_cli
 from batchpilot.cli.progress import LineProgress, LiveProgress
 from batchpilot.cli.render import render_run, render_runs
-from batchpilot.connections import ConnectionRegistry
+from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.control import cancel_run, compensate_run, reap_runs
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.preflight import check_pipeline, with_pipeline_connections
@@ -503,11 +503,22 @@ def connections_list(output: OutputOption = OutputFormat.text) -> None:
     items = [{"name": c.name, "url": c.masked_url, "source": c.origin} for c in registry]
     if output is OutputFormat.json:
         _print_json(items)
-        return
-    table = Table("name", "url", "defined in")
-    for item in items:
-        table.add_row(item["name"], item["url"], item["source"])
-    out.print(table)
+    else:
+        table = Table("name", "url", "defined in")
+        for item in items:
+            table.add_row(item["name"], item["url"], item["source"])
+        out.print(table)
+    invalid = [str(exc) for c in registry if (exc := _connection_problem(c))]
+    if invalid:
+        _fail("\n".join(invalid))
+
+
+def _connection_problem(connection: Connection) -> ConnectionError | None:
+    try:
+        connection.check()
+    except ConnectionError as exc:
+        return exc
+    return None
 
 
 @connections_app.command("test")

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from batchpilot.artifacts import ArtifactStore
 from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.transactions import plan_groups
-from batchpilot.errors import SpecError, SpecErrors
+from batchpilot.errors import ConnectionError, SpecError, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
 from batchpilot.spec.templating import TemplateRenderError, render_config
@@ -296,4 +296,17 @@ def _check_connections(
                     line=node.line,
                 )
             )
+        elif isinstance(name, str):
+            try:
+                connections.get(name).check()
+            except ConnectionError as exc:
+                errors.append(
+                    SpecError(
+                        str(exc),
+                        path=path,
+                        node_id=node.id,
+                        field=f"{prefix}.{field}",
+                        line=node.line,
+                    )
+                )
     return errors
