@@ -204,7 +204,7 @@ def _mask(text: str) -> _Masking:
 def _mask_query(query: str) -> _Masking:
     masking = _Masking("")
     pieces = []
-    for piece in re.split(r"([&;])", query):
+    for piece in re.split(r"(&)", query):  # as parse_qsl (and so SQLAlchemy) splits it
         key, equals, value = piece.partition("=")
         if equals and value and is_secret_key(unquote_plus(key)):
             masking.hidden.append(value)
