@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
+from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
 
 from batchpilot.errors import ConnectionError
 from batchpilot.url_secrets import MASK, mask_url, parse_url, secret_forms
@@ -45,9 +48,19 @@ class Connection:
             ) from None
 
     def check(self) -> None:
-        """Raise :class:`ConnectionError` (naming the connection, its password masked)
-        if the URL cannot be read; connects to nothing."""
-        self._parsed  # noqa: B018 - parsing is the check
+        """Raise :class:`ConnectionError` (naming the connection, its secrets masked) if
+        the URL cannot be read or SQLAlchemy cannot build an engine from it (an unknown
+        dialect, a driver that is not installed, a query argument of the wrong type).
+        Connects to nothing."""
+        problem = _engine_problem(self.sqlalchemy_url())
+        if problem is not None:
+            for secret in sorted(self.secrets, key=len, reverse=True):
+                problem = problem.replace(secret, MASK)
+            raise ConnectionError(
+                f"connection '{self.name}' ({self.origin}) cannot be used: {problem} "
+                f"(got {self.masked_url})",
+                name=self.name,
+            )
 
     @property
     def dialect(self) -> str:
@@ -85,6 +98,18 @@ class Connection:
     def secrets(self) -> set[str]:
         """Every form in which this URL's secrets may appear in a message (to redact them)."""
         return secret_forms(self.url)
+
+
+@lru_cache(maxsize=64)
+def _engine_problem(url: URL) -> str | None:
+    """Why SQLAlchemy cannot make an engine of ``url`` (it connects lazily, so this
+    imports the driver and reads the arguments but opens nothing), or None."""
+    try:
+        create_engine(url, poolclass=NullPool).dispose()
+    except Exception as exc:  # any failure here is a problem of the URL
+        lines = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return None
 
 
 class ConnectionRegistry:

@@ -530,6 +530,7 @@ def connections_test(name: Annotated[str, typer.Argument(help="connection name")
     registry = _settings().connections
     try:
         conn = registry.get(name)
+        conn.check()
         engine = create_engine(conn.sqlalchemy_url())
     except ConnectionError as exc:
         _fail(str(exc))
