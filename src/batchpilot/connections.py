@@ -80,19 +80,43 @@ class Connection:
         return url
 
     def libpq_dsn(self) -> str:
-        """A libpq connection string for psycopg (PostgreSQL only)."""
+        """A libpq ``key=value`` connection string for psycopg (PostgreSQL only).
+
+        Built from the decoded parts, each quoted as libpq wants: a URL rendered back
+        would leave a space of the password unencoded, which libpq refuses.
+        """
+        from psycopg.conninfo import make_conninfo
+
         if not self.is_postgres:
             raise ConnectionError(
                 f"connection '{self.name}' is {self.dialect}, not PostgreSQL", name=self.name
             )
-        url = self._parsed.set(drivername="postgresql")
-        return url.render_as_string(hide_password=False)
+        url = self._parsed
+        parts: dict[str, object] = {
+            "host": url.host,
+            "port": url.port,
+            "dbname": url.database,
+            "user": url.username,
+            "password": url.password,
+        }
+        params = {key: str(value) for key, value in parts.items() if value not in (None, "")}
+        for key, value in url.query.items():  # ?host=/socket&port=… win, as in libpq
+            params[key] = ",".join(value) if isinstance(value, tuple) else value
+        return make_conninfo(**params)
 
     @property
     def masked_url(self) -> str:
         """The URL with every secret (password, ``?password=``, ``sslpassword``, tokens…)
         replaced by ``***``; never raises."""
         return mask_url(self.url)
+
+    @property
+    def password(self) -> str | None:
+        """The password SQLAlchemy will use (decoded), or None; never raises."""
+        try:
+            return self._parsed.password  # type: ignore[return-value]
+        except ConnectionError:
+            return None
 
     @property
     def secrets(self) -> set[str]:

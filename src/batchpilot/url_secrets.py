@@ -142,6 +142,7 @@ def secret_forms(text: str) -> set[str]:
         forms |= {secret} | decoded
         for value in decoded:
             forms |= {quote(value, safe=" +"), quote(value, safe=""), quote_plus(value)}
+            forms.add(value.replace("\\", "\\\\").replace("'", "\\'"))  # libpq-quoted
     return {form for form in forms if form}
 
 

@@ -20,11 +20,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from batchpilot.connections import Connection
 from tests.cli_runner import Cli
 
 #: a role that must give its password, added to the test server for this module
 PASSWORD_ROLE = "bp_secret_role"
-PASSWORD_ROLE_PASSWORD = "Right@pw/x:y+z"
+PASSWORD_ROLE_PASSWORD = "Right@pw/x:y+z 'q"
 
 PIPELINE = """
 name: secrets_probe
@@ -286,8 +287,8 @@ def test_a_secret_never_appears_in_output_store_logs_or_artifacts(
 @pytest.mark.parametrize(
     "credentials",
     [
-        f"{PASSWORD_ROLE}:Right@pw/x:y+z@",
-        f"{PASSWORD_ROLE}:Right%40pw%2Fx%3Ay%2Bz@",
+        f"{PASSWORD_ROLE}:Right@pw/x:y+z 'q@",
+        f"{PASSWORD_ROLE}:Right%40pw%2Fx%3Ay%2Bz%20%27q@",
         f"{PASSWORD_ROLE}@",
     ],
     ids=["unencoded", "percent_encoded", "in_the_query"],
@@ -298,8 +299,10 @@ def test_a_password_with_special_characters_reaches_the_server_as_written(
     parts = _server_parts(pg_dsn)
     url = f"postgresql://{credentials}/{parts['db']}?host={parts['sock']}&port={parts['port']}"
     if "Right" not in credentials:
-        url += "&password=Right%40pw%2Fx%3Ay%2Bz"
+        url += "&password=Right%40pw%2Fx%3Ay%2Bz%20%27q"
     cli_in_process.env["BATCHPILOT_CONN_DWH"] = url
-    result = cli_in_process("connections", "test", "dwh")
+    result = cli_in_process("connections", "test", "dwh")  # through SQLAlchemy
     assert result.code == 0, result.stderr
     assert "Right" not in result.stdout
+    with psycopg.connect(Connection("dwh", url).libpq_dsn()) as conn:  # as load.postgres does
+        assert conn.execute("SELECT current_user").fetchone() == (PASSWORD_ROLE,)
