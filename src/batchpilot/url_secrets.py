@@ -180,6 +180,7 @@ def parse_url(url: str) -> URL:
 
 
 def _mask(text: str) -> _Masking:
+    text = text.strip()  # as parse_url reads it
     split = SplitUrl.of(text)
     if split is None:
         if is_keyword_dsn(text):
