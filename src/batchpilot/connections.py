@@ -5,6 +5,7 @@ Passwords never leave this module unmasked except to the driver itself.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -129,7 +130,9 @@ def _engine_problem(url: URL) -> str | None:
     """Why SQLAlchemy cannot make an engine of ``url`` (it connects lazily, so this
     imports the driver and reads the arguments but opens nothing), or None."""
     try:
-        create_engine(url, poolclass=NullPool).dispose()
+        with warnings.catch_warnings():  # e.g. ignored query arguments: said when it runs
+            warnings.simplefilter("ignore")
+            create_engine(url, poolclass=NullPool).dispose()
     except Exception as exc:  # any failure here is a problem of the URL
         lines = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
