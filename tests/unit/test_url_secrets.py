@@ -119,3 +119,12 @@ def test_an_airflow_url_holding_a_password_is_refused_masked():
     assert "http://admin:***@airflow:8080" in str(caught.value)
     plain = AirflowSettings.from_env({"BATCHPILOT_AIRFLOW_URL": "http://airflow:8080/"})
     assert plain.url == "http://airflow:8080"
+
+
+def test_an_unreadable_connections_file_is_named_without_quoting_its_lines(tmp_path):
+    (tmp_path / "connections.yaml").write_text("dwh: postgresql://etl:hunter2@db/dwh\n  bad: [\n")
+    with pytest.raises(ConnectionError) as caught:
+        ConnectionRegistry.from_sources({}, tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'connections.yaml'}: invalid YAML at line 2")
+    assert "hunter2" not in message
