@@ -50,3 +50,21 @@ def test_testing_an_unknown_connection_names_the_known_ones(cli: Cli):
     result = cli("connections", "test", "warehouse")
     assert result.code == 2
     assert "unknown connection 'warehouse' (known: dwh)" in result.stderr
+
+
+def test_a_malformed_connection_is_listed_masked_and_refused_by_name(cli: Cli):
+    cli.env["BATCHPILOT_CONN_WAREHOUSE"] = "postgresql://etl:hunter2@db:notaport/dwh"
+    cli.env["BATCHPILOT_CONN_LOCAL"] = "sqlite:////tmp/x.db"
+    result = cli("connections", "list", "-o", "json")
+    assert result.code == 2
+    assert {c["name"]: c["url"] for c in result.json()} == {
+        "local": "sqlite:////tmp/x.db",
+        "warehouse": "postgresql://etl:***@db:notaport/dwh",
+    }
+    assert result.stderr == (
+        "error: connection 'warehouse' ($BATCHPILOT_CONN_WAREHOUSE) is not a valid database "
+        "URL: the port 'notaport' is not a number (got postgresql://etl:***@db:notaport/dwh)\n"
+    )
+    tested = cli("connections", "test", "warehouse")
+    assert (tested.code, tested.stderr) == (2, result.stderr)
+    assert "hunter2" not in result.stdout + tested.stdout + tested.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from batchpilot.airflow.errors import AirflowConfigError
 from batchpilot.connections import ConnectionRegistry
+from batchpilot.url_secrets import SplitUrl, mask_url
 
 ENV_URL = "BATCHPILOT_AIRFLOW_URL"
 ENV_USERNAME = "BATCHPILOT_AIRFLOW_USERNAME"
@@ -40,7 +41,8 @@ class AirflowSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AirflowSettings:
-        """Read the ``BATCHPILOT_AIRFLOW_*`` variables; raises :class:`AirflowConfigError`."""
+        """Read the ``BATCHPILOT_AIRFLOW_*`` variables; raises :class:`AirflowConfigError`
+        (also for a URL holding a password or token, shown masked)."""
         env = os.environ if environ is None else environ
         timeout_text = env.get(ENV_PARSE_TIMEOUT)
         try:
@@ -50,8 +52,15 @@ class AirflowSettings:
                 f"{ENV_PARSE_TIMEOUT} must be a number of seconds, got {timeout_text!r}"
             ) from None
         folder = env.get(ENV_DAGS_FOLDER)
+        url = (env.get(ENV_URL) or "").rstrip("/") or None
+        if url and SplitUrl.of(url) is not None and mask_url(url) != url:
+            # the client names its URL in messages; a secret must not ride along
+            raise AirflowConfigError(
+                f"{ENV_URL} must not hold a password or token (got {mask_url(url)}); "
+                f"set {ENV_USERNAME} and {ENV_PASSWORD} instead"
+            )
         return cls(
-            url=(env.get(ENV_URL) or "").rstrip("/") or None,
+            url=url,
             username=env.get(ENV_USERNAME) or None,
             password=env.get(ENV_PASSWORD) or None,
             dags_folder=Path(folder).expanduser() if folder else None,

@@ -35,6 +35,7 @@ from batchpilot.cli.output import (
 )
 from batchpilot.cli.progress import LineProgress, LiveProgress
 from batchpilot.cli.render import render_runs
+from batchpilot.connections import Connection
 from batchpilot.discovery import discover_pipeline_files
 from batchpilot.engine import (
     RunListener,
@@ -44,6 +45,7 @@ from batchpilot.engine import (
     check_pipeline_file,
     run_summary,
 )
+from batchpilot.errors import ConnectionError
 from batchpilot.executors import default_executors
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
@@ -346,11 +348,22 @@ def connections_list(output: OutputOption = OutputFormat.text) -> None:
     items = [{"name": c.name, "url": c.masked_url, "source": c.origin} for c in registry]
     if output is OutputFormat.json:
         print_json(items)
-        return
-    table = Table("name", "url", "defined in")
-    for item in items:
-        table.add_row(item["name"], item["url"], item["source"])
-    out.print(table)
+    else:
+        table = Table("name", "url", "defined in")
+        for item in items:
+            table.add_row(item["name"], item["url"], item["source"])
+        out.print(table)
+    invalid = [str(exc) for c in registry if (exc := _connection_problem(c))]
+    if invalid:
+        fail("\n".join(invalid))
+
+
+def _connection_problem(connection: Connection) -> ConnectionError | None:
+    try:
+        connection.check()
+    except ConnectionError as exc:
+        return exc
+    return None
 
 
 @connections_app.command("test")

@@ -71,6 +71,7 @@ def check_connection(name: str, *, settings: Settings) -> ConnectionCheck:
     """
     registry = settings.connections
     connection = registry.get(name)
+    connection.check()
     url = connection.sqlalchemy_url()
     try:
         engine = create_engine(url)

@@ -11,7 +11,7 @@ from typing import Any
 from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.building import action_node, build_step, template_context
 from batchpilot.engine.group_plan import joinable_types, member_connection, plan_groups
-from batchpilot.errors import SpecError, SpecErrors
+from batchpilot.errors import ConnectionError, SpecError, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
 from batchpilot.spec.params import preview_params, resolve_params
@@ -196,4 +196,17 @@ def _check_connections(
                     line=node.line,
                 )
             )
+        elif isinstance(name, str):
+            try:
+                connections.get(name).check()
+            except ConnectionError as exc:
+                errors.append(
+                    SpecError(
+                        str(exc),
+                        path=path,
+                        node_id=node.id,
+                        field=f"{prefix}.{field}",
+                        line=node.line,
+                    )
+                )
     return errors

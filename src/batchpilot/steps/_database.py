@@ -140,6 +140,8 @@ class LoadConfig(StepConfig):
     mode: Literal["append", "replace", "upsert"] = "append"
     key: list[str] = Field(default_factory=list)
     create: bool = True
+    #: ``mode: replace`` with an input of zero rows empties the table only when true
+    allow_empty: bool = False
 
     @field_validator("table")
     @classmethod
@@ -159,6 +161,17 @@ class LoadConfig(StepConfig):
     def table_name(self) -> TableName:
         """The target table, split into schema and name."""
         return TableName.parse(self.table)
+
+
+def refuse_empty_replace(config: LoadConfig, rows: int, task_id: str) -> None:
+    """Raise :class:`PermanentStepError` if a ``replace`` would leave the table empty
+    (``rows`` is 0) and the load does not say ``allow_empty: true``."""
+    if config.mode == "replace" and rows == 0 and not config.allow_empty:
+        raise PermanentStepError(
+            f"task {task_id}: the input has 0 rows, so mode 'replace' would empty table "
+            f"{config.table}; it was left as it was. Set 'allow_empty: true' on this load "
+            "if an empty table is what you want"
+        )
 
 
 def check_load_columns(

@@ -23,6 +23,7 @@ from batchpilot.steps._database import (
     check_load_columns,
     connection_failure,
     driver_message,
+    refuse_empty_replace,
 )
 from batchpilot.steps._pg_binary import BadValue, encoded_batches, wire_schema
 from batchpilot.steps._pg_copy import csv_chunks, in_background, postgres_type
@@ -103,6 +104,7 @@ def load(ctx: StepContext, config: LoadConfig) -> StepResult:
             else:
                 chunks = encoded_batches(batches, wire, target_types)
             rows = _copy(ctx, pg, copy_into, column_list, copy_format, chunks)
+            refuse_empty_replace(config, rows, ctx.task_id)  # rolls the TRUNCATE back
             metadata["copy_seconds"] = round(time.monotonic() - copy_started, 3)
             if config.mode == "upsert":
                 merge_started = time.monotonic()

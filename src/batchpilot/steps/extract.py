@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from batchpilot.errors import PermanentStepError, StepError
 from batchpilot.spec.templating import SQL_FOR_SQLALCHEMY, BindParams
+from batchpilot.steps._csv_encoding import check_encoding, invalid_bytes_reason, pyarrow_encoding
 from batchpilot.steps._database import (
     CHUNK_ROWS,
     driver_message,
@@ -84,7 +85,7 @@ def _require_file(path: str, what: str) -> Path:
 class CsvConfig(StepConfig):
     path: str
     delimiter: str = ","
-    encoding: str = "utf8"
+    encoding: str = "utf-8"
     header: bool = True
     null_values: list[str] | None = None
     columns: list[str] | None = None
@@ -106,6 +107,11 @@ class CsvConfig(StepConfig):
             parse_arrow_type(type_name)
         return value
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        return check_encoding(value)
+
 
 class CsvExtract(Step[CsvConfig]):
     """Streams a CSV file into the output with pyarrow's parser, in bounded memory.
@@ -116,7 +122,10 @@ class CsvExtract(Step[CsvConfig]):
     them from the first block. As in PostgreSQL's CSV format, an unquoted empty
     field is NULL and a quoted one (``""``) an empty string; ``null_values``
     replaces the list of unquoted values read as NULL (default ``[""]``).
-    Raises :class:`StepError` if the file is missing or a row cannot be parsed.
+    ``encoding`` (default UTF-8; a byte-order mark is skipped) names the file's
+    text encoding: ``latin-1``, ``cp1252``, ``utf-16``, ``utf-8-sig``…
+    Raises :class:`StepError` if the file is missing or a row cannot be parsed,
+    and :class:`PermanentStepError` naming the line if bytes do not decode.
     """
 
     compensable = False
@@ -128,7 +137,7 @@ class CsvExtract(Step[CsvConfig]):
         config = self.config
         path = _require_file(config.path, "CSV")
         read_options = pacsv.ReadOptions(
-            encoding=config.encoding,
+            encoding=pyarrow_encoding(config.encoding),
             block_size=CSV_BLOCK_BYTES,
             autogenerate_column_names=not config.header and not config.columns,
             column_names=config.columns if not config.header and config.columns else None,
@@ -156,7 +165,12 @@ class CsvExtract(Step[CsvConfig]):
             )
         except (pa.ArrowInvalid, pa.ArrowKeyError, OSError, UnicodeDecodeError, LookupError) as exc:
             source.close()
-            raise StepError(_csv_reason(path, exc)) from exc
+            raise _csv_error(path, config, exc) from exc
+        try:
+            _check_decoded(reader.schema, path, config)
+        except PermanentStepError:
+            source.close()
+            raise
 
         def batches() -> Iterator[pa.RecordBatch]:
             rows = 0
@@ -167,7 +181,7 @@ class CsvExtract(Step[CsvConfig]):
                 except StopIteration:
                     return
                 except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-                    raise StepError(_csv_reason(path, exc, rows)) from exc
+                    raise _csv_error(path, config, exc, rows) from exc
                 rows += batch.num_rows
                 ctx.report_rows(rows)
                 yield batch
@@ -177,16 +191,31 @@ class CsvExtract(Step[CsvConfig]):
         return StepResult(output=ref, rows_out=ref.rows, metadata={"path": str(path)})
 
 
-def _csv_reason(path: Path, exc: BaseException, rows_read: int | None = None) -> str:
+def _check_decoded(schema: pa.Schema, path: Path, config: CsvConfig) -> None:
+    """Raise :class:`PermanentStepError` if a column name, or a column of the first block
+    (which pyarrow then types as binary unless ``column_types`` asks for it), did not decode."""
+    try:
+        names = schema.names
+    except UnicodeDecodeError:
+        raise PermanentStepError(invalid_bytes_reason(path, config.encoding)) from None
+    for name, arrow_type in zip(names, schema.types, strict=True):
+        if pa.types.is_binary(arrow_type) and name not in config.column_types:
+            raise PermanentStepError(invalid_bytes_reason(path, config.encoding, name))
+
+
+def _csv_error(
+    path: Path, config: CsvConfig, exc: BaseException, rows_read: int | None = None
+) -> StepError:
     message = first_line(str(exc), limit=300) or type(exc).__name__
+    if isinstance(exc, UnicodeDecodeError) or "invalid utf8" in message.lower():
+        # bad bytes stay bad: a retry cannot help
+        return PermanentStepError(invalid_bytes_reason(path, config.encoding))
     hint = ""
     if "conversion error" in message.lower():
         hint = " (types are inferred from the first rows; set column_types for this column" + (
             f", {rows_read} rows were read before it)" if rows_read else ")"
         )
-    elif "utf8" in message.lower() or isinstance(exc, UnicodeDecodeError):
-        hint = " (set 'encoding', e.g. latin1 or cp1252)"
-    return f"cannot read CSV {path}: {message}{hint}"
+    return StepError(f"cannot read CSV {path}: {message}{hint}")
 
 
 class ExcelConfig(StepConfig):

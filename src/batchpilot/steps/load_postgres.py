@@ -20,6 +20,8 @@ class PostgresLoad(Step[PostgresLoadConfig]):
 
     - ``append`` COPYs the rows in;
     - ``replace`` empties the table (TRUNCATE) then COPYs, in the same transaction;
+      an input of zero rows fails (permanent, the table untouched) unless
+      ``allow_empty: true``;
     - ``upsert`` COPYs into a temporary table, then inserts new ``key``\\ s and
       updates the rows whose values changed (identical rows are not rewritten).
 

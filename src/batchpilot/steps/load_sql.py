@@ -49,6 +49,7 @@ from batchpilot.steps._database import (
     check_load_columns,
     driver_message,
     open_connection,
+    refuse_empty_replace,
     storage_type,
 )
 from batchpilot.steps.base import Step, StepContext, StepResult
@@ -107,7 +108,8 @@ class SqlLoadConfig(LoadConfig):
 class SqlLoad(Step[SqlLoadConfig]):
     """Loads the input into ``table`` on any SQLAlchemy connection (SQLite, PostgreSQL,
     MySQL…) by ``mode``: ``append``, ``replace`` (DELETE then insert) or ``upsert`` on
-    ``key`` (insert new keys, update rows whose values changed).
+    ``key`` (insert new keys, update rows whose values changed). A ``replace`` with
+    zero input rows fails (permanent) unless ``allow_empty: true``.
 
     Same contract as ``load.postgres``: one transaction, exactly once per
     (pipeline, run, task), missing table created when ``create`` is true.
@@ -144,6 +146,7 @@ class SqlLoad(Step[SqlLoadConfig]):
                         )
                         metadata.update(rows=recorded, already_loaded=True)
                         return StepResult(rows_in=source.rows, rows_out=recorded, metadata=metadata)
+                    refuse_empty_replace(config, source.rows, ctx.task_id)
                     conn.execute(
                         ledger.insert().values(
                             pipeline=ctx.pipeline,
