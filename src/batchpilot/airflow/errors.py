@@ -10,7 +10,10 @@
         │   └── AirflowNotFound      the DAG, run or task does not exist (404)
         ├── AirflowConfigError       a BATCHPILOT_AIRFLOW_* setting is missing or invalid
         ├── DagImportError           Airflow could not import the deployed DAG file
-        └── DagNotParsed             Airflow did not pick the DAG file up in time
+        ├── DagNotParsed             Airflow did not pick the DAG file up in time
+        └── AirflowRunNotFollowed    a triggered run goes on, but is no longer followed (exit 1)
+            ├── AirflowFollowStopped Ctrl-C while following
+            └── AirflowRunLost       Airflow stopped answering while following
 
 Export refusals are :class:`batchpilot.errors.SpecError` (they are about the
 pipeline, not about Airflow). Messages never contain a password.
@@ -90,12 +93,46 @@ class DagNotParsed(AirflowError):
         )
 
 
+class AirflowRunNotFollowed(AirflowError):
+    """A run Airflow accepted goes on there, but this process stopped following it."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class AirflowFollowStopped(AirflowRunNotFollowed):
+    """Following was interrupted (Ctrl-C); the run goes on in Airflow."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            run_id,
+            f"stopped following; run {run_id} goes on in Airflow "
+            f"(batchpilot runs show {run_id}, batchpilot cancel {run_id})",
+        )
+
+
+class AirflowRunLost(AirflowRunNotFollowed):
+    """Airflow stopped answering while a run was followed; ``reason`` is why."""
+
+    def __init__(self, run_id: str, reason: BatchpilotError) -> None:
+        self.reason = reason
+        super().__init__(
+            run_id,
+            f"lost track of run {run_id} in Airflow: {reason} "
+            f"(batchpilot runs show {run_id} tries again)",
+        )
+
+
 __all__ = [
     "AirflowApiError",
     "AirflowAuthError",
     "AirflowConfigError",
     "AirflowError",
+    "AirflowFollowStopped",
     "AirflowNotFound",
+    "AirflowRunLost",
+    "AirflowRunNotFollowed",
     "AirflowUnreachable",
     "DagImportError",
     "DagNotParsed",

@@ -145,13 +145,15 @@ def trigger_run(
     *,
     params: Mapping[str, Any],
     ds: str | None,
+    run_id: str | None = None,
 ) -> RunRecord:
     """Trigger a DAG run and record it in the store (only once Airflow accepted it).
 
-    The DAG run id is a new batchpilot run id, so ``{{ run_id }}`` renders the
-    same in both. ``ds`` (if given) becomes the DAG run's logical date.
+    The DAG run id is the batchpilot run id (``run_id``, else a new one), so
+    ``{{ run_id }}`` renders the same in both. ``ds`` (if given) becomes the
+    DAG run's logical date.
     """
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     run_params = merged_params(spec, params)
     dag_id = dag_id_for(spec.name)
     logical_date = f"{ds}T00:00:00+00:00" if ds else None

@@ -1,51 +1,55 @@
 """The ``batchpilot`` command. It only translates arguments and errors; the rules live below.
 
-Exit codes: 0 success, 1 the run failed, 2 invalid input (bad pipeline,
-unknown run, a state that does not allow the action).
+The commands call the engine's services (:class:`batchpilot.engine.RunService`);
+:mod:`batchpilot.cli.errors` maps errors to exit codes in one place and
+:mod:`batchpilot.cli.output` prints. Exit codes: 0 success, 1 the run failed,
+2 invalid input (bad pipeline, unknown run, a state that does not allow the action).
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import signal
-import sys
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from batchpilot import __version__
 from batchpilot.cli import airflow_cli
+from batchpilot.cli.errors import exit_codes
+from batchpilot.cli.output import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    OutputFormat,
+    OutputOption,
+    err,
+    fail,
+    out,
+    print_json,
+    print_result,
+    warn,
+)
 from batchpilot.cli.progress import LineProgress, LiveProgress
-from batchpilot.cli.render import render_run, render_runs
-from batchpilot.connections import ConnectionRegistry
-from batchpilot.engine.control import cancel_run, compensate_run, reap_runs
-from batchpilot.engine.listener import RunListener
-from batchpilot.engine.preflight import check_pipeline, with_pipeline_connections
-from batchpilot.engine.results import RunResult
-from batchpilot.engine.runs import resume_run, retry_run, start_run
-from batchpilot.errors import (
-    BatchpilotError,
-    ConnectionError,
-    RunNotFound,
-    RunStateError,
-    SpecError,
-    SpecErrors,
+from batchpilot.cli.render import render_runs
+from batchpilot.discovery import discover_pipeline_files
+from batchpilot.engine import (
+    RunListener,
+    RunResult,
+    RunService,
+    check_connection,
+    check_pipeline_file,
+    run_summary,
 )
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
-from batchpilot.spec.loader import PIPELINE_SUFFIXES, parse_document
 from batchpilot.states import RunStatus
 from batchpilot.steps.registry import default_registry
 from batchpilot.store import RunStore
-
-EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID = 0, 1, 2
 
 app = typer.Typer(
     name="batchpilot",
@@ -60,41 +64,20 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(connections_app, name="connections")
 app.add_typer(airflow_cli.export_app, name="export")
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
-OutputOption = Annotated[
-    OutputFormat, typer.Option("--output", "-o", help="text (default) or json")
-]
-
-
-def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    err.print(f"error: {message}", markup=False)
-    raise typer.Exit(code)
-
 
 def _settings() -> Settings:
-    try:
+    with exit_codes(EXIT_INVALID):
         return Settings.from_env()
-    except BatchpilotError as exc:
-        _fail(str(exc))
 
 
 def _store(settings: Settings) -> RunStore:
-    try:
+    with exit_codes(EXIT_INVALID):
         return RunStore.for_home(settings.home, settings.database_url)
-    except BatchpilotError as exc:
-        _fail(str(exc))
 
 
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+def _service() -> RunService:
+    settings = _settings()
+    return RunService(settings=settings, store=_store(settings))
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -102,7 +85,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            _fail(f"--param takes KEY=VALUE, got {item!r}")
+            fail(f"--param takes KEY=VALUE, got {item!r}")
         try:
             params[key.strip()] = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:
@@ -118,23 +101,8 @@ def _listener(output: OutputFormat, quiet: bool) -> RunListener:
     return LineProgress(err)
 
 
-def _finish(result: RunResult, output: OutputFormat) -> NoReturn:
-    if output is OutputFormat.json:
-        _print_json(result.to_dict())
-    else:
-        render_run(out, result)
-    raise typer.Exit(EXIT_OK if result.status is RunStatus.SUCCESS else EXIT_RUN_FAILED)
-
-
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _report_spec_error(exc: SpecError) -> NoReturn:
-    errors = exc.errors if isinstance(exc, SpecErrors) else [exc]
-    for e in errors:
-        err.print(f"error: {e}", markup=False)
-    raise typer.Exit(EXIT_INVALID)
 
 
 @app.command()
@@ -154,25 +122,13 @@ def run(
 ) -> None:
     """Run a pipeline to the end on this machine (or on Airflow with --on airflow)."""
     params = _parse_params(param)
-    settings = _settings()
-    if on is airflow_cli.RunOn.airflow:
-        airflow_cli.run_on_airflow(
-            file,
-            params=params,
-            date=date,
-            store=_store(settings),
-            listener=_listener(output, quiet),
-            json_output=output is OutputFormat.json,
-        )
-    try:
+    _settings()  # a bad BATCHPILOT_* setting is reported before the pipeline is read
+    with exit_codes(EXIT_INVALID):
         spec = load_pipeline(file)
-    except SpecError as exc:
-        _report_spec_error(exc)
     _drive(
-        lambda settings, store: start_run(
+        lambda service: service.start(
             spec,
-            settings=settings,
-            store=store,
+            on=on.value,
             params=params,
             ds=date,
             workers=workers,
@@ -182,21 +138,15 @@ def run(
     )
 
 
-def _drive(work: Callable[[Settings, RunStore], RunResult], output: OutputFormat) -> NoReturn:
+def _drive(work: Callable[[RunService], RunResult], output: OutputFormat) -> NoReturn:
     """Run ``work`` (a run, resume or retry) and turn its outcome into output and an
     exit code; Ctrl-C/SIGTERM stop it resumably."""
-    settings = _settings()
-    store = _store(settings)
+    service = _service()
     signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        result = work(settings, store)
-    except (RunNotFound, RunStateError) as exc:
-        _fail(str(exc))
-    except SpecError as exc:
-        _report_spec_error(exc)
-    except BatchpilotError as exc:  # RunInterrupted among them: it says how to resume
-        _fail(str(exc), EXIT_RUN_FAILED)
-    _finish(result, output)
+    with exit_codes(EXIT_RUN_FAILED):
+        result = work(service)
+    print_result(result, output)
+    raise typer.Exit(EXIT_OK if result.status is RunStatus.SUCCESS else EXIT_RUN_FAILED)
 
 
 @app.command()
@@ -208,14 +158,7 @@ def resume(
 ) -> None:
     """Continue an interrupted or failed run; only what did not succeed runs again."""
     _drive(
-        lambda settings, store: resume_run(
-            run_id,
-            settings=settings,
-            store=store,
-            workers=workers,
-            load_file=load_pipeline,
-            listener=_listener(output, quiet),
-        ),
+        lambda service: service.resume(run_id, workers=workers, listener=_listener(output, quiet)),
         output,
     )
 
@@ -236,16 +179,13 @@ def retry(
     """Re-run failed tasks of a finished run in the same run (like clearing tasks in
     Airflow); earlier attempts and their logs stay readable."""
     if downstream and task is None:
-        _fail("--downstream goes with --task")
+        fail("--downstream goes with --task")
     _drive(
-        lambda settings, store: retry_run(
+        lambda service: service.retry(
             run_id,
-            settings=settings,
-            store=store,
-            task_id=task,
+            task=task,
             downstream=downstream,
             workers=workers,
-            load_file=load_pipeline,
             listener=_listener(output, quiet),
         ),
         output,
@@ -262,22 +202,10 @@ def cancel(
 ) -> None:
     """Stop a run: running tasks stop (their transactions roll back), pending ones are
     cancelled. No compensation runs unless --compensate."""
-    settings = _settings()
-    store = _store(settings)
-    try:
-        record = store.get_run(run_id)
-    except RunNotFound as exc:
-        _fail(str(exc))
-    if airflow_cli.is_remote(record):
-        airflow_cli.cancel_remote_run(store, record, json_output=output is OutputFormat.json)
-    try:
-        result = cancel_run(run_id, settings=settings, store=store, compensate_after=compensate)
-    except (RunNotFound, RunStateError) as exc:
-        _fail(str(exc))
-    if output is OutputFormat.json:
-        _print_json(result.to_dict())
-    else:
-        render_run(out, result)
+    service = _service()
+    with exit_codes(EXIT_INVALID):
+        result = service.cancel(run_id, compensate=compensate)
+    print_result(result, output)
 
 
 @app.command("compensate")
@@ -287,16 +215,10 @@ def compensate_command(
 ) -> None:
     """Run the compensations of a failed run's succeeded tasks, latest first
     (for pipelines with compensation: manual, or to retry failed compensations)."""
-    settings = _settings()
-    store = _store(settings)
-    try:
-        result = compensate_run(run_id, settings=settings, store=store)
-    except (RunNotFound, RunStateError) as exc:
-        _fail(str(exc))
-    if output is OutputFormat.json:
-        _print_json(result.to_dict())
-    else:
-        render_run(out, result)
+    service = _service()
+    with exit_codes(EXIT_RUN_FAILED):
+        result = service.compensate(run_id)
+    print_result(result, output)
     raise typer.Exit(EXIT_RUN_FAILED if result.needs_attention else EXIT_OK)
 
 
@@ -304,11 +226,11 @@ def compensate_command(
 def runs_reap(output: OutputOption = OutputFormat.text) -> None:
     """Find runs whose process died: fail their open attempts (firing failure
     callbacks once) and leave them resumable; fire callbacks an ended run left unfired."""
-    settings = _settings()
-    store = _store(settings)
-    reaped = reap_runs(settings=settings, store=store)
+    service = _service()
+    with exit_codes(EXIT_RUN_FAILED):
+        reaped = service.reap()
     if output is OutputFormat.json:
-        _print_json(
+        print_json(
             [
                 {
                     "run_id": r.run_id,
@@ -339,27 +261,6 @@ def runs_reap(output: OutputOption = OutputFormat.text) -> None:
         )
 
 
-def _pipeline_files(paths: list[Path]) -> list[tuple[Path, bool]]:
-    """Files to validate; (path, named explicitly)."""
-    found: list[tuple[Path, bool]] = []
-    for path in paths:
-        if path.is_dir():
-            for candidate in sorted(path.rglob("*")):
-                if candidate.suffix.lower() in PIPELINE_SUFFIXES and candidate.is_file():
-                    found.append((candidate, False))
-        else:
-            found.append((path, True))
-    return found
-
-
-def _looks_like_pipeline(path: Path) -> bool:
-    try:
-        document = parse_document(path)
-    except SpecError:
-        return True  # a broken file that may be a pipeline: report it
-    return isinstance(document, dict) and "nodes" in document
-
-
 @app.command()
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="pipeline files or folders")],
@@ -368,32 +269,25 @@ def validate(
     """Check every pipeline file under PATHS (like a DAG import test); names each error."""
     settings = _settings()
     registry = default_registry()
-    report = []
-    for path, explicit in _pipeline_files(paths):
-        if not explicit and not _looks_like_pipeline(path):
-            continue
-        try:
-            spec = load_pipeline(path)
-            check_pipeline(spec, registry, with_pipeline_connections(settings, spec).connections)
-            report.append({"path": str(path), "ok": True, "pipeline": spec.name, "errors": []})
-        except SpecError as exc:
-            errors = exc.errors if isinstance(exc, SpecErrors) else [exc]
-            report.append({"path": str(path), "ok": False, "errors": [str(e) for e in errors]})
+    report = [
+        check_pipeline_file(path, settings=settings, registry=registry)
+        for path in discover_pipeline_files(paths)
+    ]
     if not report:
-        _fail(f"no pipeline files found under {', '.join(str(p) for p in paths)}")
+        fail(f"no pipeline files found under {', '.join(str(p) for p in paths)}")
     if output is OutputFormat.json:
-        _print_json(report)
+        print_json([check.to_dict() for check in report])
     else:
-        for item in report:
-            if item["ok"]:
-                out.print(f"ok      {item['path']} ({item['pipeline']})", markup=False)
+        for check in report:
+            if check.ok:
+                out.print(f"ok      {check.path} ({check.pipeline})", markup=False)
             else:
-                out.print(f"INVALID {item['path']}", markup=False)
-                for message in item["errors"]:
+                out.print(f"INVALID {check.path}", markup=False)
+                for message in check.errors:
                     out.print(f"  {message}", markup=False)
-        bad = sum(not i["ok"] for i in report)
+        bad = sum(not c.ok for c in report)
         out.print(f"{len(report) - bad} valid, {bad} invalid")
-    raise typer.Exit(EXIT_INVALID if any(not i["ok"] for i in report) else EXIT_OK)
+    raise typer.Exit(EXIT_INVALID if any(not c.ok for c in report) else EXIT_OK)
 
 
 @runs_app.command("list")
@@ -403,25 +297,11 @@ def runs_list(
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """List runs, newest first."""
-    store = _store(_settings())
-    records = airflow_cli.refresh_remote_runs(
-        store, store.list_runs(limit=limit, pipeline=pipeline)
-    )
+    service = _service()
+    with exit_codes(EXIT_INVALID):
+        records = service.list_runs(limit=limit, pipeline=pipeline, warn=warn)
     if output is OutputFormat.json:
-        _print_json(
-            [
-                {
-                    "run_id": r.run_id,
-                    "pipeline": r.pipeline,
-                    "status": r.status.value,
-                    "started_at": r.started_at.isoformat() if r.started_at else None,
-                    "ended_at": r.ended_at.isoformat() if r.ended_at else None,
-                    "needs_attention": r.needs_attention,
-                    "executor": r.executor,
-                }
-                for r in records
-            ]
-        )
+        print_json([run_summary(r) for r in records])
     else:
         render_runs(out, records)
 
@@ -432,16 +312,10 @@ def runs_show(
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Show a run's status and each task's state, attempts, rows, duration and error."""
-    store = _store(_settings())
-    airflow_cli.refresh_if_remote(store, run_id)
-    try:
-        result = RunResult.load(store, run_id)
-    except RunNotFound as exc:
-        _fail(str(exc))
-    if output is OutputFormat.json:
-        _print_json(result.to_dict())
-    else:
-        render_run(out, result)
+    service = _service()
+    with exit_codes(EXIT_INVALID):
+        result = service.show_run(run_id, warn=warn)
+    print_result(result, output)
 
 
 @app.command()
@@ -452,57 +326,26 @@ def logs(
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Print the logs of a run's task attempts (each attempt keeps its own)."""
-    store = _store(_settings())
-    try:
-        run_record = store.get_run(run_id)
-    except RunNotFound as exc:
-        _fail(str(exc))
-    task_ids = {t.task_id for t in store.get_tasks(run_record.run_id)}
-    if task is not None and task not in task_ids:
-        _fail(
-            f"run {run_record.run_id} has no task '{task}' (tasks: {', '.join(sorted(task_ids))})"
-        )
-    if airflow_cli.is_remote(run_record):
-        airflow_cli.print_remote_logs(
-            run_record, task=task, attempt=attempt, json_output=output is OutputFormat.json
-        )
-    records = [
-        a
-        for a in store.get_attempts(run_record.run_id, task)
-        if attempt is None or a.attempt == attempt
-    ]
-    items = []
-    for a in records:
-        text = ""
-        if a.log_path and Path(a.log_path).exists():
-            text = Path(a.log_path).read_text(encoding="utf-8", errors="replace")
-        items.append(
-            {
-                "task_id": a.task_id,
-                "attempt": a.attempt,
-                "state": a.state.value,
-                "error": a.error,
-                "log_path": a.log_path,
-                "log": text,
-            }
-        )
+    service = _service()
+    with exit_codes(EXIT_INVALID):
+        items = service.read_logs(run_id, task=task, attempt=attempt)
     if output is OutputFormat.json:
-        _print_json(items)
+        print_json([item.to_dict() for item in items])
         return
     if not items:
         out.print("no attempts yet")
     for item in items:
-        out.rule(f"{item['task_id']} · attempt {item['attempt']} · {item['state']}")
-        out.print(item["log"].rstrip() or "(empty log)", markup=False)
+        out.rule(f"{item.task_id} · attempt {item.attempt} · {item.state}")
+        out.print(item.text.rstrip() or "(empty log)", markup=False)
 
 
 @connections_app.command("list")
 def connections_list(output: OutputOption = OutputFormat.text) -> None:
     """List named connections, passwords masked."""
-    registry: ConnectionRegistry = _settings().connections
+    registry = _settings().connections
     items = [{"name": c.name, "url": c.masked_url, "source": c.origin} for c in registry]
     if output is OutputFormat.json:
-        _print_json(items)
+        print_json(items)
         return
     table = Table("name", "url", "defined in")
     for item in items:
@@ -513,27 +356,12 @@ def connections_list(output: OutputOption = OutputFormat.text) -> None:
 @connections_app.command("test")
 def connections_test(name: Annotated[str, typer.Argument(help="connection name")]) -> None:
     """Connect and run ``SELECT 1``; exit 1 when the database cannot be reached."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import SQLAlchemyError
-
-    registry = _settings().connections
-    try:
-        conn = registry.get(name)
-        engine = create_engine(conn.sqlalchemy_url())
-    except ConnectionError as exc:
-        _fail(str(exc))
-    try:
-        with engine.connect() as db:
-            db.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        _fail(
-            f"connection '{name}' ({conn.masked_url}) failed: {registry.redact(reason)}",
-            EXIT_RUN_FAILED,
-        )
-    finally:
-        engine.dispose()
-    out.print(f"ok: connection '{name}' ({conn.masked_url}) answered", markup=False)
+    settings = _settings()
+    with exit_codes(EXIT_INVALID):
+        check = check_connection(name, settings=settings)
+    if not check.ok:
+        fail(f"connection '{name}' ({check.masked_url}) failed: {check.reason}", EXIT_RUN_FAILED)
+    out.print(f"ok: connection '{name}' ({check.masked_url}) answered", markup=False)
 
 
 @app.command()
@@ -547,7 +375,7 @@ def steps(output: OutputOption = OutputFormat.text) -> None:
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         items.append({"type": name, "config": fields, "description": doc})
     if output is OutputFormat.json:
-        _print_json(items)
+        print_json(items)
         return
     table = Table("type", "config fields", "what it does")
     for item in items:

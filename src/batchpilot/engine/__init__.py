@@ -1,0 +1,60 @@
+"""The engine's services: what the edges (CLI, scheduler, REST API) call, and nothing else.
+
+::
+
+    from batchpilot.engine import RunService
+
+    service = RunService(settings=Settings.from_env(), store=store)
+    result = service.start(spec, on="local", params={"day": "2024-01-01"})
+    service.cancel(run_id)
+    for log in service.read_logs(run_id, task="load"):
+        print(log.text)
+
+Where a run executes sits behind :class:`Executor` (:class:`LocalExecutor`
+here, ``AirflowExecutor`` over Airflow's REST API); :func:`default_executors`
+knows both. :func:`check_pipeline_file` and :func:`check_connection` check
+without running anything. The modules below this package (runs, runner,
+attempts…) are internal.
+"""
+
+from batchpilot.engine.checks import (
+    ConnectionCheck,
+    PipelineCheck,
+    check_connection,
+    check_pipeline_file,
+)
+from batchpilot.engine.control import ReapedRun
+from batchpilot.engine.executors import (
+    AIRFLOW,
+    LOCAL,
+    Executor,
+    Executors,
+    LocalExecutor,
+    UnknownExecutor,
+    default_executors,
+)
+from batchpilot.engine.listener import RunListener
+from batchpilot.engine.logs import AttemptLog
+from batchpilot.engine.results import RunResult, TaskResult
+from batchpilot.engine.services import RunService, run_summary
+
+__all__ = [
+    "AIRFLOW",
+    "LOCAL",
+    "AttemptLog",
+    "ConnectionCheck",
+    "Executor",
+    "Executors",
+    "LocalExecutor",
+    "PipelineCheck",
+    "ReapedRun",
+    "RunListener",
+    "RunResult",
+    "RunService",
+    "TaskResult",
+    "UnknownExecutor",
+    "check_connection",
+    "check_pipeline_file",
+    "default_executors",
+    "run_summary",
+]

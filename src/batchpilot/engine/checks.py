@@ -1,0 +1,87 @@
+"""Checks that run nothing: is a pipeline file valid, does a named connection answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from batchpilot.engine.preflight import check_pipeline, with_pipeline_connections
+from batchpilot.errors import SpecError, SpecErrors
+from batchpilot.pipeline import load_pipeline
+from batchpilot.settings import Settings
+from batchpilot.steps.registry import StepRegistry, default_registry
+
+
+@dataclass(frozen=True)
+class PipelineCheck:
+    """Whether one pipeline file is valid; ``errors`` names file, node and field of each."""
+
+    path: Path
+    ok: bool
+    pipeline: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``batchpilot validate --output json`` prints for each file."""
+        if self.ok:
+            return {"path": str(self.path), "ok": True, "pipeline": self.pipeline, "errors": []}
+        return {"path": str(self.path), "ok": False, "errors": list(self.errors)}
+
+
+def check_pipeline_file(
+    path: Path, *, settings: Settings, registry: StepRegistry | None = None
+) -> PipelineCheck:
+    """Load and check a pipeline file as a run would (steps, configs, connections, params),
+    running nothing. Never raises for an invalid pipeline: the result lists its errors."""
+    try:
+        spec = load_pipeline(path)
+        connections = with_pipeline_connections(settings, spec).connections
+        check_pipeline(spec, registry or default_registry(), connections)
+    except SpecError as exc:
+        errors = exc.errors if isinstance(exc, SpecErrors) else [exc]
+        return PipelineCheck(path=path, ok=False, errors=[str(e) for e in errors])
+    return PipelineCheck(path=path, ok=True, pipeline=spec.name)
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """The answer of one named connection to ``SELECT 1``; nothing in it shows a password."""
+
+    name: str
+    masked_url: str
+    ok: bool
+    reason: str | None = None
+
+
+def check_connection(name: str, *, settings: Settings) -> ConnectionCheck:
+    """Connect to the named connection and run ``SELECT 1``.
+
+    Raises :class:`ConnectionError` for an unknown name or a malformed URL; a
+    database that cannot be reached is an answer (``ok`` false, with the
+    driver's first line, passwords redacted), not an error.
+    """
+    registry = settings.connections
+    connection = registry.get(name)
+    url = connection.sqlalchemy_url()
+    try:
+        engine = create_engine(url)
+    except (SQLAlchemyError, ImportError) as exc:
+        return ConnectionCheck(name, connection.masked_url, False, registry.redact(_first(exc)))
+    try:
+        with engine.connect() as db:
+            db.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = registry.redact(_first(getattr(exc, "orig", None) or exc))
+        return ConnectionCheck(name, connection.masked_url, False, reason)
+    finally:
+        engine.dispose()
+    return ConnectionCheck(name, connection.masked_url, True)
+
+
+def _first(exc: object) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
