@@ -5,7 +5,8 @@
     BatchpilotError
     ├── SpecError                 a pipeline file or object is invalid (CLI exit code 2)
     │   ├── SpecErrors            several SpecErrors found in one file
-    │   └── TemplateRenderError   a config template does not render (``field`` says where)
+    │   ├── TemplateRenderError   a config template does not render (``field`` says where)
+    │   └── SlotRangeError        a backfill range that holds no slot, or too many
     ├── StepError                 a step failed while running
     │   └── PermanentStepError    bad data: retrying cannot help, so it is not retried
     ├── ConnectionError           an unknown or unreachable connection
@@ -110,6 +111,14 @@ class TemplateRenderError(SpecError):
 
     def _render(self) -> str:
         return self.reason
+class SlotRangeError(SpecError):
+    """A range of dates that holds no slot of the schedule (or more than allowed);
+    ``start``/``end`` name the range as given."""
+
+    def __init__(self, message: str, *, start: str, end: str) -> None:
+        self.start = start
+        self.end = end
+        super().__init__(message)
 
 
 class StepError(BatchpilotError):
@@ -183,6 +192,7 @@ __all__ = [
     "RunNotFound",
     "RunStateError",
     "RunTakenOver",
+    "SlotRangeError",
     "SpecError",
     "SpecErrors",
     "StepError",

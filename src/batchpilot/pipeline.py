@@ -140,7 +140,7 @@ class Pipeline:
         default_args: Mapping[str, Any] | None = None,
         max_workers: int | None = None,
         description: str | None = None,
-        schedule: str | None = None,
+        schedule: str | Mapping[str, Any] | None = None,
         compensation: str = "auto",
         on_run_success: Any = None,
         on_run_failure: Any = None,

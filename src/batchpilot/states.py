@@ -76,3 +76,11 @@ class AttemptKind(StrEnum):
 
     RUN = "run"
     COMPENSATION = "compensation"
+class RunTrigger(StrEnum):
+    """What started a run: recorded on the run (``triggered_by``)."""
+
+    MANUAL = "manual"  # `batchpilot run`, Pipeline.run(), `batchpilot trigger`
+    SCHEDULE = "schedule"  # a slot of the pipeline's schedule
+    TRIGGER = "trigger"  # a file trigger
+    BACKFILL = "backfill"  # `batchpilot backfill`
+    UPSTREAM = "upstream"  # an `after:` trigger on another pipeline's run

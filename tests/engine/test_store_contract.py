@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
 import pytest
 
-from batchpilot.errors import RunNotFound, StoreError
-from batchpilot.states import RunStatus, TaskState
+from batchpilot.errors import RunNotFound, SpecError, StoreError
+from batchpilot.states import RunStatus, RunTrigger, TaskState
 from batchpilot.store import RunStore
+from batchpilot.store.run_rows import NewRun
+from batchpilot.store.schedule_records import RunClaim, ScheduleState
 
 
 def make_run(store: RunStore, run_id: str = "r1", tasks=("a", "b")) -> None:
@@ -139,3 +147,229 @@ def test_schema_revision_constant_matches_the_newest_migration():
     config = Config()
     config.set_main_option("script_location", str(migrate._MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == migrate.SCHEMA_REVISION
+
+
+# -- the scheduler's part: slots claimed once, schedule state, idempotency keys ----------------
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def new_run(run_id: str, slot: datetime | None = None, *, pipeline: str = "nightly") -> NewRun:
+    return NewRun(
+        run_id=run_id,
+        pipeline=pipeline,
+        spec={"name": pipeline},
+        params={},
+        ds=(slot or datetime(2026, 1, 1, tzinfo=UTC)).date().isoformat(),
+        source_path=None,
+        task_ids=["extract", "load"],
+        slot=slot,
+        triggered_by=RunTrigger.SCHEDULE if slot else RunTrigger.MANUAL,
+    )
+
+
+def test_a_run_records_its_slot_and_what_triggered_it(store: RunStore):
+    make_run(store, "plain")
+    plain = store.get_run("plain")
+    assert (plain.slot, plain.triggered_by) == (None, "manual")
+    slot = datetime(2026, 3, 29, 3, 0, tzinfo=PARIS)
+    store.create_run(
+        run_id="scheduled",
+        pipeline="p",
+        spec={"name": "p"},
+        params={},
+        ds="2026-03-29",
+        source_path=None,
+        task_ids=["a"],
+        slot=slot,
+        triggered_by=RunTrigger.BACKFILL,
+    )
+    run = store.get_run("scheduled")
+    assert run.slot == datetime(2026, 3, 29, 1, 0, tzinfo=UTC) == slot
+    assert run.triggered_by == "backfill"
+
+
+def test_a_slot_is_claimed_once_and_a_second_claim_creates_nothing(store: RunStore):
+    slot = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
+    first = store.schedules.claim_slot(new_run("r-first", slot))
+    again = store.schedules.claim_slot(new_run("r-second", slot.astimezone(PARIS)))
+    assert first == RunClaim("r-first", created=True)
+    assert again == RunClaim("r-first", created=False)  # the same instant, written in Paris time
+    assert [r.run_id for r in store.list_runs(pipeline="nightly")] == ["r-first"]
+    assert [t.task_id for t in store.get_tasks("r-first")] == ["extract", "load"]
+    with pytest.raises(RunNotFound):
+        store.get_run("r-second")
+    (claim,) = store.schedules.slot_claims("nightly")
+    assert (claim.slot, claim.run_id, claim.triggered_by, claim.run_status) == (
+        slot,
+        "r-first",
+        "schedule",
+        RunStatus.QUEUED,
+    )
+
+
+def test_a_claim_whose_run_cannot_be_created_leaves_no_claim(store: RunStore):
+    make_run(store, "taken")
+    slot = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
+    with pytest.raises(StoreError):
+        store.schedules.claim_slot(new_run("taken", slot))  # that run id exists already
+    assert store.schedules.slot_claims("nightly") == []
+    assert store.schedules.claim_slot(new_run("fresh", slot)) == RunClaim("fresh", created=True)
+
+
+def test_claiming_a_slot_can_advance_the_schedule_and_record_missed_slots(store: RunStore):
+    day = [datetime(2026, 1, d, 2, 0, tzinfo=UTC) for d in range(1, 6)]
+    store.schedules.claim_slot(
+        new_run("r5", day[4]), advance_schedule=True, missed=day[1:4], catchup="last"
+    )
+    store.schedules.claim_slot(new_run("r1", day[0]), advance_schedule=True)  # older: no move
+    state = store.schedules.schedule_state("nightly")
+    assert (state.last_slot, state.paused) == (day[4], False)
+    (missed,) = store.schedules.missed_slots("nightly")
+    assert (missed.catchup, missed.slot_count, missed.slots) == ("last", 3, tuple(day[1:4]))
+    assert store.schedules.missed_slots("other") == []
+
+
+def test_skipped_slots_move_the_schedule_on_without_a_run(store: RunStore):
+    slots = [datetime(2026, 2, 1, h, 0, tzinfo=UTC) for h in range(3)]
+    store.schedules.skip_slots("nightly", last_slot=slots[-1], missed=slots, catchup="none")
+    assert store.schedules.schedule_state("nightly").last_slot == slots[-1]
+    assert store.schedules.missed_slots()[0].slots == tuple(slots)
+    assert store.list_runs() == []
+
+
+def test_pause_and_unpause_keep_the_last_slot(store: RunStore):
+    assert store.schedules.schedule_state("nightly") == ScheduleState("nightly")
+    slot = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
+    store.schedules.claim_slot(new_run("r1", slot), advance_schedule=True)
+    paused = store.schedules.set_paused("nightly", True, reason="3 consecutive failures")
+    assert (paused.paused, paused.paused_reason, paused.last_slot) == (
+        True,
+        "3 consecutive failures",
+        slot,
+    )
+    assert paused.paused_at is not None
+    resumed = store.schedules.set_paused("nightly", False)
+    assert (resumed.paused, resumed.paused_reason, resumed.paused_at, resumed.last_slot) == (
+        False,
+        None,
+        None,
+        slot,
+    )
+    store.schedules.set_paused("hourly", True)
+    assert [(s.pipeline, s.paused) for s in store.schedules.schedule_states()] == [
+        ("hourly", True),
+        ("nightly", False),
+    ]
+
+
+def test_a_rerun_replaces_a_slots_run_only_once(store: RunStore):
+    slot = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
+    store.schedules.claim_slot(new_run("r1", slot))
+    store.set_run_status("r1", RunStatus.FAILED, error="boom")
+    first = store.schedules.reclaim_slot(new_run("r2", slot), replacing="r1")
+    late = store.schedules.reclaim_slot(new_run("r3", slot), replacing="r1")
+    assert (first, late) == (RunClaim("r2", True), RunClaim("r2", False))
+    assert {r.run_id for r in store.list_runs()} == {"r1", "r2"}
+    (claim,) = store.schedules.slot_claims("nightly")
+    assert (claim.run_id, claim.run_status) == ("r2", RunStatus.QUEUED)
+
+
+def test_slot_claims_are_listed_within_a_range(store: RunStore):
+    slots = [datetime(2026, 1, d, 2, 0, tzinfo=UTC) for d in range(1, 8)]
+    for index, slot in enumerate(slots):
+        store.schedules.claim_slot(new_run(f"r{index}", slot))
+    listed = store.schedules.slot_claims("nightly", start=slots[2], end=slots[5])
+    assert [c.slot for c in listed] == slots[2:5]
+
+
+def test_the_same_idempotency_key_gives_the_same_run(store: RunStore):
+    first = store.schedules.create_run_once(new_run("m1"), idempotency_key="ticket-42")
+    again = store.schedules.create_run_once(new_run("m2"), idempotency_key="ticket-42")
+    other = store.schedules.create_run_once(
+        new_run("m3", pipeline="hourly"), idempotency_key="ticket-42"
+    )
+    assert (first, again, other) == (
+        RunClaim("m1", True),
+        RunClaim("m1", False),
+        RunClaim("m3", True),
+    )
+    assert {r.run_id for r in store.list_runs()} == {"m1", "m3"}
+    for bad in ("", "k" * 201):
+        with pytest.raises(SpecError, match="idempotency key has 1 to 200 characters"):
+            store.schedules.create_run_once(new_run("m4"), idempotency_key=bad)
+
+
+SLOTS_RACED = 60
+
+
+def claim_slots_in_a_process(url: str, barrier: Any, results: Any) -> None:
+    """One scheduler process: claims every slot, in order, as fast as it can."""
+    store = RunStore(url, migrate=False)
+    barrier.wait(timeout=120)
+    outcomes = []
+    for index in range(SLOTS_RACED):
+        slot = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=index)
+        claim = store.schedules.claim_slot(
+            new_run(f"{os.getpid()}-{index}", slot), advance_schedule=True
+        )
+        outcomes.append((slot.isoformat(), claim.run_id, claim.created))
+    results.put(outcomes)
+    store.dispose()
+
+
+def test_two_processes_claiming_the_same_slots_run_each_slot_once(store_url: str, store: RunStore):
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [
+        context.Process(target=claim_slots_in_a_process, args=(store_url, barrier, results))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=180) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    by_slot: dict[str, set[str]] = {}
+    created = 0
+    for outcome in outcomes:
+        for slot, run_id, was_created in outcome:
+            by_slot.setdefault(slot, set()).add(run_id)
+            created += was_created
+    assert len(by_slot) == SLOTS_RACED and created == SLOTS_RACED
+    assert all(len(run_ids) == 1 for run_ids in by_slot.values())  # both saw the same run
+    runs = store.list_runs(limit=1000)
+    assert len(runs) == SLOTS_RACED
+    assert sorted(r.slot.isoformat() for r in runs) == sorted(by_slot)  # type: ignore[union-attr]
+    claims = store.schedules.slot_claims("nightly")
+    assert {c.run_id for c in claims} == {r.run_id for r in runs}
+    last = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=SLOTS_RACED - 1)
+    assert store.schedules.schedule_state("nightly").last_slot == last
+
+
+def test_migrating_an_older_store_marks_its_runs_manual(store_url: str, store: RunStore):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from batchpilot.store import migrate
+
+    config = Config()
+    config.set_main_option("script_location", str(migrate._MIGRATIONS))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+        conn.execute(  # a run as revision 0002 wrote it
+            text(
+                "INSERT INTO bp_runs (run_id, pipeline, status, spec, params, ds, created_at,"
+                " needs_attention, executor, cancel_requested) VALUES ('old', 'p', 'success',"
+                " '{}', '{}', '2026-01-01', :now, false, 'local', false)"
+            ),
+            {"now": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+    store.dispose()
+    upgraded = RunStore(store_url)
+    run = upgraded.get_run("old")
+    assert (run.slot, run.triggered_by, run.pipeline) == (None, "manual", "p")
+    upgraded.dispose()

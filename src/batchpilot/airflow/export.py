@@ -223,7 +223,7 @@ def render_dag(
         "",
         "from datetime import datetime, timedelta, timezone",
         "",
-        "from airflow.sdk import DAG, Param",
+        f"from airflow.sdk import {_sdk_imports(spec)}",
         "",
         f"from batchpilot.airflow import {', '.join(sorted(imports))}",
     ]
@@ -243,7 +243,7 @@ def render_dag(
     if spec.description:
         lines.append(f"    description={spec.description!r},")
     lines += [
-        f"    schedule={spec.schedule!r},",
+        f"    schedule={_schedule_argument(spec)},",
         f"    start_date={START_DATE},",
         "    catchup=False,",
     ]
@@ -305,6 +305,22 @@ def render_dag(
             f"    {upstream} >> outcome",
         ]
     return _black("\n".join(lines) + "\n")
+
+
+def _sdk_imports(spec: PipelineSpec) -> str:
+    zoned = spec.schedule is not None and spec.schedule.timezone != "UTC"
+    return "CronTriggerTimetable, DAG, Param" if zoned else "DAG, Param"
+
+
+def _schedule_argument(spec: PipelineSpec) -> str:
+    """Airflow's ``schedule``: the checked 5-field cron (a preset written out), read in the
+    schedule's time zone through a ``CronTriggerTimetable`` unless that zone is UTC."""
+    schedule = spec.schedule
+    if schedule is None:
+        return "None"
+    if schedule.timezone == "UTC":
+        return repr(schedule.cron)
+    return f"CronTriggerTimetable({schedule.cron!r}, timezone={schedule.timezone!r})"
 
 
 def _pipeline_info(spec: PipelineSpec) -> dict[str, Any]:

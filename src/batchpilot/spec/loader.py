@@ -29,6 +29,7 @@ from batchpilot.spec.model import (
     RetryPolicy,
     TriggerRule,
 )
+from batchpilot.spec.schedule import parse_schedule
 
 PIPELINE_SUFFIXES = (".yaml", ".yml", ".json")
 _ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -173,7 +174,7 @@ class _RawPipeline(BaseModel):
 
     name: str
     description: str | None = None
-    schedule: str | None = None
+    schedule: Any = None  # checked by parse_schedule, which names each of its fields
     max_workers: int | None = Field(default=None, ge=1)
     default_args: _DefaultArgs = Field(default_factory=_DefaultArgs)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -318,6 +319,14 @@ def _policy(node: _Policy, defaults: _DefaultArgs) -> tuple[RetryPolicy, float |
 
 def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -> PipelineSpec:
     errors: list[SpecError] = []
+    schedule = None
+    if raw.schedule is not None:
+        try:
+            schedule = parse_schedule(
+                raw.schedule, path=path, line=getattr(raw.schedule, "line", None)
+            )
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
     ids: dict[str, int] = {}
     for index, node in enumerate(raw.nodes):
         if node.id in ids:
@@ -407,7 +416,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
         nodes=tuple(nodes),
         params=dict(raw.params),
         description=raw.description,
-        schedule=raw.schedule,
+        schedule=schedule,
         max_workers=raw.max_workers,
         source_path=path,
         compensation=raw.compensation,

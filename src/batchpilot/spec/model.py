@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from batchpilot.spec.schedule import ScheduleSpec
+
 
 class TriggerRule(StrEnum):
     """When a task runs, given its upstream tasks' states (as in Airflow)."""
@@ -96,7 +98,7 @@ class PipelineSpec:
     nodes: tuple[NodeSpec, ...]
     params: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
-    schedule: str | None = None
+    schedule: ScheduleSpec | None = None
     max_workers: int | None = None
     source_path: str | None = None
     compensation: CompensationMode = CompensationMode.AUTO

@@ -66,10 +66,12 @@ def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
         actions = getattr(spec, hook)
         if actions:
             document[hook] = [action_to_document(a) for a in actions]
-    for key in ("description", "schedule", "max_workers"):
+    for key in ("description", "max_workers"):
         value = getattr(spec, key)
         if value is not None:
             document[key] = value
+    if spec.schedule is not None:
+        document["schedule"] = spec.schedule.to_document()
     return document
 
 

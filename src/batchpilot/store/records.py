@@ -30,6 +30,8 @@ class RunRecord:
     executor: str = "local"
     external_id: str | None = None
     cancel_requested: bool = False
+    slot: datetime | None = None
+    triggered_by: str = "manual"
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ def run_record(row: Any) -> RunRecord:
         executor=row["executor"],
         external_id=row["external_id"],
         cancel_requested=bool(row["cancel_requested"]),
+        slot=aware(row["slot"]),
+        triggered_by=row["triggered_by"],
     )
 
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from batchpilot.errors import RunNotFound, StoreError, first_line
-from batchpilot.states import RunStatus, TaskState
+from batchpilot.states import RunStatus, RunTrigger, TaskState
 from batchpilot.store.migrate import migrate
 from batchpilot.store.records import (
     AttemptRecord,
@@ -32,6 +33,8 @@ from batchpilot.store.records import (
     task_record,
     utcnow,
 )
+from batchpilot.store.run_rows import NewRun, insert_run
+from batchpilot.store.schedules import ScheduleStore
 from batchpilot.store.tables import attempts, runs, task_instances
 from batchpilot.store.tables import callbacks as callbacks_table
 from batchpilot.store.transaction import (
@@ -109,46 +112,36 @@ class RunStore:
         owner: str | None = None,
         executor: str = "local",
         external_id: str | None = None,
+        slot: datetime | None = None,
+        triggered_by: RunTrigger = RunTrigger.MANUAL,
     ) -> None:
         """Insert a run and all its task instances (pending), in one transaction.
 
         ``executor``/``external_id`` mark a run driven elsewhere (``airflow``
-        and its DAG run id).
+        and its DAG run id); ``slot`` (aware) and ``triggered_by`` record its
+        logical time and what started it.
         """
-        now = utcnow()
+        run = NewRun(
+            run_id=run_id,
+            pipeline=pipeline,
+            spec=spec,
+            params=params,
+            ds=ds,
+            source_path=source_path,
+            task_ids=task_ids,
+            owner=owner,
+            executor=executor,
+            external_id=external_id,
+            slot=slot,
+            triggered_by=triggered_by,
+        )
         with self._begin() as conn:
-            conn.execute(
-                runs.insert().values(
-                    run_id=run_id,
-                    pipeline=pipeline,
-                    status=RunStatus.QUEUED.value,
-                    source_path=source_path,
-                    spec=spec,
-                    params=params,
-                    ds=ds,
-                    created_at=now,
-                    owner=owner,
-                    heartbeat_at=now if owner else None,
-                    needs_attention=False,
-                    executor=executor,
-                    external_id=external_id,
-                    cancel_requested=False,
-                )
-            )
-            if task_ids:
-                conn.execute(
-                    task_instances.insert(),
-                    [
-                        {
-                            "run_id": run_id,
-                            "task_id": task_id,
-                            "position": i,
-                            "state": TaskState.PENDING.value,
-                            "attempts": 0,
-                        }
-                        for i, task_id in enumerate(task_ids)
-                    ],
-                )
+            insert_run(conn, run)
+
+    @cached_property
+    def schedules(self) -> ScheduleStore:
+        """Slot claims, schedule state and idempotency keys (see ``store/schedules.py``)."""
+        return ScheduleStore(self.engine)
 
     def get_run(self, run_id: str) -> RunRecord:
         """Return a run; raises :class:`RunNotFound`."""

@@ -40,6 +40,8 @@ runs = Table(
     Column("executor", String(20), nullable=False, default="local"),
     Column("external_id", Text),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("slot", DateTime(timezone=True)),  # the logical time of a scheduled/backfill run
+    Column("triggered_by", String(20), nullable=False, default="manual"),
     Index("ix_bp_runs_created_at", "created_at"),
     Index("ix_bp_runs_pipeline", "pipeline"),
 )
@@ -92,4 +94,55 @@ callbacks = Table(
     Column("fired_at", DateTime(timezone=True)),
     Column("error", Text),
     ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
+)
+
+# -- the scheduler (migration 0003) ------------------------------------------------------------
+# Instants are stored in UTC (SQLite keeps no offset; the store converts before writing).
+
+#: One row per slot ever claimed: the unique (pipeline, slot) key makes a slot run once. The
+#: claim outlives its run on purpose (no foreign key): purging history must not make a slot
+#: due again. ``run_id`` is the slot's current run (a backfill rerun replaces it).
+slot_claims = Table(
+    "bp_slot_claims",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("slot", DateTime(timezone=True), primary_key=True),
+    Column("run_id", String(100), nullable=False),
+    Column("triggered_by", String(20), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Per pipeline: paused or not, and the newest slot the schedule has dealt with.
+schedule_states = Table(
+    "bp_schedule_states",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("paused_reason", Text),
+    Column("paused_at", DateTime(timezone=True)),
+    Column("last_slot", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: "Missed while down": the slots a schedule did not run when it came back (or was unpaused).
+missed_slots = Table(
+    "bp_missed_slots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("catchup", String(10), nullable=False),
+    Column("slot_count", Integer, nullable=False),
+    Column("slots", JSON, nullable=False),  # ISO-8601 UTC instants, oldest first (capped)
+    Index("ix_bp_missed_slots_pipeline", "pipeline"),
+)
+
+#: A manual trigger's idempotency key: the same key on the same pipeline gives the same run.
+idempotency_keys = Table(
+    "bp_idempotency_keys",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("idempotency_key", String(200), primary_key=True),
+    Column("run_id", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
