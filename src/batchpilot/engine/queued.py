@@ -10,6 +10,7 @@ that was valid when the run was created, even if its file broke since.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -92,6 +93,9 @@ def execute_stored_run(
     """
     run = store.get_run(run_id)
     spec = build_pipeline(run.spec, source_path=run.source_path)
+    if spec.folder and spec.folder not in sys.path:
+        # as when the file is loaded: ``callable: module:function`` finds modules beside it
+        sys.path.insert(0, spec.folder)
     return resume_run(
         run.run_id, settings=settings, store=store, spec=spec, listener=listener, workers=workers
     )
