@@ -96,10 +96,10 @@ def serve(
     def stop(signum: int, frame: Any) -> None:
         context.stopping.set()
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     with exit_codes(EXIT_INVALID):
         process.start()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     _say(
         f"serving {folder} ({len(process.scheduler.pipelines)} pipelines, {max_runs} runs at once)"
     )

@@ -73,9 +73,11 @@ class CatalogChanges:
 
 
 def load_checked(path: Path, settings: Settings) -> PipelineSpec:
-    """Load and check a pipeline file as a run would; raises :class:`SpecError`."""
+    """Load a pipeline file; a scheduled one is also checked as its runs will be (steps,
+    configs, connections, default params). Raises :class:`SpecError`."""
     spec = load_pipeline(path)
-    check_queued_run(spec, settings=settings, ds="2000-01-01")
+    if spec.schedule is not None:
+        check_queued_run(spec, settings=settings, ds="2000-01-01")
     return spec
 
 
@@ -164,6 +166,9 @@ class PipelineCatalog:
         for entry in self.entries():
             if entry.spec is not None and entry.name == name:
                 return entry
+        for entry in self.entries():
+            if entry.name == name and entry.error:
+                raise SpecError(f"pipeline '{name}' is invalid: {entry.error}", path=entry.path)
         raise PipelineNotFound(name, self.folder, sorted({e.name for e in self.entries()}))
 
     def get(self, name: str) -> PipelineSpec:
