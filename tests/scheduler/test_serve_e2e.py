@@ -114,12 +114,12 @@ def runs_of(home: Path, pipeline: str) -> list[RunRecord]:
         store.dispose()
 
 
-def test_serve_runs_the_due_slot_and_a_trigger_once_then_stops_on_sigterm(
+def test_serve_runs_the_due_slot_and_a_trigger_once_keeps_a_broken_file_and_stops_on_sigterm(
     serve, cli: Cli, home: Path, tmp_path: Path
 ):
     folder = tmp_path / "pipelines"
     folder.mkdir()
-    write_pipeline(folder, "hourly", "0 * * * *")
+    path = write_pipeline(folder, "hourly", {"cron": "0 * * * *", "timezone": "Europe/Paris"})
     process = serve(folder)
 
     def scheduled_run_succeeded() -> bool:
@@ -147,6 +147,17 @@ def test_serve_runs_the_due_slot_and_a_trigger_once_then_stops_on_sigterm(
     ended = wait_for(triggered_run_ended, "the triggered run", process)
     assert ended.status is RunStatus.SUCCESS and ended.triggered_by == "manual"
     assert len(runs_of(home, "hourly")) == 2
+
+    # an invalid edit: the last valid version stays scheduled, pipelines list shows the error
+    path.write_text(path.read_text().replace("Europe/Paris", "Europe/Atlantis"))
+    wait_for(lambda: "Europe/Atlantis" in process.output(), "serve to notice the edit", process)
+    listed = cli("pipelines", "list", "--pipelines", str(folder), "-o", "json")
+    assert listed.code == 0, listed.stderr
+    (row,) = listed.json()
+    assert row["name"] == "hourly" and row["timezone"] == "Europe/Paris"
+    assert row["schedule"] == "every hour at :00" and row["paused"] is False
+    assert "Europe/Atlantis" in row["errors"][0] and "schedule.timezone" in row["errors"][0]
+    assert row["last_run"] in {r.run_id for r in runs_of(home, "hourly")}
 
     assert process.terminate() == 0
     assert "stopped" in process.output()
@@ -210,23 +221,3 @@ def test_sigterm_stops_a_running_run_resumably_and_exits_0(
     (run,) = runs_of(home, "slow")
     assert run.status is RunStatus.FAILED and run.owner is None
     assert f"batchpilot resume {run.run_id}" in (run.error or "")
-
-
-def test_an_invalid_edit_keeps_the_last_valid_version_and_pipelines_list_shows_the_error(
-    serve, cli: Cli, home: Path, tmp_path: Path
-):
-    folder = tmp_path / "pipelines"
-    folder.mkdir()
-    path = write_pipeline(folder, "hourly", {"cron": "0 * * * *", "timezone": "Europe/Paris"})
-    process = serve(folder)
-    wait_for(lambda: runs_of(home, "hourly"), "the first scheduled run", process)
-    path.write_text(path.read_text().replace("Europe/Paris", "Europe/Atlantis"))
-    wait_for(lambda: "Europe/Atlantis" in process.output(), "serve to notice the edit", process)
-    listed = cli("pipelines", "list", "--pipelines", str(folder), "-o", "json")
-    assert listed.code == 0, listed.stderr
-    (row,) = listed.json()
-    assert row["name"] == "hourly" and row["timezone"] == "Europe/Paris"
-    assert row["schedule"] == "every hour at :00" and row["paused"] is False
-    assert "Europe/Atlantis" in row["errors"][0] and "schedule.timezone" in row["errors"][0]
-    assert row["last_run"] == runs_of(home, "hourly")[0].run_id
-    assert process.terminate() == 0
