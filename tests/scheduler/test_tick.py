@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from batchpilot.engine.queued import queued_run
 from batchpilot.scheduler.clock import FakeClock
 from batchpilot.scheduler.tick import cancel_by_request, pause_after_failures, run_tick
 from batchpilot.settings import Settings
+from batchpilot.spec.loader import build_pipeline
 from batchpilot.states import RunStatus, RunTrigger
 from batchpilot.store import RunStore
 
@@ -241,3 +243,49 @@ def test_two_schedulers_on_one_postgresql_store_claim_each_of_50_slots_once(
     assert sum(counts) == 50
     assert len(claims) == 50 and len({c.slot for c in claims}) == 50
     assert len(runs) == 50 and {r.run_id for r in runs} == {c.run_id for c in claims}
+
+
+def test_a_scheduler_killed_mid_pass_leaves_each_slot_claimed_with_its_run_or_not_at_all(
+    tmp_path: Path,
+):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    spec_document = {
+        "name": "minutely",
+        "nodes": [{"id": "noop", "type": "empty"}],
+        "schedule": {"cron": "* * * * *", "catchup": "all", "overlap": "allow"},
+    }
+    spec = build_pipeline(spec_document)
+    store = RunStore(url)
+    run_tick([spec], store, FakeClock(START))
+    later = START + timedelta(minutes=600)  # 600 missed slots, claimed one transaction each
+    script = textwrap.dedent(
+        f"""
+        from datetime import datetime
+        from batchpilot.scheduler.clock import FakeClock
+        from batchpilot.scheduler.tick import run_tick
+        from batchpilot.spec.loader import build_pipeline
+        from batchpilot.store import RunStore
+
+        spec = build_pipeline({spec_document!r})
+        clock = FakeClock(datetime.fromisoformat({later.isoformat()!r}))
+        run_tick([spec], RunStore({url!r}), clock)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120
+        while len(store.list_runs(limit=100, pipeline="minutely")) < 30:
+            assert process.poll() is None, "the pass ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    partial = len(store.schedules.slot_claims("minutely"))
+    run_tick([spec], store, FakeClock(later))  # the restarted scheduler finishes the pass
+    claims = store.schedules.slot_claims("minutely")
+    runs = store.list_runs(limit=1000, pipeline="minutely")
+    store.dispose()
+    assert 30 <= partial < 601
+    assert len(claims) == 601 and len({c.slot for c in claims}) == 601
+    assert sorted(r.run_id for r in runs) == sorted(c.run_id for c in claims)
