@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from batchpilot.engine import RunService
@@ -64,4 +65,46 @@ def test_a_run_queued_for_serve_is_neither_dead_nor_reaped_but_one_whose_process
     assert [r.run_id for r in service.reap()] == [orphan]
     assert store.get_run(waiting).status is RunStatus.QUEUED
     assert store.get_run(orphan).status is RunStatus.FAILED
+    store.dispose()
+
+
+def test_the_dispatcher_holds_a_schedule_s_runs_back_beyond_max_active_runs(tmp_path: Path):
+    from batchpilot.engine.queued import queued_run
+    from batchpilot.scheduler.serve import RunDispatcher, ServeContext, ServeOptions
+    from batchpilot.states import RunTrigger
+
+    settings = Settings(home=tmp_path / "home")
+    store = RunStore.for_home(settings.home)
+    spec = build_pipeline({**PIPELINE, "schedule": {"cron": "0 * * * *", "max_active_runs": 2}})
+    slots = [datetime(2024, 1, 1, hour, tzinfo=UTC) for hour in (3, 1, 2)]
+    for hour, slot in zip((3, 1, 2), slots, strict=True):
+        run = queued_run(
+            spec,
+            run_id=f"slot-{hour}",
+            ds="2024-01-01",
+            slot=slot,
+            triggered_by=RunTrigger.SCHEDULE,
+        )
+        store.schedules.claim_slot(run)
+    queue(settings, store, "manual")
+    store.schedules.claim_slot(
+        queued_run(
+            spec,
+            run_id="backfill",
+            ds="2023-01-01",
+            slot=datetime(2023, 1, 1, tzinfo=UTC),
+            triggered_by=RunTrigger.BACKFILL,
+        )
+    )
+    supervisor = RunSupervisor(settings, max_runs=4)
+    dispatcher = RunDispatcher(
+        ServeContext(settings=settings, store=store),
+        supervisor,
+        lambda: {"two": spec},
+        ServeOptions(pipelines=tmp_path),
+    )
+    dispatcher.submit_startable()  # submits only: nothing starts until poll()
+    assert supervisor.waiting == ["slot-1", "slot-2", "manual"]
+    dispatcher.submit_startable()
+    assert supervisor.waiting == ["slot-1", "slot-2", "manual"]
     store.dispose()
