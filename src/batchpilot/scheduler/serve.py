@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from batchpilot.engine import RunService
-from batchpilot.errors import BatchpilotError
+from batchpilot.errors import first_line
 from batchpilot.scheduler.catalog import CATALOG_POLL_S, PipelineCatalog, snapshot_path
 from batchpilot.scheduler.clock import Clock, SystemClock
 from batchpilot.scheduler.policies import may_start
@@ -125,8 +125,9 @@ class _Looping:
         while not self.context.stopping.is_set():
             try:
                 self.step()
-            except BatchpilotError as exc:
-                self.context.say(f"{self.name}: {exc}")  # e.g. the store unreachable: try again
+            except Exception as exc:  # the loop outlives any one failed step
+                # e.g. the state store unreachable for a while: say so, try again next time
+                self.context.say(f"{self.name}: {type(exc).__name__}: {first_line(exc)}")
             if self.context.stopping.wait(self.interval_s):
                 break
         self.finish()
