@@ -57,6 +57,11 @@ def _is_driven(run: RunRecord, settings: Settings) -> bool:
     return (time.time() - run.heartbeat_at.timestamp()) < settings.stale_after_s
 
 
+def _waits_for_serve(run: RunRecord) -> bool:
+    """A run queued for ``serve`` (a slot, a ``trigger``) that no process took yet: not dead."""
+    return run.status is RunStatus.QUEUED and run.owner is None
+
+
 def cancel_run(
     run_id: str,
     *,
@@ -146,6 +151,16 @@ def compensate_run(
     return RunResult.load(store, run.run_id)
 
 
+def dead_runs(*, settings: Settings, store: RunStore) -> list[RunRecord]:
+    """Queued or running runs no live process drives (a run queued for ``serve`` that
+    no process took yet is not dead), oldest first."""
+    return [
+        run
+        for run in store.runs_in_status([RunStatus.QUEUED, RunStatus.RUNNING])
+        if not _is_driven(run, settings) and not _waits_for_serve(run)
+    ]
+
+
 @dataclass(frozen=True)
 class ReapedRun:
     """A run whose process had died, as ``runs reap`` left it."""
@@ -165,8 +180,8 @@ def reap_runs(
     registry = registry or default_registry()
     reaped = []
     for run in store.runs_in_status([RunStatus.QUEUED, RunStatus.RUNNING]):
-        if run.executor != "local" or _is_driven(run, settings):
-            continue  # a remote executor (Airflow) drives its runs; no process here died
+        if run.executor != "local" or _is_driven(run, settings) or _waits_for_serve(run):
+            continue  # driven by Airflow, by a live process, or queued for `serve`: not dead
         try:
             owner = claim_or_refuse(store, run, settings)
         except RunStateError:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from batchpilot.engine.control import ReapedRun, compensate_run, reap_runs
+from batchpilot.engine.control import ReapedRun, compensate_run, dead_runs, reap_runs
 from batchpilot.engine.executors import (
     LOCAL,
     Executors,
@@ -27,6 +27,7 @@ from batchpilot.engine.executors import (
 )
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.logs import AttemptLog
+from batchpilot.engine.queued import execute_stored_run, queue_checked_run
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runs import resume_run, retry_run
 from batchpilot.errors import RunStateError
@@ -34,6 +35,7 @@ from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunRecord, RunStore
+from batchpilot.store.schedule_records import RunClaim
 
 
 def _ignore(message: str) -> None:
@@ -79,6 +81,41 @@ class RunService:
             workers=workers,
             listener=listener or RunListener(),
             run_id=run_id,
+        )
+
+    def queue(
+        self,
+        spec: PipelineSpec,
+        *,
+        run_id: str,
+        ds: str,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunClaim:
+        """Check, then queue a run of ``spec`` for ``serve`` (``batchpilot trigger``); the
+        same ``idempotency_key`` returns the same run. Raises :class:`SpecError` with
+        nothing recorded for invalid params or date."""
+        return queue_checked_run(
+            spec,
+            settings=self.settings,
+            store=self.store,
+            run_id=run_id,
+            ds=ds,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def execute(
+        self, run_id: str, *, workers: int | None = None, listener: RunListener | None = None
+    ) -> RunResult:
+        """Drive a run created queued (a schedule's slot, a ``trigger``), or one whose
+        process died, to its end with the pipeline stored with it (``serve``'s workers).
+
+        Raises :class:`RunStateError` when it ended well, was cancelled or a live
+        process drives it; :class:`RunInterrupted` on Ctrl-C/SIGTERM.
+        """
+        return execute_stored_run(
+            run_id, settings=self.settings, store=self.store, listener=listener, workers=workers
         )
 
     def follow(self, run_id: str, *, listener: RunListener | None = None) -> RunResult:
@@ -150,6 +187,10 @@ class RunService:
         """Fail the open attempts of runs whose process died (leaving them resumable) and
         fire the callbacks ended runs left unfired."""
         return reap_runs(settings=self.settings, store=self.store)
+
+    def dead_runs(self) -> list[RunRecord]:
+        """Queued or running runs whose process died (none drives them; resumable)."""
+        return dead_runs(settings=self.settings, store=self.store)
 
     def list_runs(
         self, *, limit: int = 20, pipeline: str | None = None, warn: Warn = _ignore

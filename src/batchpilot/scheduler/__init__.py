@@ -1,8 +1,18 @@
-"""The scheduler's foundations: slot arithmetic across DST, backfill ranges, the clock.
+"""The scheduler: slot arithmetic across DST, backfill ranges, the clock, and ``serve``.
 
-``serve`` (a later part) claims each due slot in the state store under a unique
-(pipeline, slot) key, in the transaction that creates its run (see
-:mod:`batchpilot.store.schedules`).
+``serve`` claims each due slot in the state store under a unique (pipeline,
+slot) key, in the transaction that creates its run (see
+:mod:`batchpilot.store.schedules`). Its parts, one job each:
+
+- :mod:`~batchpilot.scheduler.catalog`: the pipeline files under a folder, re-read
+  when they change; a broken file keeps its last valid version;
+- :mod:`~batchpilot.scheduler.policies`: pure decisions (due slots, catchup,
+  overlap, room for a run);
+- :mod:`~batchpilot.scheduler.tick`: one pass of (pipelines, store, clock);
+- :mod:`~batchpilot.scheduler.supervisor` and :mod:`~batchpilot.scheduler.worker`:
+  runs in worker processes, at most N at once (shared with ``backfill``);
+- :mod:`~batchpilot.scheduler.serve`: the process, as components with start/stop;
+- :mod:`~batchpilot.scheduler.describe`: what ``pipelines list`` shows.
 """
 
 from batchpilot.scheduler.backfill import MAX_BACKFILL_SLOTS, backfill_slots

@@ -1,0 +1,323 @@
+"""``batchpilot serve``: one long-running process made of components sharing one context.
+
+:class:`ServeContext` holds what every component shares: the settings, one
+state store, one clock, the engine's :class:`RunService`, and a stop event.
+A component has ``start()`` (spawn its thread) and ``stop()`` (end it and wait):
+
+- :class:`SchedulerLoop` re-reads the pipeline catalog (every
+  :data:`CATALOG_POLL_S`) and runs one scheduling pass (:func:`run_tick`)
+  every ``tick_s``;
+- :class:`RunDispatcher` hands queued runs to a :class:`RunSupervisor` (worker
+  processes, at most ``max_runs``), holding a schedule's runs back while
+  ``max_active_runs`` of them run, and pauses a schedule after its failures.
+
+The REST API will be one more component on the same context.
+:class:`ServeProcess` recovers runs whose process died (resume or reap),
+starts the components, and stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from batchpilot.engine import RunService
+from batchpilot.errors import first_line
+from batchpilot.scheduler.catalog import CATALOG_POLL_S, PipelineCatalog, snapshot_path
+from batchpilot.scheduler.clock import Clock, SystemClock
+from batchpilot.scheduler.policies import may_start
+from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS, STOP_GRACE_S, RunSupervisor
+from batchpilot.scheduler.tick import cancel_by_request, pause_after_failures, run_tick
+from batchpilot.settings import Settings
+from batchpilot.spec.model import PipelineSpec
+from batchpilot.states import RunStatus, RunTrigger
+from batchpilot.store import RunRecord, RunStore
+
+#: Seconds between two scheduling passes.
+TICK_S = 1.0
+#: Seconds between two looks for queued runs and ended workers.
+DISPATCH_S = 0.25
+
+
+class DeadRunPolicy(StrEnum):
+    """What ``serve`` does at start with runs whose process died."""
+
+    RESUME = "resume"
+    REAP = "reap"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``serve`` runs: where the pipelines are, how many runs at once, and its pace."""
+
+    pipelines: Path
+    max_runs: int = DEFAULT_MAX_RUNS
+    on_dead_runs: DeadRunPolicy = DeadRunPolicy.RESUME
+    tick_s: float = TICK_S
+    catalog_poll_s: float = CATALOG_POLL_S
+    dispatch_s: float = DISPATCH_S
+    stop_grace_s: float = STOP_GRACE_S
+
+
+Say = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """The default ``say``: nothing."""
+
+
+@dataclass
+class ServeContext:
+    """What the components of one ``serve`` share."""
+
+    settings: Settings
+    store: RunStore
+    clock: Clock = field(default_factory=SystemClock)
+    say: Say = _quiet
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def service(self) -> RunService:
+        """The engine's services on this store."""
+        return RunService(settings=self.settings, store=self.store)
+
+
+class Component(Protocol):
+    """A part of ``serve`` with a lifecycle (the scheduler loop, the dispatcher, the API)."""
+
+    name: str
+
+    def start(self) -> None:
+        """Begin (in a thread of its own); return at once."""
+        ...
+
+    def stop(self) -> None:
+        """End and wait until ended; called once, after ``context.stopping`` is set."""
+        ...
+
+
+class _Looping:
+    """A component whose work is one step repeated every ``interval_s`` until stopping."""
+
+    name = "loop"
+    interval_s = 1.0
+
+    def __init__(self, context: ServeContext) -> None:
+        self.context = context
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self.context.stopping.is_set():
+            try:
+                self.step()
+            except Exception as exc:  # the loop outlives any one failed step
+                # e.g. the state store unreachable for a while: say so, try again next time
+                self.context.say(f"{self.name}: {type(exc).__name__}: {first_line(exc)}")
+            if self.context.stopping.wait(self.interval_s):
+                break
+        self.finish()
+
+    def finish(self) -> None:
+        """Runs in the component's thread once stopping is set."""
+
+
+class SchedulerLoop(_Looping):
+    """Keeps the catalog fresh and claims due slots."""
+
+    name = "scheduler"
+
+    def __init__(self, context: ServeContext, catalog: PipelineCatalog, options: ServeOptions):
+        super().__init__(context)
+        self.catalog = catalog
+        self.interval_s = options.tick_s
+        self.catalog_poll_s = options.catalog_poll_s
+        self._next_refresh = 0.0
+        self._elapsed = 0.0
+        #: the pipelines by name as last read (replaced whole, read by other threads)
+        self.pipelines: dict[str, PipelineSpec] = {s.name: s for s in catalog.specs()}
+
+    def step(self) -> None:
+        if self._elapsed >= self._next_refresh:
+            self.refresh_catalog()
+            self._next_refresh = self._elapsed + self.catalog_poll_s
+        self._elapsed += self.interval_s
+        context = self.context
+        service = context.service
+        report = run_tick(
+            self.catalog.scheduled(),
+            context.store,
+            context.clock,
+            cancel=cancel_by_request(context.store, service.cancel),
+        )
+        for name, count in report.missed.items():
+            context.say(f"{name}: {count} slots missed while down (catchup applied)")
+        for run_id in report.created:
+            context.say(f"queued scheduled run {run_id}")
+
+    def refresh_catalog(self) -> None:
+        """Re-read changed files, say what changed, and save the snapshot."""
+        changes = self.catalog.refresh()
+        if not changes and self.pipelines:
+            return
+        for entry in self.catalog.entries():
+            if entry.error and entry.path in (*changes.added, *changes.changed):
+                kept = " (its last valid version stays scheduled)" if entry.spec else ""
+                self.context.say(f"invalid pipeline file {entry.path}{kept}: {entry.error}")
+        self.pipelines = {s.name: s for s in self.catalog.specs()}
+        self.catalog.save_snapshot(snapshot_path(self.context.settings))
+
+
+class RunDispatcher(_Looping):
+    """Hands queued runs to worker processes and follows their ends."""
+
+    name = "dispatcher"
+
+    def __init__(
+        self,
+        context: ServeContext,
+        supervisor: RunSupervisor,
+        pipelines: Callable[[], dict[str, PipelineSpec]],
+        options: ServeOptions,
+    ) -> None:
+        super().__init__(context)
+        self.supervisor = supervisor
+        self.pipelines = pipelines
+        self.interval_s = options.dispatch_s
+        self.stop_grace_s = options.stop_grace_s
+
+    def step(self) -> None:
+        self.submit_startable()
+        for end in self.supervisor.poll():
+            self.on_end(end.run_id, end.exit_code)
+
+    def submit_startable(self) -> None:
+        """Submit the queued runs nobody took, oldest first, within each schedule's room."""
+        store = self.context.store
+        pipelines = self.pipelines()
+        active = store.runs_in_status([RunStatus.QUEUED, RunStatus.RUNNING])
+        running: dict[str, int] = {}
+        for run in active:
+            if run.triggered_by == RunTrigger.SCHEDULE.value and (
+                run.status is RunStatus.RUNNING or self.supervisor.holds(run.run_id)
+            ):
+                running[run.pipeline] = running.get(run.pipeline, 0) + 1
+        for run in sorted(active, key=_queue_order):
+            if not _waits_here(run) or self.supervisor.holds(run.run_id):
+                continue
+            if run.triggered_by == RunTrigger.SCHEDULE.value:
+                spec = pipelines.get(run.pipeline)
+                count = running.get(run.pipeline, 0)
+                if not may_start(spec.schedule if spec else None, count):
+                    continue
+                running[run.pipeline] = count + 1
+            self.supervisor.submit(run.run_id)
+
+    def on_end(self, run_id: str, exit_code: int) -> None:
+        """Say how a run ended; pause its schedule after too many failures in a row."""
+        store = self.context.store
+        run = store.get_run(run_id)
+        if not run.status.is_terminal() and not self.context.stopping.is_set():
+            # The worker died (killed, out of memory): fail the run, resumable by hand.
+            self.context.service.reap()
+            run = store.get_run(run_id)
+        self.context.say(f"run {run_id} of {run.pipeline} ended {run.status.value}")
+        spec = self.pipelines().get(run.pipeline)
+        failed = run.status is RunStatus.FAILED and spec is not None
+        if failed and pause_after_failures(store, spec):  # type: ignore[arg-type]
+            self.context.say(f"{run.pipeline}: schedule paused after repeated failures")
+
+    def finish(self) -> None:
+        self.supervisor.stop(grace_s=self.stop_grace_s)
+
+
+def _waits_here(run: RunRecord) -> bool:
+    """A queued run for ``serve``: local, unowned, not a backfill's (backfill drives its own)."""
+    return (
+        run.status is RunStatus.QUEUED
+        and run.owner is None
+        and run.executor == "local"
+        and run.triggered_by != RunTrigger.BACKFILL.value
+    )
+
+
+def _queue_order(run: RunRecord) -> tuple[object, ...]:
+    return (run.slot or run.created_at, run.created_at, run.run_id)
+
+
+class ServeProcess:
+    """``serve``: recover dead runs, start the components, stop them in reverse order."""
+
+    def __init__(
+        self,
+        options: ServeOptions,
+        context: ServeContext,
+        *,
+        extra_components: Sequence[Component] = (),
+    ) -> None:
+        self.options = options
+        self.context = context
+        catalog = PipelineCatalog(options.pipelines, settings=context.settings)
+        catalog.seed_from_snapshot(snapshot_path(context.settings))
+        self.scheduler = SchedulerLoop(context, catalog, options)
+        self.supervisor = RunSupervisor(context.settings, max_runs=options.max_runs)
+        self.dispatcher = RunDispatcher(
+            context, self.supervisor, lambda: self.scheduler.pipelines, options
+        )
+        self.components: list[Component] = [self.scheduler, self.dispatcher, *extra_components]
+
+    def start(self) -> None:
+        """Read the catalog (raises :class:`SpecError` for a missing folder), act on dead
+        runs, and start every component."""
+        self.scheduler.refresh_catalog()
+        self.recover_dead_runs()
+        for component in self.components:
+            component.start()
+
+    def recover_dead_runs(self) -> list[str]:
+        """Runs whose process died: resumed by a worker (``resume``) or failed, resumable
+        by hand (``reap``). Returns their ids."""
+        service = self.context.service
+        if self.options.on_dead_runs is DeadRunPolicy.REAP:
+            reaped = [r.run_id for r in service.reap()]
+            for run_id in reaped:
+                self.context.say(f"reaped run {run_id} (its process had died)")
+            return reaped
+        dead = [r.run_id for r in service.dead_runs()]
+        for run_id in dead:
+            self.supervisor.submit(run_id)
+            self.context.say(f"resuming run {run_id} (its process had died)")
+        return dead
+
+    def stop(self) -> None:
+        """Stop claiming, stop the workers (SIGTERM; their runs stay resumable), return."""
+        self.context.stopping.set()
+        for component in reversed(self.components):
+            component.stop()
+
+
+__all__ = [
+    "DISPATCH_S",
+    "TICK_S",
+    "Component",
+    "DeadRunPolicy",
+    "RunDispatcher",
+    "SchedulerLoop",
+    "ServeContext",
+    "ServeOptions",
+    "ServeProcess",
+]

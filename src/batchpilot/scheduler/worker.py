@@ -1,0 +1,81 @@
+"""A worker process: drives one existing run to its end, then exits.
+
+``python -m batchpilot.scheduler.worker RUN_ID`` (started by
+:class:`~batchpilot.scheduler.supervisor.RunSupervisor`, in its own process
+group) reads its settings from the ``BATCHPILOT_*`` environment the supervisor
+passes, and calls ``RunService.execute``. SIGTERM stops the run resumably.
+
+Exit codes: 0 the run succeeded, 1 it failed or was cancelled, 3 it was
+interrupted (SIGTERM), 4 another process drives it, 2 it could not be started
+(the run is then recorded ``failed`` with the reason, never left ``running``).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+from batchpilot.engine import RunService
+from batchpilot.errors import BatchpilotError, RunInterrupted, RunStateError, first_line
+from batchpilot.settings import Settings
+from batchpilot.states import RunStatus
+from batchpilot.store import RunStore
+
+EXIT_SUCCESS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_INTERRUPTED, EXIT_TAKEN = 0, 1, 2, 3, 4
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_worker(run_id: str, settings: Settings) -> int:
+    """Drive run ``run_id`` to its end; returns the worker's exit code (see the module)."""
+    store = RunStore.for_home(settings.home, settings.database_url)
+    service = RunService(settings=settings, store=store)
+    try:
+        result = service.execute(run_id)
+    except RunInterrupted:
+        return EXIT_INTERRUPTED
+    except RunStateError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return EXIT_TAKEN
+    except BatchpilotError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        _record_not_started(store, run_id, first_line(exc))
+        return EXIT_NOT_STARTED
+    finally:
+        store.dispose()
+    return EXIT_SUCCESS if result.status is RunStatus.SUCCESS else EXIT_FAILED
+
+
+def _record_not_started(store: RunStore, run_id: str, reason: str) -> None:
+    """A run its worker could not start ends ``failed`` with the reason (if nobody owns it)."""
+    try:
+        run = store.get_run(run_id)
+        if run.owner is None and not run.status.is_terminal():
+            store.set_run_status(run_id, RunStatus.FAILED, error=f"could not start: {reason}")
+    except BatchpilotError:
+        pass  # the store is unreachable: serve's next start finds the run and acts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m batchpilot.scheduler.worker RUN_ID``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m batchpilot.scheduler.worker RUN_ID", file=sys.stderr)
+        return EXIT_NOT_STARTED
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        settings = Settings.from_env()
+    except BatchpilotError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return EXIT_NOT_STARTED
+    try:
+        return run_worker(args[0], settings)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
