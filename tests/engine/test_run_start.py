@@ -1,17 +1,21 @@
-"""A run that cannot get going ends ``failed`` with its one-line reason, never ``running``."""
+"""A run that cannot get going is refused before it exists, or ends ``failed`` with its
+one-line reason: never ``running``."""
 
 from __future__ import annotations
+
+import pytest
 
 from batchpilot import Pipeline, Task
 from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.runs import start_run
+from batchpilot.errors import SpecError
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
-from batchpilot.states import RunStatus, TaskState
+from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 
 
-def test_a_connection_url_with_a_bad_port_fails_its_task_and_the_run(settings: Settings):
+def test_a_connection_url_with_a_bad_port_is_refused_before_a_run_exists(settings: Settings):
     settings = Settings(
         home=settings.home,
         database_url=settings.database_url,
@@ -21,13 +25,13 @@ def test_a_connection_url_with_a_bad_port_fails_its_task_and_the_run(settings: S
     spec = build_pipeline({"name": "bad_port", "nodes": [query]})
     store = RunStore.for_home(settings.home, settings.database_url)
 
-    result = start_run(spec, settings=settings, store=store)
+    with pytest.raises(SpecError) as refused:
+        start_run(spec, settings=settings, store=store)
 
-    assert result.status is RunStatus.FAILED
-    assert result.tasks["q"].state is TaskState.FAILED
-    error = result.tasks["q"].error or ""
-    assert "notaport" in error and "\n" not in error and "s3cret" not in error
-    assert store.get_run(result.run_id).owner is None  # released: resumable, not held
+    message = str(refused.value)
+    assert "notaport" in message and "config.connection" in message
+    assert "s3cret" not in message
+    assert store.list_runs() == []  # nothing recorded, nothing left running
     store.dispose()
 
 

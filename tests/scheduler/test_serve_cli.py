@@ -64,7 +64,11 @@ def test_trigger_refuses_params_the_pipeline_cannot_render(
 def test_trigger_queues_a_run_and_a_key_returns_it_again(
     cli_in_process: Cli, tmp_path: Path, home: Path
 ):
-    folder = folder_with(tmp_path, hourly={"cron": "0 * * * *", "timezone": "Asia/Tokyo"})
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    write_pipeline(
+        folder, "hourly", {"cron": "0 * * * *", "timezone": "Asia/Tokyo"}, params={"region": "us"}
+    )
     args = ("trigger", "hourly", "--pipelines", str(folder), "--date", "2026-11-30", "-o", "json")
     first = cli_in_process(*args, "--idempotency-key", "abc", "--param", "region=eu")
     again = cli_in_process(*args, "--idempotency-key", "abc")
