@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from batchpilot.artifacts import ArtifactRef, ArtifactStore
-from batchpilot.engine.attempt import AttemptPlan, run_attempt
+from batchpilot.engine.attempt import AttemptPlan, run_with_timeout
 from batchpilot.engine.building import action_node
 from batchpilot.engine.context import RunContext
-from batchpilot.engine.handles import AttemptHandle, AttemptOutcome, StopReason
+from batchpilot.engine.handles import AttemptHandle
 from batchpilot.engine.outputs import TaskOutput
 from batchpilot.engine.retry import retry_delay, should_retry
-from batchpilot.errors import StepError, first_line
+from batchpilot.errors import first_line
 from batchpilot.spec.model import ActionSpec
-
-#: how long a timed-out action gets to wind down before it is given up on
-ACTION_STOP_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -94,30 +90,3 @@ def run_action(
             return ActionOutcome(False, tries, error, failure=outcome.error)
         time.sleep(retry_delay(action.retry, tries, rng))
         attempt += 1
-
-
-def run_with_timeout(
-    run: RunContext, plan: AttemptPlan, handle: AttemptHandle, *, log: logging.Logger | None = None
-) -> AttemptOutcome:
-    """Run the attempt on this thread, or, with a timeout, on another one while this
-    thread enforces it (stopping the attempt the way the engine stops a task)."""
-    if handle.timeout_s is None:
-        return run_attempt(run, plan, handle, log=log)
-    result: dict[str, AttemptOutcome] = {}
-    worker = threading.Thread(
-        target=lambda: result.setdefault("outcome", run_attempt(run, plan, handle, log=log)),
-        daemon=True,
-    )
-    worker.start()
-    worker.join(handle.timeout_s)
-    if worker.is_alive():
-        handle.stop(StopReason.TIMEOUT, grace_s=ACTION_STOP_GRACE_S)
-        worker.join(ACTION_STOP_GRACE_S)
-    outcome = result.get("outcome")
-    if outcome is None or handle.stop_reason is not None:
-        return AttemptOutcome(
-            handle.task_id,
-            handle.attempt,
-            error=StepError(f"timed out after {handle.timeout_s:g}s"),
-        )
-    return outcome

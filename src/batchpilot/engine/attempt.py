@@ -4,7 +4,10 @@ Locally (a task, a compensation, a callback) and inside an Airflow worker
 alike: render the node's config, build its step and a complete, frozen
 :class:`StepContext`, run the step under the attempt's handle (which stops it
 on cancel or timeout), log it, and hand back an :class:`AttemptOutcome` whose
-success is a typed :class:`TaskOutput`. It never raises.
+success is a typed :class:`TaskOutput`. It never raises. The engine's loop
+stops its tasks' attempts on cancel and timeout itself; a caller that runs an
+attempt on its own thread (a compensation, a callback) uses
+:func:`run_with_timeout`.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from batchpilot.artifacts import ArtifactRef, ArtifactStore
 from batchpilot.artifacts.live import LiveOutput
 from batchpilot.engine.building import build_step
 from batchpilot.engine.context import RunContext
-from batchpilot.engine.handles import AttemptHandle, AttemptOutcome, AttemptStopped
+from batchpilot.engine.handles import AttemptHandle, AttemptOutcome, AttemptStopped, StopReason
 from batchpilot.engine.outputs import TaskOutput
-from batchpilot.errors import PermanentStepError, SpecError, first_line
+from batchpilot.errors import PermanentStepError, SpecError, StepError, first_line
 from batchpilot.spec.model import NodeSpec
 from batchpilot.steps.base import DeferredInputs, Step, StepContext, StepResult
+
+#: how long an attempt run by :func:`run_with_timeout` gets to wind down once stopped
+STOP_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,33 @@ def _run_logged(
             else:
                 text = "".join(traceback.format_exception(exc))
                 logger.error("failed: %s\n%s", redact(first_line(exc)), redact(text))
+
+
+def run_with_timeout(
+    run: RunContext, plan: AttemptPlan, handle: AttemptHandle, *, log: logging.Logger | None = None
+) -> AttemptOutcome:
+    """Run the attempt on this thread, or, with a timeout, on another one while this
+    thread enforces it (stopping the attempt the way the engine stops a task)."""
+    if handle.timeout_s is None:
+        return run_attempt(run, plan, handle, log=log)
+    result: dict[str, AttemptOutcome] = {}
+    worker = threading.Thread(
+        target=lambda: result.setdefault("outcome", run_attempt(run, plan, handle, log=log)),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(handle.timeout_s)
+    if worker.is_alive():
+        handle.stop(StopReason.TIMEOUT, grace_s=STOP_GRACE_S)
+        worker.join(STOP_GRACE_S)
+    outcome = result.get("outcome")
+    if outcome is None or handle.stop_reason is not None:
+        return AttemptOutcome(
+            handle.task_id,
+            handle.attempt,
+            error=StepError(f"timed out after {handle.timeout_s:g}s"),
+        )
+    return outcome
 
 
 def build_attempt(
