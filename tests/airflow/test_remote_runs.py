@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from batchpilot.airflow.client import AirflowClient
+from batchpilot.airflow.errors import DagImportError
+from batchpilot.airflow.remote import wait_for_dag
 from tests.airflow.conftest import PIPELINES, AirflowServer
 
 pytestmark = pytest.mark.airflow
@@ -143,8 +145,8 @@ def test_an_airflow_that_is_down_is_one_line(airflow_server: AirflowServer, home
     assert remote.json("runs", "list") == []
 
 
-def test_a_dag_airflow_cannot_import_is_reported_with_airflows_text(
-    remote: RemoteCli, tmp_path: Path
+def test_a_schedule_airflow_would_refuse_is_refused_before_airflow_is_asked(
+    remote: RemoteCli, airflow_server: AirflowServer, tmp_path: Path
 ):
     broken = tmp_path / "bad_schedule.yaml"
     broken.write_text(
@@ -154,9 +156,31 @@ def test_a_dag_airflow_cannot_import_is_reported_with_airflows_text(
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("error: Airflow could not import the DAG file af_bad_schedule.py: ")
-    assert "AirflowTimetableInvalid" in lines[0]  # Airflow's own words for the bad schedule
+    assert "field 'schedule'" in lines[0]
+    assert not (airflow_server.dags / "af_bad_schedule.py").exists()  # nothing deployed
     assert remote.json("runs", "list") == []
+
+
+def test_a_dag_airflow_cannot_import_is_reported_with_airflows_text(
+    airflow_server: AirflowServer,
+):
+    """Our own checks now refuse every schedule Airflow would refuse, so the DAG file is
+    broken by hand: what we wait on is Airflow's report, in Airflow's words."""
+    file_name = "af_broken_by_hand.py"
+    (airflow_server.dags / file_name).write_text(
+        "from airflow.sdk import DAG\n"
+        "with DAG(dag_id='af_broken_by_hand', schedule='every second tuesday'):\n"
+        "    pass\n"
+    )
+    client = AirflowClient(airflow_server.url, airflow_server.username, airflow_server.password)
+    with pytest.raises(DagImportError) as refused:
+        wait_for_dag(
+            client, "af_broken_by_hand", file_name, since=None, timeout_s=120, poll_s=1.0
+        )
+    message = str(refused.value)
+    assert message.startswith(f"Airflow could not import the DAG file {airflow_server.dags}")
+    assert "\n" not in message
+    assert "every second tuesday" in refused.value.stack_trace  # Airflow's own text
 
 
 def _wait_for_task_state(
