@@ -55,13 +55,7 @@ def continue_run(
     try:
         spec = spec or spec_for_resume(run.source_path, run.spec, load_file)
         tasks = {t.task_id: t for t in store.get_tasks(run.run_id)}
-        missing = [n for n in spec.node_ids if n not in tasks]
-        if missing:
-            raise SpecError(
-                f"the pipeline now has nodes the run does not know ({', '.join(missing)}); "
-                "start a new run instead",
-                path=spec.source_path,
-            )
+        _refuse_new_nodes(spec, tasks)
         settings = with_pipeline_connections(settings, spec)
         check_pipeline(
             spec,
@@ -94,6 +88,16 @@ def continue_run(
     )
     execute_run(context, states, attempts, outputs, listener=listener, workers=workers)
     return RunResult.load(store, run.run_id)
+
+
+def _refuse_new_nodes(spec: PipelineSpec, tasks: Mapping[str, TaskRecord]) -> None:
+    missing = [n for n in spec.node_ids if n not in tasks]
+    if missing:
+        raise SpecError(
+            f"the pipeline now has nodes the run does not know ({', '.join(missing)}); "
+            "start a new run instead",
+            path=spec.source_path,
+        )
 
 
 def _record_committed_groups(
