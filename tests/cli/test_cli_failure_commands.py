@@ -23,6 +23,10 @@ def spin():
 def sleepy():
     time.sleep(600)
 
+def nap_until_woken(params):
+    while not Path(params["wake"]).exists():
+        time.sleep(0.1)
+
 def flaky(params):
     marker = Path(params["marker"])
     if not marker.exists():
@@ -109,6 +113,42 @@ nodes: [{id: nap, type: python, config: {callable: "steps_mod:sleepy"}}]
     assert f"batchpilot resume {run_id}" in err
     shown = cli("runs", "show", run_id, "-o", "json").json()
     assert shown["status"] == "failed" and shown["tasks"]["nap"]["state"] == "pending"
+
+
+def test_an_interrupted_run_with_json_output_still_prints_the_run_and_how_to_resume(
+    cli: Cli, tmp_path: Path
+):
+    wake = tmp_path / "wake"
+    path = write(
+        tmp_path,
+        f"""
+name: napper
+params: {{wake: "{wake}"}}
+nodes: [{{id: nap, type: python, config: {{callable: "steps_mod:nap_until_woken"}}}}]
+""",
+    )
+    proc = start(cli, "run", str(path), "-q", "-o", "json")
+    run_id = wait_for_running(cli, "nap")
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    printed = json.loads(out)
+    assert printed["run_id"] == run_id and printed["status"] == "failed"
+    assert printed["error"] == f"interrupted; resume with: batchpilot resume {run_id}"
+    assert printed["tasks"]["nap"]["state"] == "pending"
+    assert f"batchpilot resume {run_id}" in err
+
+    proc = start(cli, "resume", run_id, "-q", "-o", "json")  # interrupted again: same output
+    wait_for_running(cli, "nap")
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert json.loads(out)["status"] == "failed"
+
+    wake.write_text("")
+    resumed = cli("resume", run_id, "-q", "-o", "json")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json()["status"] == "success" and resumed.json()["error"] is None
 
 
 def test_runs_reap_fails_a_dead_run_and_fires_its_failure_callbacks_once(cli: Cli, tmp_path: Path):
