@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from batchpilot import __version__
-from batchpilot.cli import airflow_cli, serve_cli
+from batchpilot.cli import airflow_cli, notify_cli, serve_cli
 from batchpilot.cli.errors import exit_codes, exit_for
 from batchpilot.cli.output import (
     EXIT_INVALID,
@@ -68,6 +68,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(connections_app, name="connections")
 app.add_typer(airflow_cli.export_app, name="export")
 app.add_typer(serve_cli.pipelines_app, name="pipelines")
+app.add_typer(notify_cli.notify_app, name="notify")
 app.command("serve")(serve_cli.serve)
 app.command("pause")(serve_cli.pause)
 app.command("unpause")(serve_cli.unpause)
