@@ -71,7 +71,11 @@ def wait_for_running(cli: Cli, task: str, timeout: float = 60) -> str:
     raise AssertionError(f"{task} never started")
 
 
-def test_cancel_from_another_process_stops_a_busy_task_quickly(cli: Cli, tmp_path: Path):
+def test_cancel_from_another_process_stops_a_busy_task(cli: Cli, tmp_path: Path):
+    """A task that never checks for cancellation is stopped, the run ends ``cancelled``
+    and its process exits. How fast (about a second: the run polls for a cancel every
+    0.5 s) is measured by ``benchmarks/cancel_latency.py``, not asserted here; the
+    60 s bound only keeps a hang from blocking the suite."""
     path = write(
         tmp_path,
         """
@@ -83,16 +87,14 @@ nodes:
     )
     proc = start(cli, "run", str(path), "-o", "json")
     run_id = wait_for_running(cli, "spin")
-    began = time.monotonic()
     cancelled = cli("cancel", run_id, "-o", "json")
     assert cancelled.code == 0, cancelled.stderr
-    _out, _ = proc.communicate(timeout=30)
-    assert time.monotonic() - began < 5
+    out, _ = proc.communicate(timeout=60)  # a hang guard, not a speed claim
     assert proc.returncode == 1
-    data = cancelled.json()
-    assert data["status"] == "cancelled"
-    assert data["tasks"]["spin"]["state"] == "cancelled"
-    assert data["tasks"]["after"]["state"] == "cancelled"
+    for data in (cancelled.json(), json.loads(out)):  # what cancel and the run's process print
+        assert data["run_id"] == run_id and data["status"] == "cancelled"
+        assert data["tasks"]["spin"]["state"] == "cancelled"
+        assert data["tasks"]["after"]["state"] == "cancelled"
     again = cli("cancel", run_id)
     assert again.code == 2 and "only a queued or running run can be cancelled" in again.stderr
 
