@@ -153,6 +153,25 @@ nodes: [{{id: nap, type: python, config: {{callable: "steps_mod:nap_until_woken"
     assert resumed.json()["status"] == "success" and resumed.json()["error"] is None
 
 
+def test_ctrl_c_of_a_run_with_json_output_prints_the_run_too(cli: Cli, tmp_path: Path):
+    path = write(
+        tmp_path,
+        """
+name: sleepy
+nodes: [{id: nap, type: python, config: {callable: "steps_mod:sleepy"}}]
+""",
+    )
+    proc = start(cli, "run", str(path), "-q", "-o", "json")
+    run_id = wait_for_running(cli, "nap")
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    printed = json.loads(out)
+    assert printed["run_id"] == run_id and printed["status"] == "failed"
+    assert printed["error"] == f"interrupted; resume with: batchpilot resume {run_id}"
+    assert "Traceback" not in err
+
+
 def test_runs_reap_fails_a_dead_run_and_fires_its_failure_callbacks_once(cli: Cli, tmp_path: Path):
     path = write(
         tmp_path,
