@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchpilot.connections import ConnectionRegistry
-from batchpilot.errors import BatchpilotError
+from batchpilot.errors import BatchpilotError, SpecError
+from batchpilot.spec.limits import MAX_WORKERS, check_workers
 from batchpilot.spec.output_paths import OUTPUT_ROOTS_VARIABLE
 
 DEFAULT_WORKERS = 4
+WORKERS_VARIABLE = "BATCHPILOT_WORKERS"
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_STALE_AFTER_S = 30.0
 
@@ -47,20 +49,33 @@ class Settings:
         file). Raises :class:`BatchpilotError` for a value that cannot be used."""
         env = os.environ if environ is None else environ
         home = Path(env.get("BATCHPILOT_HOME") or Path.home() / ".batchpilot").expanduser()
-        workers_text = env.get("BATCHPILOT_WORKERS")
-        try:
-            workers = int(workers_text) if workers_text else DEFAULT_WORKERS
-        except ValueError:
-            raise BatchpilotError(
-                f"BATCHPILOT_WORKERS must be a whole number, got {workers_text!r}"
-            ) from None
         return cls(
             home=home,
             database_url=env.get("BATCHPILOT_DATABASE_URL") or None,
-            workers=max(1, workers),
+            workers=parse_workers(env.get(WORKERS_VARIABLE)),
             connections=ConnectionRegistry.from_sources(env, home),
             extra_output_roots=parse_output_roots(env.get(OUTPUT_ROOTS_VARIABLE, "")),
         )
+
+
+def parse_workers(text: str | None) -> int:
+    """The number of tasks run in parallel that ``BATCHPILOT_WORKERS`` sets (unset or
+    empty: :data:`DEFAULT_WORKERS`).
+
+    Raises :class:`BatchpilotError` naming the variable and the range allowed (the
+    bounds of ``--workers``) for anything but a whole number from 1 to
+    :data:`~batchpilot.spec.limits.MAX_WORKERS`.
+    """
+    if text is None or not text.strip():
+        return DEFAULT_WORKERS
+    try:
+        workers = int(text)
+        check_workers(workers)
+    except (ValueError, SpecError):
+        raise BatchpilotError(
+            f"{WORKERS_VARIABLE} must be a whole number from 1 to {MAX_WORKERS}, got {text!r}"
+        ) from None
+    return workers
 
 
 def parse_output_roots(text: str) -> tuple[Path, ...]:

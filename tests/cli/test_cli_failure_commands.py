@@ -23,6 +23,10 @@ def spin():
 def sleepy():
     time.sleep(600)
 
+def nap_until_woken(params):
+    while not Path(params["wake"]).exists():
+        time.sleep(0.1)
+
 def flaky(params):
     marker = Path(params["marker"])
     if not marker.exists():
@@ -67,7 +71,11 @@ def wait_for_running(cli: Cli, task: str, timeout: float = 60) -> str:
     raise AssertionError(f"{task} never started")
 
 
-def test_cancel_from_another_process_stops_a_busy_task_quickly(cli: Cli, tmp_path: Path):
+def test_cancel_from_another_process_stops_a_busy_task(cli: Cli, tmp_path: Path):
+    """A task that never checks for cancellation is stopped, the run ends ``cancelled``
+    and its process exits. How fast (about a second: the run polls for a cancel every
+    0.5 s) is measured by ``benchmarks/cancel_latency.py``, not asserted here; the
+    60 s bound only keeps a hang from blocking the suite."""
     path = write(
         tmp_path,
         """
@@ -79,16 +87,14 @@ nodes:
     )
     proc = start(cli, "run", str(path), "-o", "json")
     run_id = wait_for_running(cli, "spin")
-    began = time.monotonic()
     cancelled = cli("cancel", run_id, "-o", "json")
     assert cancelled.code == 0, cancelled.stderr
-    _out, _ = proc.communicate(timeout=30)
-    assert time.monotonic() - began < 5
+    out, _ = proc.communicate(timeout=60)  # a hang guard, not a speed claim
     assert proc.returncode == 1
-    data = cancelled.json()
-    assert data["status"] == "cancelled"
-    assert data["tasks"]["spin"]["state"] == "cancelled"
-    assert data["tasks"]["after"]["state"] == "cancelled"
+    for data in (cancelled.json(), json.loads(out)):  # what cancel and the run's process print
+        assert data["run_id"] == run_id and data["status"] == "cancelled"
+        assert data["tasks"]["spin"]["state"] == "cancelled"
+        assert data["tasks"]["after"]["state"] == "cancelled"
     again = cli("cancel", run_id)
     assert again.code == 2 and "only a queued or running run can be cancelled" in again.stderr
 
@@ -109,6 +115,61 @@ nodes: [{id: nap, type: python, config: {callable: "steps_mod:sleepy"}}]
     assert f"batchpilot resume {run_id}" in err
     shown = cli("runs", "show", run_id, "-o", "json").json()
     assert shown["status"] == "failed" and shown["tasks"]["nap"]["state"] == "pending"
+
+
+def test_an_interrupted_run_with_json_output_still_prints_the_run_and_how_to_resume(
+    cli: Cli, tmp_path: Path
+):
+    wake = tmp_path / "wake"
+    path = write(
+        tmp_path,
+        f"""
+name: napper
+params: {{wake: "{wake}"}}
+nodes: [{{id: nap, type: python, config: {{callable: "steps_mod:nap_until_woken"}}}}]
+""",
+    )
+    proc = start(cli, "run", str(path), "-q", "-o", "json")
+    run_id = wait_for_running(cli, "nap")
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    printed = json.loads(out)
+    assert printed["run_id"] == run_id and printed["status"] == "failed"
+    assert printed["error"] == f"interrupted; resume with: batchpilot resume {run_id}"
+    assert printed["tasks"]["nap"]["state"] == "pending"
+    assert f"batchpilot resume {run_id}" in err
+
+    proc = start(cli, "resume", run_id, "-q", "-o", "json")  # interrupted again: same output
+    wait_for_running(cli, "nap")
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert json.loads(out)["status"] == "failed"
+
+    wake.write_text("")
+    resumed = cli("resume", run_id, "-q", "-o", "json")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json()["status"] == "success" and resumed.json()["error"] is None
+
+
+def test_ctrl_c_of_a_run_with_json_output_prints_the_run_too(cli: Cli, tmp_path: Path):
+    path = write(
+        tmp_path,
+        """
+name: sleepy
+nodes: [{id: nap, type: python, config: {callable: "steps_mod:sleepy"}}]
+""",
+    )
+    proc = start(cli, "run", str(path), "-q", "-o", "json")
+    run_id = wait_for_running(cli, "nap")
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    printed = json.loads(out)
+    assert printed["run_id"] == run_id and printed["status"] == "failed"
+    assert printed["error"] == f"interrupted; resume with: batchpilot resume {run_id}"
+    assert "Traceback" not in err
 
 
 def test_runs_reap_fails_a_dead_run_and_fires_its_failure_callbacks_once(cli: Cli, tmp_path: Path):

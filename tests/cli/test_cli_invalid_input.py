@@ -374,3 +374,20 @@ def test_run_refuses_an_unknown_param_and_lists_the_known_ones(cli: Cli, tmp_pat
         "(known: min_amount, region)"
     )
     assert cli("runs", "list", "-o", "json").json() == []
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "257", "four", "2.5"])
+def test_a_batchpilot_workers_outside_1_to_256_is_refused_naming_the_variable(
+    cli: Cli, tmp_path: Path, workers: str
+):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: p\n{NODE}\n")
+    cli.env["BATCHPILOT_WORKERS"] = workers
+    for args in (("run", str(path)), ("runs", "list")):
+        result = cli(*args)
+        assert result.code == 2, args
+        assert result.stderr.strip() == (
+            f"error: BATCHPILOT_WORKERS must be a whole number from 1 to 256, got {workers!r}"
+        )
+    del cli.env["BATCHPILOT_WORKERS"]
+    assert cli("runs", "list", "-o", "json").json() == []

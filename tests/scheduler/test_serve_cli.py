@@ -66,9 +66,8 @@ def test_trigger_queues_a_run_and_a_key_returns_it_again(
 ):
     folder = tmp_path / "pipelines"
     folder.mkdir()
-    write_pipeline(
-        folder, "hourly", {"cron": "0 * * * *", "timezone": "Asia/Tokyo"}, params={"region": "us"}
-    )
+    schedule = {"cron": "0 * * * *", "timezone": "Asia/Tokyo"}
+    write_pipeline(folder, "hourly", schedule, params={"region": "us"})
     args = ("trigger", "hourly", "--pipelines", str(folder), "--date", "2026-11-30", "-o", "json")
     first = cli_in_process(*args, "--idempotency-key", "abc", "--param", "region=eu")
     again = cli_in_process(*args, "--idempotency-key", "abc")
@@ -83,6 +82,61 @@ def test_trigger_queues_a_run_and_a_key_returns_it_again(
     assert run.status.value == "queued" and run.ds == "2026-11-30"
     assert run.params == {"region": "eu"} and run.triggered_by == "manual"
     assert recorded_runs(home) == 2
+
+
+TYPED_PARAMS = {
+    "count": {"type": "integer", "minimum": 1, "default": 5},
+    "full": {"type": "boolean", "default": False},
+    "region": {"enum": ["north", "south"], "default": "north"},
+}
+
+
+def test_trigger_types_params_as_run_does(cli_in_process: Cli, tmp_path: Path, home: Path):
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    write_pipeline(folder, "typed", params=TYPED_PARAMS)
+    queued = cli_in_process(
+        "trigger", "typed", "--pipelines", str(folder), "-o", "json",
+        "--param", "count=10", "--param", "full=yes",
+    )  # fmt: skip
+    assert queued.code == 0, queued.stderr
+    store = RunStore.for_home(home)
+    try:
+        run = store.get_run(queued.json()["run_id"])
+    finally:
+        store.dispose()
+    assert run.params == {"count": 10, "full": True, "region": "north"}
+    assert type(run.params["count"]) is int
+
+
+def test_trigger_refuses_unknown_and_ill_typed_params_naming_them(
+    cli_in_process: Cli, tmp_path: Path, home: Path
+):
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    write_pipeline(folder, "typed", params=TYPED_PARAMS)
+    trigger = ("trigger", "typed", "--pipelines", str(folder))
+    unknown = cli_in_process(*trigger, "--param", "nosuch=1")
+    assert unknown.code == 2
+    assert "params.nosuch" in unknown.stderr and "unknown parameter 'nosuch'" in unknown.stderr
+    assert "known: count, full, region" in unknown.stderr
+    not_a_number = cli_in_process(*trigger, "--param", "count=ten")
+    assert not_a_number.code == 2 and "params.count" in not_a_number.stderr
+    too_small = cli_in_process(*trigger, "--param", "count=0")
+    assert too_small.code == 2 and "params.count" in too_small.stderr
+    not_allowed = cli_in_process(*trigger, "--param", "region=east")
+    assert not_allowed.code == 2 and "params.region" in not_allowed.stderr
+    for result in (unknown, not_a_number, too_small, not_allowed):
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert recorded_runs(home) == 0
+
+
+def test_trigger_refuses_a_date_run_would_refuse(cli_in_process: Cli, tmp_path: Path, home: Path):
+    folder = folder_with(tmp_path, hourly="0 * * * *")
+    for text in ("2026-13-45", "yesterday", "20261130"):
+        result = cli_in_process("trigger", "hourly", "--pipelines", str(folder), "--date", text)
+        assert result.code == 2 and "YYYY-MM-DD" in result.stderr, text
+    assert recorded_runs(home) == 0
 
 
 def test_pause_and_unpause_show_in_pipelines_list(cli_in_process: Cli, tmp_path: Path):

@@ -18,8 +18,8 @@ import typer
 from rich.table import Table
 
 from batchpilot import __version__
-from batchpilot.cli import airflow_cli, serve_cli
-from batchpilot.cli.errors import exit_codes
+from batchpilot.cli import airflow_cli, notify_cli, serve_cli
+from batchpilot.cli.errors import exit_codes, exit_for
 from batchpilot.cli.output import (
     EXIT_INVALID,
     EXIT_OK,
@@ -45,7 +45,7 @@ from batchpilot.engine import (
     check_pipeline_file,
     run_summary,
 )
-from batchpilot.errors import ConnectionError
+from batchpilot.errors import BatchpilotError, ConnectionError, RunInterrupted
 from batchpilot.executors import default_executors
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
@@ -68,6 +68,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(connections_app, name="connections")
 app.add_typer(airflow_cli.export_app, name="export")
 app.add_typer(serve_cli.pipelines_app, name="pipelines")
+app.add_typer(notify_cli.notify_app, name="notify")
 app.command("serve")(serve_cli.serve)
 app.command("pause")(serve_cli.pause)
 app.command("unpause")(serve_cli.unpause)
@@ -150,10 +151,23 @@ def _drive(work: Callable[[RunService], RunResult], output: OutputFormat) -> NoR
     exit code; Ctrl-C/SIGTERM stop it resumably."""
     service = _service()
     signal.signal(signal.SIGTERM, _on_sigterm)
-    with exit_codes(EXIT_RUN_FAILED):
+    try:
         result = work(service)
+    except RunInterrupted as exc:
+        _report_interrupted(service, exc, output)
+    except BatchpilotError as exc:
+        exit_for(exc, EXIT_RUN_FAILED)
     print_result(result, output)
     raise typer.Exit(EXIT_OK if result.status is RunStatus.SUCCESS else EXIT_RUN_FAILED)
+
+
+def _report_interrupted(service: RunService, exc: RunInterrupted, output: OutputFormat) -> NoReturn:
+    """An interrupted run still prints its run object with ``--output json`` (its ``error``
+    says how to resume it), then ends as every interruption does: the message, exit 1."""
+    if output is OutputFormat.json:
+        with exit_codes(EXIT_RUN_FAILED):
+            print_result(service.show_run(exc.run_id, warn=warn), output)
+    exit_for(exc, EXIT_RUN_FAILED)
 
 
 @app.command()

@@ -7,7 +7,6 @@ services hold the rules; errors go through :mod:`batchpilot.cli.errors`.
 from __future__ import annotations
 
 import signal
-from datetime import date as Date
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +32,7 @@ from batchpilot.scheduler.describe import pipeline_rows
 from batchpilot.scheduler.serve import DeadRunPolicy, ServeContext, ServeOptions, ServeProcess
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS
 from batchpilot.settings import Settings
+from batchpilot.spec.dates import parse_logical_date
 from batchpilot.store import RunStore
 
 pipelines_app = typer.Typer(help="The pipelines serve schedules.", no_args_is_help=True)
@@ -184,8 +184,9 @@ def trigger(
     """Queue a run for serve to execute; prints its run id."""
     from batchpilot.cli.app import _parse_params  # the one --param parser; app imports us
 
-    params = _parse_params(param)
-    ds = _logical_date(date)
+    params = _parse_params(param)  # ParamText values, typed and checked by service.queue
+    with exit_codes(EXIT_INVALID):
+        ds = parse_logical_date(date) if date is not None else None
     settings, store = _settings_and_store()
     catalog = _catalog(_folder(pipelines), settings)
     service = RunService(settings=settings, store=store)
@@ -205,11 +206,3 @@ def trigger(
     else:
         out.print(f"run {claim.run_id} was already queued with this key", markup=False)
 
-
-def _logical_date(text: str | None) -> str | None:
-    if text is None:
-        return None
-    try:
-        return Date.fromisoformat(text).isoformat()
-    except ValueError:
-        fail(f"--date takes a date as YYYY-MM-DD, got {text!r}")

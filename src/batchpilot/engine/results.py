@@ -55,11 +55,13 @@ class RunResult:
         return self.status is RunStatus.SUCCESS
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"run_id", "pipeline", "status", "tasks": {...}}`` as the CLI prints it."""
+        """``{"run_id", "pipeline", "status", "error", "tasks": {...}}`` as the CLI prints it
+        (``error``: why the run failed, or how to resume it; ``None`` for a good run)."""
         return {
             "run_id": self.run_id,
             "pipeline": self.pipeline,
             "status": self.status.value,
+            "error": self.error,
             "tasks": {tid: t.to_dict() for tid, t in self.tasks.items()},
         }
 
