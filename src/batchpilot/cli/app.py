@@ -45,6 +45,7 @@ from batchpilot.engine import (
     check_pipeline_file,
     run_summary,
 )
+from batchpilot.engine.checks import with_trigger_graph
 from batchpilot.errors import ConnectionError
 from batchpilot.executors import default_executors
 from batchpilot.pipeline import load_pipeline
@@ -280,6 +281,7 @@ def validate(
         check_pipeline_file(path, settings=settings, registry=registry)
         for path in discover_pipeline_files(paths)
     ]
+    report = with_trigger_graph(report, paths)
     if not report:
         fail(f"no pipeline files found under {', '.join(str(p) for p in paths)}")
     if output is OutputFormat.json:

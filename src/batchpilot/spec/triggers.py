@@ -236,16 +236,22 @@ def trigger_graph_errors(
         for upstream in names:
             if upstream not in upstreams:
                 known = ", ".join(sorted(upstreams)) or "none"
-                errors[name] = (
-                    f"{paths.get(name) or name}: triggers.after.pipeline: no pipeline named "
-                    f"{upstream!r} (pipelines: {known})"
+                errors[name] = str(
+                    SpecError(
+                        f"no pipeline named {upstream!r} (pipelines: {known})",
+                        path=paths.get(name),
+                        field="triggers.after.pipeline",
+                    )
                 )
     for name in upstreams:
         cycle = _cycle_from(name, upstreams)
         if cycle and name not in errors:
-            errors[name] = (
-                f"{paths.get(name) or name}: triggers.after.pipeline: the after triggers form a "
-                f"cycle ({' -> '.join(cycle)}); remove one of them"
+            errors[name] = str(
+                SpecError(
+                    f"the after triggers form a cycle ({' -> '.join(cycle)}); remove one of them",
+                    path=paths.get(name),
+                    field="triggers.after.pipeline",
+                )
             )
     return errors
 
