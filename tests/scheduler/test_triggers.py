@@ -259,3 +259,22 @@ def test_validate_dir_refuses_an_after_trigger_on_a_pipeline_not_in_the_folder(c
     assert "triggers.after.pipeline" in result.stdout and "'missing'" in result.stdout
     assert "ok      " in result.stdout and "1 valid, 1 invalid" in result.stdout
     assert sorted(os.listdir(folder)) == ["daily.yaml", "report.yaml"]
+
+
+def test_validate_and_run_refuse_a_bad_trigger_with_exit_2_and_record_nothing(cli, tmp_path, home):
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    path = write_pipeline(
+        folder, "loader", triggers=[{"file": {"path": "/data/in/*.csv", "stable_for": "often"}}]
+    )
+    for command in ("validate", "run"):
+        result = cli(command, str(path))
+        assert result.code == 2, result.stderr
+        shown = result.stdout + result.stderr
+        assert "triggers[0].file.stable_for" in shown and "'often'" in shown
+        assert "Traceback" not in shown
+    store = RunStore.for_home(home)
+    try:
+        assert store.list_runs() == []
+    finally:
+        store.dispose()
