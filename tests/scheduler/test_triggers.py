@@ -278,3 +278,17 @@ def test_validate_and_run_refuse_a_bad_trigger_with_exit_2_and_record_nothing(cl
         assert store.list_runs() == []
     finally:
         store.dispose()
+
+
+def test_pipelines_list_shows_an_after_trigger_on_an_unknown_pipeline(cli_in_process, tmp_path):
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    write_pipeline(folder, "report", triggers=[{"after": {"pipeline": "daily_customer"}}])
+    write_pipeline(folder, "daily_customers")
+    listed = cli_in_process("pipelines", "list", "--pipelines", str(folder), "-o", "json")
+    assert listed.code == 0, listed.stderr
+    rows = {row["name"]: row for row in listed.json()}
+    (error,) = rows["report"]["errors"]
+    assert "triggers.after.pipeline" in error and "'daily_customer'" in error
+    assert "daily_customers" in error  # the known names, to spot the typo
+    assert rows["daily_customers"]["errors"] == []
