@@ -31,6 +31,10 @@ from batchpilot.store import RunRecord, RunStore
 from batchpilot.store.run_rows import NewRun
 from batchpilot.store.triggers import FireIdentity, file_identity, upstream_identity
 
+#: How far back a pass looks for upstream runs that ended (besides "since the trigger was
+#: armed"): an upstream run that ended while ``serve`` was down longer than this never fires.
+AFTER_LOOKBACK = timedelta(days=1)
+
 
 @dataclass(frozen=True)
 class SeenFile:
@@ -160,7 +164,8 @@ def _fire_files(
     ready = stable_files(watched, now, trigger.stable_for_s)
     if not ready:
         return []
-    waiting = unfired(ready, store.triggers.fired_keys(spec.name, trigger.key))
+    keys = {f.identity.key for f in ready}
+    waiting = unfired(ready, store.triggers.fired_keys(spec.name, trigger.key, keys))
     groups = [waiting] if trigger.batch and waiting else [[f] for f in waiting]
     created = []
     by_key = {f.identity.key: f for f in waiting}
@@ -189,8 +194,10 @@ def _fire_after(
     spec: PipelineSpec, trigger: AfterTrigger, store: RunStore, now: datetime
 ) -> list[str]:
     armed_at = store.triggers.arm(spec.name, trigger.key, now)
-    upstream_runs = store.triggers.runs_ended_since(trigger.pipeline, armed_at)
-    fired = store.triggers.fired_keys(spec.name, trigger.key)
+    since = max(armed_at, now - AFTER_LOOKBACK)
+    upstream_runs = store.triggers.runs_ended_since(trigger.pipeline, since)
+    keys = {upstream_identity(r.run_id).key for r in upstream_runs}
+    fired = store.triggers.fired_keys(spec.name, trigger.key, keys)
     created = []
     for upstream in qualifying_runs(upstream_runs, trigger.status, armed_at):
         identity = upstream_identity(upstream.run_id)
@@ -228,6 +235,7 @@ def _triggered_run(
 
 
 __all__ = [
+    "AFTER_LOOKBACK",
     "SeenFile",
     "TriggerReport",
     "TriggerWatches",

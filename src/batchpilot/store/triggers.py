@@ -14,7 +14,7 @@ Reached as ``RunStore.triggers``; every method is one transaction.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -105,11 +105,18 @@ class TriggerStore:
             insert_run(conn, run)
         return RunClaim(run_id, created=True)
 
-    def fired_keys(self, pipeline: str, trigger_key: str) -> set[str]:
-        """The identities (keys) this trigger of ``pipeline`` has fired for."""
+    def fired_keys(
+        self, pipeline: str, trigger_key: str, among: Collection[str] | None = None
+    ) -> set[str]:
+        """The identities (keys) this trigger of ``pipeline`` has fired for (only those in
+        ``among`` when given: a pass asks about what it sees, not the whole history)."""
+        if among is not None and not among:
+            return set()
         query = select(trigger_fires.c.fire_key).where(
             trigger_fires.c.pipeline == pipeline, trigger_fires.c.trigger_key == trigger_key
         )
+        if among is not None:
+            query = query.where(trigger_fires.c.fire_key.in_(sorted(among)))
         with Wrapped(self.engine, begin=False) as conn:
             return {row[0] for row in conn.execute(query)}
 
