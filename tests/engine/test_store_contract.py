@@ -377,6 +377,8 @@ def test_migrating_an_older_store_marks_its_runs_manual(store_url: str, store: R
     run = upgraded.get_run("old")
     assert (run.slot, run.triggered_by, run.pipeline) == (None, "manual", "p")
     upgraded.dispose()
+
+
 def test_server_sessions_an_attempt_opened_are_kept_once_each(store: RunStore):
     make_run(store)
     for _ in range(2):  # a repeat (the same backend reported twice) is ignored
@@ -398,6 +400,8 @@ def test_server_sessions_an_attempt_opened_are_kept_once_each(store: RunStore):
     ]
     assert sessions[0].backend_start == "2026-01-02 03:04:05.123456+00"
     assert store.server_sessions("no-such-run") == []
+
+
 # -- the notification outbox -----------------------------------------------------------------
 
 import threading  # noqa: E402
@@ -537,3 +541,122 @@ def test_outbox_one_message_for_several_channels_is_queued_once_per_channel(stor
     )
     assert again == ["ops"]
     assert sorted(r.channel for r in store.list_notifications()) == ["data", "oncall", "ops"]
+
+
+# -- triggers: each file / upstream run fires once, with its run -------------------------------
+
+FILE_TRIGGER = "file:/data/in/users_*.xlsx"
+
+
+def fire_file(store: RunStore, run_id: str, *files: tuple[str, int, int]) -> RunClaim | None:
+    from batchpilot.store.triggers import file_identity
+
+    identities = [file_identity(*f) for f in files]
+
+    def make(fresh: list[Any]) -> NewRun:
+        run = new_run(run_id, pipeline="loader")
+        return NewRun(**{**run.__dict__, "params": {"paths": [i.detail for i in fresh]}})
+
+    return store.triggers.fire("loader", FILE_TRIGGER, identities, run_id=run_id, make_run=make)
+
+
+def test_a_file_fires_once_and_a_second_claim_creates_no_run(store: RunStore):
+    first = fire_file(store, "t1", ("/data/in/users_1.xlsx", 10, 111))
+    again = fire_file(store, "t2", ("/data/in/users_1.xlsx", 10, 111))
+    assert first == RunClaim("t1", created=True) and again is None
+    assert [r.run_id for r in store.list_runs()] == ["t1"]
+    (fire,) = store.triggers.fires("loader")
+    assert (fire.detail, fire.run_id, fire.trigger_key) == (
+        "/data/in/users_1.xlsx",
+        "t1",
+        FILE_TRIGGER,
+    )
+    assert store.triggers.fired_keys("loader", FILE_TRIGGER) == {fire.fire_key}
+    assert store.triggers.fired_keys("loader", "file:/other/*") == set()
+
+
+def test_a_rewritten_file_is_a_new_file_and_a_batch_takes_only_the_unfired_ones(store: RunStore):
+    fire_file(store, "t1", ("/data/in/users_1.xlsx", 10, 111))
+    claim = fire_file(
+        store,
+        "t2",
+        ("/data/in/users_1.xlsx", 10, 111),
+        ("/data/in/users_1.xlsx", 12, 222),
+        ("/data/in/users_2.xlsx", 5, 333),
+    )
+    assert claim == RunClaim("t2", created=True)
+    assert store.get_run("t2").params == {
+        "paths": ["/data/in/users_1.xlsx", "/data/in/users_2.xlsx"]
+    }
+    assert len(store.triggers.fires("loader")) == 3
+
+
+def test_a_fire_whose_run_cannot_be_created_leaves_no_fire_record(store: RunStore):
+    make_run(store, "taken")
+    with pytest.raises(StoreError):
+        fire_file(store, "taken", ("/data/in/users_1.xlsx", 10, 111))
+    assert store.triggers.fires() == []
+    assert fire_file(store, "t1", ("/data/in/users_1.xlsx", 10, 111)) is not None
+
+
+def test_a_trigger_is_armed_once_and_upstream_runs_ended_since_are_listed(store: RunStore):
+    armed = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert store.triggers.arm("report", "after:loader:success", armed) == armed
+    later = armed + timedelta(hours=1)
+    assert store.triggers.arm("report", "after:loader:success", later) == armed
+    for run_id, status in (("u1", RunStatus.SUCCESS), ("u2", RunStatus.FAILED), ("u3", None)):
+        store.create_run(
+            run_id=run_id,
+            pipeline="loader",
+            spec={},
+            params={},
+            ds="2026-01-01",
+            source_path=None,
+            task_ids=["a"],
+        )
+        if status is not None:
+            store.set_run_status(run_id, RunStatus.RUNNING)
+            store.set_run_status(run_id, status)
+    ended = store.triggers.runs_ended_since("loader", armed)
+    assert [r.run_id for r in ended] == ["u1", "u2"]  # ended now (after 2026-01-01), u3 runs
+    assert store.triggers.runs_ended_since("loader", datetime(2999, 1, 1, tzinfo=UTC)) == []
+    assert store.triggers.runs_ended_since("other", armed) == []
+
+
+FILES_RACED = 40
+
+
+def fire_files_in_a_process(url: str, barrier: Any, results: Any) -> None:
+    """One serve process: fires every file, in order, as fast as it can."""
+    store = RunStore(url, migrate=False)
+    barrier.wait(timeout=120)
+    created = []
+    for index in range(FILES_RACED):
+        claim = fire_file(store, f"{os.getpid()}-{index}", (f"/data/in/users_{index}.xlsx", 1, 1))
+        if claim is not None:
+            created.append(claim.run_id)
+    results.put(created)
+    store.dispose()
+
+
+def test_two_processes_firing_the_same_files_start_one_run_per_file(
+    store_url: str, store: RunStore
+):
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [
+        context.Process(target=fire_files_in_a_process, args=(store_url, barrier, results))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    created = [results.get(timeout=180) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert len(created[0]) + len(created[1]) == FILES_RACED
+    runs = store.list_runs(limit=1000)
+    assert sorted(r.run_id for r in runs) == sorted(created[0] + created[1])
+    fires = store.triggers.fires("loader")
+    assert len(fires) == FILES_RACED
+    assert {f.run_id for f in fires} == {r.run_id for r in runs}

@@ -44,6 +44,7 @@ from batchpilot.engine import (
     check_connection,
     check_pipeline_file,
     run_summary,
+    with_trigger_graph,
 )
 from batchpilot.errors import BatchpilotError, ConnectionError, RunInterrupted
 from batchpilot.executors import default_executors
@@ -294,6 +295,7 @@ def validate(
         check_pipeline_file(path, settings=settings, registry=registry)
         for path in discover_pipeline_files(paths)
     ]
+    report = with_trigger_graph(report, paths)
     if not report:
         fail(f"no pipeline files found under {', '.join(str(p) for p in paths)}")
     if output is OutputFormat.json:

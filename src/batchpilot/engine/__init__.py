@@ -23,6 +23,7 @@ from batchpilot.engine.checks import (
     PipelineCheck,
     check_connection,
     check_pipeline_file,
+    with_trigger_graph,
 )
 from batchpilot.engine.control import ReapedRun
 from batchpilot.engine.executors import (
@@ -56,4 +57,5 @@ __all__ = [
     "check_connection",
     "check_pipeline_file",
     "run_summary",
+    "with_trigger_graph",
 ]

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from batchpilot.errors import SpecError, SpecErrors, TemplateRenderError
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
 from batchpilot.spec.templating import render_config
+from batchpilot.spec.triggers import NO_TRIGGER, TRIGGER_PARAM
 from batchpilot.steps.base import Step
 from batchpilot.steps.registry import StepRegistry
 
@@ -27,9 +28,11 @@ def template_context(
     pipeline_dir: str | None = None,
 ) -> dict[str, Any]:
     """Variables a config template sees: params, pipeline_dir, run_id, ds, ds_nodash,
-    pipeline, task_id."""
+    pipeline, task_id, trigger (what a trigger recorded in the run's params)."""
+    trigger = params.get(TRIGGER_PARAM)
     return {
-        "params": dict(params),
+        "params": {k: v for k, v in params.items() if k != TRIGGER_PARAM},
+        "trigger": dict(trigger) if isinstance(trigger, Mapping) else dict(NO_TRIGGER),
         "pipeline_dir": pipeline_dir or spec.folder or os.getcwd(),
         "run_id": run_id,
         "ds": ds,

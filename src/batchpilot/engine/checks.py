@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from batchpilot.engine.preflight import check_pipeline, with_pipeline_connection
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
+from batchpilot.spec.triggers import trigger_graph_errors
 from batchpilot.steps.registry import StepRegistry, default_registry
 
 
@@ -50,6 +52,27 @@ def check_pipeline_file(
         errors = exc.errors if isinstance(exc, SpecErrors) else [exc]
         return PipelineCheck(path=path, ok=False, errors=[str(e) for e in errors])
     return PipelineCheck(path=path, ok=True, pipeline=spec.name)
+
+
+def with_trigger_graph(report: list[PipelineCheck], paths: Sequence[Path]) -> list[PipelineCheck]:
+    """``report`` with the valid files of each folder in ``paths`` also checked together:
+    an ``after`` trigger on a pipeline not in the folder, or a cycle of them, is an error."""
+    checked = list(report)
+    for folder in (p.resolve() for p in paths if p.is_dir()):
+        members = {
+            i: load_pipeline(c.path)
+            for i, c in enumerate(checked)
+            if c.ok and c.path.resolve().is_relative_to(folder)
+        }
+        by_name = {spec.name: (i, spec) for i, spec in members.items()}
+        errors = trigger_graph_errors(
+            {name: spec.triggers for name, (_, spec) in by_name.items()},
+            {name: str(checked[i].path) for name, (i, _) in by_name.items()},
+        )
+        for name, message in errors.items():
+            index = by_name[name][0]
+            checked[index] = replace(checked[index], ok=False, errors=[message])
+    return checked
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from batchpilot.settings import Settings
 from batchpilot.spec.model import ActionSpec, NodeSpec, PipelineSpec
 from batchpilot.spec.params import preview_params, resolve_params
 from batchpilot.spec.templating import TemplateRenderError, render_config
+from batchpilot.spec.triggers import TRIGGER_PARAM
 from batchpilot.steps.base import Step
 from batchpilot.steps.registry import StepRegistry
 
@@ -48,8 +49,13 @@ def with_pipeline_connections(settings: Settings, spec: PipelineSpec) -> Setting
 
 def merged_params(spec: PipelineSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The pipeline's default params updated with the run's own, checked against their
-    declarations (see :func:`resolve_params`); raises :class:`SpecErrors`."""
-    return resolve_params(spec, overrides)
+    declarations (see :func:`resolve_params`); raises :class:`SpecErrors`. A triggered
+    run's trigger payload (``TRIGGER_PARAM``) is kept as recorded, unchecked."""
+    declared = {k: v for k, v in overrides.items() if k != TRIGGER_PARAM}
+    resolved = resolve_params(spec, declared)
+    if TRIGGER_PARAM in overrides:
+        resolved[TRIGGER_PARAM] = overrides[TRIGGER_PARAM]
+    return resolved
 
 
 def check_pipeline(

@@ -30,6 +30,7 @@ from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.spec.serialize import spec_to_document
+from batchpilot.spec.triggers import trigger_graph_errors
 
 #: Seconds between two looks at the folder (files changed are noticed within this).
 CATALOG_POLL_S = 2.0
@@ -73,10 +74,10 @@ class CatalogChanges:
 
 
 def load_checked(path: Path, settings: Settings) -> PipelineSpec:
-    """Load a pipeline file; a scheduled one is also checked as its runs will be (steps,
-    configs, connections, default params). Raises :class:`SpecError`."""
+    """Load a pipeline file; a scheduled or triggered one is also checked as its runs will
+    be (steps, configs, connections, default params). Raises :class:`SpecError`."""
     spec = load_pipeline(path)
-    if spec.schedule is not None:
+    if spec.schedule is not None or spec.triggers:
         check_queued_run(spec, settings=settings, ds="2000-01-01")
     return spec
 
@@ -97,6 +98,8 @@ class PipelineCatalog:
         self._load = load
         self._now = now
         self._entries: dict[Path, CatalogEntry] = {}
+        #: errors that need every pipeline (an ``after`` on an unknown one, a cycle), by file
+        self._graph_errors: dict[Path, str] = {}
 
     # -- reading ------------------------------------------------------------------------
 
@@ -122,6 +125,7 @@ class PipelineCatalog:
             (changed if known is not None else added).append(path)
             self._entries[path] = self._read(path, signature, known)
         self._mark_duplicates()
+        self._graph_errors = _trigger_errors(self._entries)
         return CatalogChanges(tuple(added), tuple(changed), removed)
 
     def _read(
@@ -151,7 +155,9 @@ class PipelineCatalog:
 
     def entries(self) -> list[CatalogEntry]:
         """Every pipeline file, by path."""
-        return [self._entries[p] for p in sorted(self._entries)]
+        return [
+            _with_error(self._entries[p], self._graph_errors.get(p)) for p in sorted(self._entries)
+        ]
 
     def specs(self) -> list[PipelineSpec]:
         """The last valid version of every pipeline, by path."""
@@ -160,6 +166,15 @@ class PipelineCatalog:
     def scheduled(self) -> list[PipelineSpec]:
         """The pipelines with a schedule (their last valid version)."""
         return [s for s in self.specs() if s.schedule is not None]
+
+    def triggered(self) -> list[PipelineSpec]:
+        """The pipelines with triggers whose ``after`` triggers name known pipelines and
+        form no cycle (their last valid version)."""
+        return [
+            e.spec
+            for e in self.entries()
+            if e.spec is not None and e.spec.triggers and e.path not in self._graph_errors
+        ]
 
     def entry(self, name: str) -> CatalogEntry:
         """The file defining pipeline ``name``; raises :class:`PipelineNotFound`."""
@@ -221,6 +236,22 @@ class PipelineCatalog:
 def snapshot_path(settings: Settings) -> Path:
     """Where ``serve`` keeps its catalog snapshot, under the batchpilot home."""
     return settings.home / "serve" / "catalog.json"
+
+
+def _trigger_errors(entries: dict[Path, CatalogEntry]) -> dict[Path, str]:
+    """Each file whose ``after`` triggers name an unknown pipeline or close a cycle."""
+    specs = {e.spec.name: (path, e.spec) for path, e in entries.items() if e.spec is not None}
+    errors = trigger_graph_errors(
+        {name: spec.triggers for name, (_, spec) in specs.items()},
+        {name: str(path) for name, (path, _) in specs.items()},
+    )
+    return {specs[name][0]: message for name, message in errors.items()}
+
+
+def _with_error(entry: CatalogEntry, error: str | None) -> CatalogEntry:
+    if error is None:
+        return entry
+    return replace(entry, error=f"{entry.error}; {error}" if entry.error else error)
 
 
 def _signature(path: Path) -> tuple[int, int] | None:

@@ -32,6 +32,7 @@ from batchpilot.scheduler.clock import Clock, SystemClock
 from batchpilot.scheduler.policies import may_start
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS, STOP_GRACE_S, RunSupervisor
 from batchpilot.scheduler.tick import cancel_by_request, pause_after_failures, run_tick
+from batchpilot.scheduler.triggers import TriggerWatches, run_trigger_tick
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import RunStatus, RunTrigger
@@ -150,6 +151,7 @@ class SchedulerLoop(_Looping):
         self._elapsed = 0.0
         #: the pipelines by name as last read (replaced whole, read by other threads)
         self.pipelines: dict[str, PipelineSpec] = {s.name: s for s in catalog.specs()}
+        self.trigger_watches = TriggerWatches()
 
     def step(self) -> None:
         if self._elapsed >= self._next_refresh:
@@ -168,6 +170,18 @@ class SchedulerLoop(_Looping):
             context.say(f"{name}: {count} slots missed while down (catchup applied)")
         for run_id in report.created:
             context.say(f"queued scheduled run {run_id}")
+        self.fire_triggers()
+
+    def fire_triggers(self) -> None:
+        """Start the runs the triggers of unpaused pipelines call for (files, upstream runs)."""
+        store = self.context.store
+        paused = {s.pipeline for s in store.schedules.schedule_states() if s.paused}
+        specs = [s for s in self.catalog.triggered() if s.name not in paused]
+        fired = run_trigger_tick(specs, store, self.context.clock, self.trigger_watches)
+        for run_id in fired.created:
+            self.context.say(f"queued triggered run {run_id}")
+        for name, error in fired.errors.items():
+            self.context.say(f"{name}: trigger cannot start a run: {error}")
 
     def refresh_catalog(self) -> None:
         """Re-read changed files, say what changed, and save the snapshot."""

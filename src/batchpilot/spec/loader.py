@@ -45,6 +45,7 @@ from batchpilot.spec.model import (
 )
 from batchpilot.spec.params import ParamSpec, parse_param_specs
 from batchpilot.spec.schedule import parse_schedule
+from batchpilot.spec.triggers import TriggerSpec, parse_triggers
 from batchpilot.spec.validation_errors import node_line, spec_errors_from_validation
 
 __all__ = [
@@ -210,6 +211,7 @@ class _RawPipeline(BaseModel):
     name: str
     description: str | None = None
     schedule: Any = None  # checked by parse_schedule, which names each of its fields
+    triggers: Any = None  # checked by parse_triggers
     max_workers: Workers | None = None
     default_args: _DefaultArgs = Field(default_factory=_DefaultArgs)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -333,6 +335,11 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
             )
         except SpecErrors as exc:
             errors.extend(exc.errors)
+    triggers: tuple[TriggerSpec, ...] = ()
+    try:
+        triggers = parse_triggers(raw.triggers, path=path)
+    except SpecErrors as exc:
+        errors.extend(exc.errors)
     ids: dict[str, int] = {}
     for index, node in enumerate(raw.nodes):
         if node.id in ids:
@@ -430,6 +437,7 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
         param_specs=param_specs,
         description=raw.description,
         schedule=schedule,
+        triggers=triggers,
         max_workers=raw.max_workers,
         source_path=path,
         compensation=raw.compensation,

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from batchpilot.spec.params import ParamSpec
 
 from batchpilot.spec.schedule import ScheduleSpec
+from batchpilot.spec.triggers import TriggerSpec
 
 
 class TriggerRule(StrEnum):
@@ -113,6 +114,8 @@ class PipelineSpec:
     #: every parameter's declaration (``params`` holds the defaults); empty: inferred from
     #: ``params`` (see :func:`batchpilot.spec.params.param_specs_of`)
     param_specs: dict[str, ParamSpec] = field(default_factory=dict)
+    #: file and ``after`` triggers run by ``serve`` (see :mod:`batchpilot.spec.triggers`)
+    triggers: tuple[TriggerSpec, ...] = ()
 
     @property
     def folder(self) -> str | None:

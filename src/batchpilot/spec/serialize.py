@@ -73,6 +73,8 @@ def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
             document[key] = value
     if spec.schedule is not None:
         document["schedule"] = spec.schedule.to_document()
+    if spec.triggers:
+        document["triggers"] = [t.to_document() for t in spec.triggers]
     return document
 
 

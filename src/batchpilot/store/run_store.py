@@ -45,6 +45,7 @@ from batchpilot.store.transaction import (
     Wrapped,
     status_values,
 )
+from batchpilot.store.triggers import TriggerStore
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -144,6 +145,11 @@ class RunStore(ServerSessionLedger, OutboxStore):
     def schedules(self) -> ScheduleStore:
         """Slot claims, schedule state and idempotency keys (see ``store/schedules.py``)."""
         return ScheduleStore(self.engine)
+
+    @cached_property
+    def triggers(self) -> TriggerStore:
+        """Trigger fires and armed triggers (see ``store/triggers.py``)."""
+        return TriggerStore(self.engine)
 
     def get_run(self, run_id: str) -> RunRecord:
         """Return a run; raises :class:`RunNotFound`."""

@@ -163,3 +163,29 @@ server_sessions = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
 )
+
+# -- triggers (migration 0007) -----------------------------------------------------------------
+
+#: One row per file (path, size, mtime) or upstream run a trigger fired for: the unique key
+#: makes each start one run, inserted in the transaction that creates the run.
+#: ``fire_key`` is a SHA-256 of the identity; ``detail`` the path or upstream run id.
+trigger_fires = Table(
+    "bp_trigger_fires",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("trigger_key", String(500), primary_key=True),
+    Column("fire_key", String(64), primary_key=True),
+    Column("detail", Text, nullable=False),
+    Column("run_id", String(100), nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=False),
+)
+
+#: When ``serve`` first saw each trigger: an ``after`` trigger fires only for upstream runs
+#: that ended since (adding one never replays old runs).
+trigger_states = Table(
+    "bp_trigger_states",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("trigger_key", String(500), primary_key=True),
+    Column("armed_at", DateTime(timezone=True), nullable=False),
+)
