@@ -33,6 +33,10 @@ class BackfillCancelTimeout(BatchpilotError):
     """Some runs of a cancelled backfill had not stopped within the wait."""
 
 
+class BackfillEnded(BatchpilotError):
+    """The backfill has ended already: there is nothing to cancel."""
+
+
 @dataclass
 class BackfillCancelReport:
     """A cancelled backfill: the runs stopped (they were running) and cancelled (queued)."""
@@ -52,14 +56,14 @@ def cancel_backfill(
 ) -> BackfillCancelReport:
     """Cancel backfill ``backfill_id`` (or a unique prefix) and every run it has not ended.
 
-    Raises :class:`BackfillNotFound`, :class:`RunStateError` when it has ended
+    Raises :class:`BackfillNotFound`, :class:`BackfillEnded` when it has ended
     already, :class:`BackfillCancelTimeout` when runs are still open after
     ``wait_s`` (they were asked to stop and will).
     """
     backfills = BackfillStore(store.engine)
     record = backfills.get(backfill_id)
     if record.status.is_terminal():
-        raise RunStateError(
+        raise BackfillEnded(
             f"backfill {record.backfill_id} has ended ({record.status.value}); "
             "only a running backfill can be cancelled"
         )
@@ -126,5 +130,6 @@ __all__ = [
     "CANCEL_WAIT_S",
     "BackfillCancelReport",
     "BackfillCancelTimeout",
+    "BackfillEnded",
     "cancel_backfill",
 ]
