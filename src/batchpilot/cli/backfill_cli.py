@@ -4,7 +4,7 @@ Translation only: :mod:`batchpilot.scheduler.backfill_runner` (the window, resum
 and :mod:`batchpilot.scheduler.backfill_cancel` hold the rules. NAME is a
 pipeline name under ``--pipelines DIR`` (as ``trigger`` reads it), or the path
 of a pipeline file. ``cancel`` and ``list`` are subcommands; any other first
-word is the pipeline (so a pipeline named ``cancel`` or ``list`` is given by
+word is the pipeline (so a pipeline named ``cancel``, ``list`` or ``start`` is given by
 its file path).
 """
 
