@@ -235,6 +235,33 @@ def test_killed_mid_way_then_run_again_continues_with_no_new_run_for_done_slots(
     assert backfill_count(home) == 1
 
 
+def test_interrupted_by_sigterm_then_continued_resumes_the_runs_it_stopped(
+    cli: Cli, background, tmp_path, home
+):
+    folder = daily_pipeline(tmp_path, {"2024-01-01": 30, "2024-01-02": 30})
+    args = ["daily", "--pipelines", str(folder), "--start", "2024-01-01", "--end", "2024-01-03"]
+    first = background([*args, "--concurrency", "2"])
+
+    def two_running() -> bool:
+        return sum(r.status is RunStatus.RUNNING for r in runs_of(home)) == 2
+
+    wait_for(two_running, "two running runs", first)
+    (tmp_path / "plan.json").write_text("{}")  # resumed, they return at once
+    os.kill(first.process.pid, signal.SIGTERM)
+    assert first.process.wait(timeout=WAIT_S) == 1
+    assert "run the same command again to continue" in first.output()
+    stopped = runs_of(home)
+    assert [r.status for r in stopped] == [RunStatus.FAILED, RunStatus.FAILED]
+
+    # even with --rerun none, the runs it stopped itself are resumed, not replaced
+    again = cli("backfill", *args, "--rerun", "none", "-o", "json")
+    assert again.code == 0, again.stderr
+    assert [s["action"] for s in again.json()["slots"]] == ["resume", "resume", "run"]
+    after = runs_of(home)
+    assert [r.run_id for r in after[:2]] == [r.run_id for r in stopped]
+    assert len(after) == 3 and all(r.status is RunStatus.SUCCESS for r in after)
+
+
 def test_cancel_stops_a_running_backfill_and_leaves_no_run_open(
     cli: Cli, cli_in_process: Cli, background, tmp_path, home
 ):

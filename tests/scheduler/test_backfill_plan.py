@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchpilot.scheduler.backfill_plan import RerunPolicy, SlotAction, decide, plan_backfill
+from batchpilot.scheduler.backfill_plan import (
+    RerunPolicy,
+    SlotAction,
+    decide,
+    plan_backfill,
+    resume_interrupted,
+)
 from batchpilot.scheduler.slots import Slot
 from batchpilot.states import RunStatus
 from batchpilot.store.schedule_records import SlotClaimRecord
@@ -42,3 +48,18 @@ def test_plan_keeps_the_slot_order_and_names_the_run_that_holds_each_slot():
         (day[0], SlotAction.RUN, None),
     ]
     assert plans[1].reason == "run run-2 success" and plans[0].reason == "never run"
+
+
+def test_a_continued_backfill_resumes_the_failed_runs_its_interruption_stopped():
+    day = [datetime(2024, 1, d, 2, tzinfo=UTC) for d in (1, 2)]
+    claims = [
+        SlotClaimRecord("daily", day[0], "stopped", "backfill", day[0], RunStatus.FAILED),
+        SlotClaimRecord("daily", day[1], "failed", "backfill", day[1], RunStatus.FAILED),
+    ]
+    plans = resume_interrupted(
+        plan_backfill([Slot(d) for d in day], claims, RerunPolicy.none), {"stopped"}
+    )
+    assert [(p.action, p.run_id) for p in plans] == [
+        (SlotAction.RESUME, "stopped"),
+        (SlotAction.SKIP, "failed"),
+    ]

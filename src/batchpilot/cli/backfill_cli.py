@@ -168,7 +168,7 @@ def start(
         return
     listener = _progress(output)
     runner = BackfillRunner(preview, settings=settings, store=store, listener=listener)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         report = runner.run()
     except KeyboardInterrupt:
@@ -180,7 +180,8 @@ def start(
             EXIT_RUN_FAILED,
         )
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         store.dispose()
     listener.close()
     _print_report(report, output)

@@ -13,6 +13,9 @@ run queued/running     resume      resume      resume
 
 A run left queued or running (by a killed backfill, or one ``serve`` drives)
 is never doubled: it is resumed (or followed, when a live process drives it).
+So is a run that an interrupted backfill stopped itself (Ctrl-C, SIGTERM leave it
+``failed``, resumable), when that backfill is continued
+(:func:`resume_interrupted`).
 """
 
 from __future__ import annotations
@@ -94,4 +97,23 @@ def plan_backfill(
     return plans
 
 
-__all__ = ["RerunPolicy", "SlotAction", "SlotPlan", "decide", "plan_backfill"]
+def resume_interrupted(plans: Iterable[SlotPlan], interrupted: set[str]) -> list[SlotPlan]:
+    """The plans with each slot whose run was stopped by its own backfill's interruption
+    (Ctrl-C, SIGTERM; left ``failed``, resumable) resumed in that run, whatever
+    ``--rerun`` says: continuing a backfill finishes what it started."""
+    return [
+        SlotPlan(p.slot, SlotAction.RESUME, p.run_id, p.status)
+        if p.run_id in interrupted and p.status is RunStatus.FAILED
+        else p
+        for p in plans
+    ]
+
+
+__all__ = [
+    "RerunPolicy",
+    "SlotAction",
+    "SlotPlan",
+    "decide",
+    "plan_backfill",
+    "resume_interrupted",
+]

@@ -33,7 +33,13 @@ from batchpilot.engine import RunService
 from batchpilot.engine.queued import check_queued_run, queued_run
 from batchpilot.engine.runs import new_run_id
 from batchpilot.scheduler.backfill import backfill_slots
-from batchpilot.scheduler.backfill_plan import RerunPolicy, SlotAction, SlotPlan, plan_backfill
+from batchpilot.scheduler.backfill_plan import (
+    RerunPolicy,
+    SlotAction,
+    SlotPlan,
+    plan_backfill,
+    resume_interrupted,
+)
 from batchpilot.scheduler.slots import Slot
 from batchpilot.scheduler.supervisor import RunSupervisor
 from batchpilot.scheduler.tick import cancel_by_request
@@ -42,7 +48,7 @@ from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import RunStatus, RunTrigger
 from batchpilot.store import RunStore
-from batchpilot.store.backfills import BackfillRecord, BackfillStatus, BackfillStore
+from batchpilot.store.backfills import BackfillRecord, BackfillStatus, BackfillStore, range_key
 from batchpilot.store.schedule_records import RunClaim
 
 #: Seconds between two looks at the workers and the store (a free place is refilled within).
@@ -63,6 +69,16 @@ class BackfillRequest:
     concurrency: int = DEFAULT_CONCURRENCY
     reverse: bool = False
     rerun: RerunPolicy = RerunPolicy.failed
+
+    @property
+    def range_start(self) -> str:
+        """``--start`` as recorded."""
+        return self.start.isoformat()
+
+    @property
+    def range_end(self) -> str:
+        """``--end`` as recorded."""
+        return self.end.isoformat()
 
     def options(self) -> dict[str, Any]:
         """The options as recorded with the backfill."""
@@ -192,7 +208,13 @@ def prepare_backfill(
     low = min(s.at for s in slots)
     high = max(s.at for s in slots) + _EPSILON
     claims = store.schedules.slot_claims(spec.name, start=low, end=high)
-    return BackfillPreview(request, plan_backfill(slots, claims, request.rerun))
+    plans = plan_backfill(slots, claims, request.rerun)
+    backfills = BackfillStore(store.engine)
+    key = range_key(request.range_start, request.range_end, request.every_text)
+    unfinished = backfills.find_unfinished(spec.name, key)
+    if unfinished is not None:
+        plans = resume_interrupted(plans, backfills.interrupted_runs(unfinished.backfill_id))
+    return BackfillPreview(request, plans)
 
 
 class BackfillRunner:
@@ -229,8 +251,8 @@ class BackfillRunner:
         record, continued = self.backfills.start_or_continue(
             new_id=f"bf-{new_run_id()}",
             pipeline=request.spec.name,
-            range_start=_bound_text(request.start),
-            range_end=_bound_text(request.end),
+            range_start=request.range_start,
+            range_end=request.range_end,
             every=request.every_text,
             options=request.options(),
             slot_count=len(self.preview.plans),
@@ -244,7 +266,9 @@ class BackfillRunner:
             interrupted = False
         finally:
             if interrupted:
+                stopped = list(self._in_flight)
                 self.supervisor.stop()
+                self.backfills.mark_interrupted(record.backfill_id, stopped)
         cancelled = self.backfills.get(record.backfill_id).cancel_requested
         if cancelled:
             report.outcome = BackfillStatus.CANCELLED
@@ -285,7 +309,8 @@ class BackfillRunner:
         run_id = self._claimed_run(plan)
         run = self.store.get_run(run_id)
         outcome.run_id, outcome.status = run_id, run.status
-        if run.status.is_terminal():
+        interrupted = plan.action is SlotAction.RESUME and run.status is RunStatus.FAILED
+        if run.status.is_terminal() and not interrupted:
             return False
         self.backfills.add_run(backfill_id, run_id, plan.slot.at)
         self._in_flight[run_id] = outcome
@@ -350,10 +375,6 @@ def _initial(plan: SlotPlan) -> SlotOutcome:
     if plan.action is SlotAction.SKIP:
         return SlotOutcome(plan, plan.run_id, plan.status)
     return SlotOutcome(plan)
-
-
-def _bound_text(value: date | datetime) -> str:
-    return value.isoformat()
 
 
 __all__ = [

@@ -61,6 +61,8 @@ backfill_runs = Table(
     Column("run_id", String(100), primary_key=True),
     Column("slot", DateTime(timezone=True), nullable=False),
     Column("added_at", DateTime(timezone=True), nullable=False),
+    #: stopped by its backfill's Ctrl-C/SIGTERM: the backfill continued resumes it
+    Column("interrupted", Boolean, nullable=False, default=False),
 )
 
 
@@ -123,6 +125,23 @@ class BackfillStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def find_unfinished(self, pipeline: str, key: str) -> BackfillRecord | None:
+        """The newest backfill of this pipeline and range key that has not ended (it was
+        interrupted, or still runs), unless it was asked to cancel."""
+        query = (
+            select(backfills)
+            .where(
+                backfills.c.pipeline == pipeline,
+                backfills.c.range_key == key,
+                backfills.c.status == BackfillStatus.RUNNING.value,
+                backfills.c.cancel_requested.is_(False),
+            )
+            .order_by(backfills.c.created_at.desc())
+        )
+        with Wrapped(self.engine, begin=False) as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _record(row)
 
     def start_or_continue(
         self,
@@ -213,7 +232,11 @@ class BackfillStore:
             if known is None:
                 conn.execute(
                     backfill_runs.insert().values(
-                        backfill_id=backfill_id, run_id=run_id, slot=as_utc(slot), added_at=utcnow()
+                        backfill_id=backfill_id,
+                        run_id=run_id,
+                        slot=as_utc(slot),
+                        added_at=utcnow(),
+                        interrupted=False,
                     )
                 )
 
@@ -230,6 +253,28 @@ class BackfillStore:
                 BackfillRun(row["run_id"], aware(row["slot"]), _run_status(row["status"]))  # type: ignore[arg-type]
                 for row in conn.execute(query).mappings()
             ]
+
+    def mark_interrupted(self, backfill_id: str, run_ids: list[str]) -> None:
+        """Remember that the backfill's own interruption stopped these runs."""
+        if not run_ids:
+            return
+        with Wrapped(self.engine, begin=True) as conn:
+            conn.execute(
+                update(backfill_runs)
+                .where(
+                    backfill_runs.c.backfill_id == backfill_id,
+                    backfill_runs.c.run_id.in_(run_ids),
+                )
+                .values(interrupted=True)
+            )
+
+    def interrupted_runs(self, backfill_id: str) -> set[str]:
+        """The runs the backfill's own interruption stopped (see :meth:`mark_interrupted`)."""
+        query = select(backfill_runs.c.run_id).where(
+            backfill_runs.c.backfill_id == backfill_id, backfill_runs.c.interrupted.is_(True)
+        )
+        with Wrapped(self.engine, begin=False) as conn:
+            return {str(row[0]) for row in conn.execute(query)}
 
     def request_cancel(self, backfill_id: str) -> None:
         """Ask the process driving the backfill to start nothing more."""

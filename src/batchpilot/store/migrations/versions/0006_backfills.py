@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(100), primary_key=True),
         sa.Column("slot", sa.DateTime(timezone=True), nullable=False),
         sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("interrupted", sa.Boolean, nullable=False, server_default=sa.false()),
     )
 
 
