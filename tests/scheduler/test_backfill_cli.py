@@ -15,11 +15,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from batchpilot.states import RunStatus
+from batchpilot.engine.queued import queued_run
+from batchpilot.pipeline import load_pipeline
+from batchpilot.states import RunStatus, RunTrigger
 from batchpilot.store import RunRecord, RunStore
 from batchpilot.store.backfills import BackfillStore
 from tests.cli_runner import Cli
@@ -328,3 +331,33 @@ def test_a_pipeline_file_path_and_every_replace_the_folder_and_schedule(
     assert result.code == 0, result.stderr
     slots = [s["slot"] for s in result.json()["slots"]]
     assert slots == [f"2024-01-01T{h:02d}:00:00+00:00" for h in (0, 6, 12, 18)]
+
+
+def test_cancel_of_a_killed_backfill_cancels_the_run_it_left_queued(
+    cli_in_process: Cli, tmp_path: Path, home: Path
+):
+    folder = daily_pipeline(tmp_path, {})
+    spec = load_pipeline(folder / "daily.yaml")
+    store = RunStore.for_home(home)
+    try:  # what a backfill killed right after claiming a slot leaves behind
+        backfills = BackfillStore(store.engine)
+        record, _ = backfills.start_or_continue(
+            new_id="bf-killed", pipeline="daily", range_start="2024-01-01",
+            range_end="2024-01-01", every=None, options={}, slot_count=1,
+        )  # fmt: skip
+        slot = datetime(2024, 1, 1, 2, tzinfo=UTC)
+        claim = store.schedules.claim_slot(
+            queued_run(spec, run_id="run-left-queued", ds="2024-01-01", slot=slot,
+                       triggered_by=RunTrigger.BACKFILL)
+        )  # fmt: skip
+        backfills.add_run(record.backfill_id, claim.run_id, slot)
+    finally:
+        store.dispose()
+
+    result = cli_in_process("backfill", "cancel", "bf-killed", "-o", "json")
+    assert result.code == 0, result.stderr
+    assert result.json()["cancelled_queued"] == ["run-left-queued"]
+    (run,) = runs_of(home)
+    assert run.status is RunStatus.CANCELLED
+    listed = cli_in_process("backfill", "list", "-o", "json").json()
+    assert [(b["backfill_id"], b["status"]) for b in listed] == [("bf-killed", "cancelled")]
