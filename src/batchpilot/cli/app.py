@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from batchpilot import __version__
-from batchpilot.cli import airflow_cli, notify_cli, serve_cli
+from batchpilot.cli import airflow_cli, backfill_cli, notify_cli, serve_cli
 from batchpilot.cli.errors import exit_codes, exit_for
 from batchpilot.cli.output import (
     EXIT_INVALID,
@@ -74,6 +74,7 @@ app.command("serve")(serve_cli.serve)
 app.command("pause")(serve_cli.pause)
 app.command("unpause")(serve_cli.unpause)
 app.command("trigger")(serve_cli.trigger)
+app.add_typer(backfill_cli.backfill_app, name="backfill")
 
 
 def _settings() -> Settings:

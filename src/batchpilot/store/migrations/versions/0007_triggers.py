@@ -1,14 +1,14 @@
 """Triggers: each file / upstream run a trigger fired for, and when each trigger was armed.
 
 Revision ID: 0007
-Revises: 0005 (the lead re-points this to "0006" when the backfill branch adds that revision)
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
