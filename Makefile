@@ -25,7 +25,7 @@ demo: setup
 	$(BIN)/batchpilot runs list --limit 3
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4 --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -39,6 +39,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(config.option.basetemp, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that share one Airflow (its venv, its server) run on one xdist worker
+    (``make test`` runs the suite with ``--dist loadgroup``)."""
+    for item in items:
+        if item.get_closest_marker("airflow"):
+            item.add_marker(pytest.mark.xdist_group("airflow"))
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No BATCHPILOT_* variable leaks into a test; each test gets its own home."""
