@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from batchpilot.engine.listener import RunListener
+from batchpilot.engine import RunListener
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import RunStatus, TaskState
 

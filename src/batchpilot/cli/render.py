@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchpilot.cli.progress import STATE_STYLE
-from batchpilot.engine.results import RunResult
+from batchpilot.engine import RunResult
 from batchpilot.states import RunStatus
 from batchpilot.store.records import RunRecord
 

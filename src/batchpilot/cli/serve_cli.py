@@ -24,8 +24,7 @@ from batchpilot.cli.output import (
     out,
     print_json,
 )
-from batchpilot.engine import RunService
-from batchpilot.engine.runs import new_run_id
+from batchpilot.engine import RunService, new_run_id
 from batchpilot.scheduler.catalog import PipelineCatalog, snapshot_path
 from batchpilot.scheduler.clock import SystemClock
 from batchpilot.scheduler.describe import pipeline_rows

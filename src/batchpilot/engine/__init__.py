@@ -36,7 +36,9 @@ from batchpilot.engine.executors import (
 )
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.logs import AttemptLog
+from batchpilot.engine.queued import check_queued_run, queued_run
 from batchpilot.engine.results import RunResult, TaskResult
+from batchpilot.engine.runs import new_run_id
 from batchpilot.engine.services import RunService, run_summary
 
 __all__ = [
@@ -56,6 +58,9 @@ __all__ = [
     "UnknownExecutor",
     "check_connection",
     "check_pipeline_file",
+    "check_queued_run",
+    "new_run_id",
+    "queued_run",
     "run_summary",
     "with_trigger_graph",
 ]

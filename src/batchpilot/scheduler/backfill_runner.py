@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from batchpilot.engine import RunService
-from batchpilot.engine.queued import check_queued_run, queued_run
-from batchpilot.engine.runs import new_run_id
+from batchpilot.engine import RunService, check_queued_run, new_run_id, queued_run
 from batchpilot.scheduler.backfill import backfill_slots
 from batchpilot.scheduler.backfill_plan import (
     RerunPolicy,

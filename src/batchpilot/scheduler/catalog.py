@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpilot.discovery import discover_pipeline_files
-from batchpilot.engine.queued import check_queued_run
+from batchpilot.engine import check_queued_run
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings

@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
-from batchpilot.engine.queued import queued_run
-from batchpilot.engine.runs import new_run_id
+from batchpilot.engine import new_run_id, queued_run
 from batchpilot.errors import RunStateError
 from batchpilot.scheduler.clock import Clock
 from batchpilot.scheduler.policies import ActiveRuns, consecutive_failures, plan_slots

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from batchpilot.engine.queued import queued_run
-from batchpilot.engine.runs import new_run_id
+from batchpilot.engine import new_run_id, queued_run
 from batchpilot.errors import SpecError
 from batchpilot.scheduler.clock import Clock
 from batchpilot.spec.model import PipelineSpec
