@@ -147,8 +147,10 @@ def measure_lag(
     finally:
         _kill_leftovers(serve, home)
     _report_lag(home, slots, pipelines, targets)
-    print("serve's CPU from 0.3 s before each slot until its claims were seen (0.5 s polls): "
-          + ", ".join(f"{c:.2f} s ({c / pipelines * 1e3:.1f} ms/claim)" for c in serve_cpu))
+    print(
+        "serve's CPU from 0.3 s before each slot until its claims were seen (0.5 s polls): "
+        + ", ".join(f"{c:.2f} s ({c / pipelines * 1e3:.1f} ms/claim)" for c in serve_cpu)
+    )
 
 
 def _cpu_s(pid: int) -> float:
@@ -247,8 +249,17 @@ def _report_lag(home: Path, slots: list[datetime], pipelines: int, targets: Targ
                      first_start])  # fmt: skip
     all_lags.sort()
     print_table(
-        ["slot UTC", "runs", "1st claim s", "claim p50 s", "claim p99 s", "claim max s",
-         "ms/claim", "started", "1st start s"],
+        [
+            "slot UTC",
+            "runs",
+            "1st claim s",
+            "claim p50 s",
+            "claim p99 s",
+            "claim max s",
+            "ms/claim",
+            "started",
+            "1st start s",
+        ],
         rows,
     )
     p50, p99 = _pct(all_lags, 50), _pct(all_lags, 99)

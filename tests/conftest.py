@@ -39,9 +39,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(config.option.basetemp, ignore_errors=True)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that share one Airflow (its venv, its server) run on one xdist worker
-    (``make test`` runs the suite with ``--dist loadgroup``)."""
+    (``make test`` runs the suite with ``--dist loadgroup``).
+
+    ``tryfirst``: xdist reads the group marks in its own hook of the same name, so they
+    must be there before it runs. pytest is pinned below 9.2, whose node ids xdist 3.8
+    can no longer suffix with a group: every worker then started its own Airflow.
+    ``tests/unit/test_suite_grouping.py`` checks the grouping holds."""
     for item in items:
         if item.get_closest_marker("airflow"):
             item.add_marker(pytest.mark.xdist_group("airflow"))

@@ -76,6 +76,8 @@ class AttemptKind(StrEnum):
 
     RUN = "run"
     COMPENSATION = "compensation"
+
+
 class RunTrigger(StrEnum):
     """What started a run: recorded on the run (``triggered_by``)."""
 

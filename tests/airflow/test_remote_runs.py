@@ -174,9 +174,7 @@ def test_a_dag_airflow_cannot_import_is_reported_with_airflows_text(
     )
     client = AirflowClient(airflow_server.url, airflow_server.username, airflow_server.password)
     with pytest.raises(DagImportError) as refused:
-        wait_for_dag(
-            client, "af_broken_by_hand", file_name, since=None, timeout_s=120, poll_s=1.0
-        )
+        wait_for_dag(client, "af_broken_by_hand", file_name, since=None, timeout_s=120, poll_s=1.0)
     message = str(refused.value)
     assert message.startswith(f"Airflow could not import the DAG file {file_name}: ")
     assert "\n" not in message

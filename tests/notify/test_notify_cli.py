@@ -92,8 +92,8 @@ def test_a_malformed_url_exits_2_naming_channel_and_field_with_the_password_mask
     cli_in_process: Cli,
 ):
     cli_in_process.env["BATCHPILOT_NOTIFY_ONCALL"] = (
-        f"smtp://etl:{SMTP_PASSWORD}@mail.example.com:587?from=etl@example.com"
-    )  # no recipient
+        f"smtp://etl:{SMTP_PASSWORD}@mail.example.com:587?from=etl@example.com"  # no recipient
+    )
     for args in (("notify", "test", "oncall"), ("notify", "list")):
         result = cli_in_process(*args)
         assert result.code == 2, args
@@ -111,7 +111,9 @@ def test_notify_list_shows_file_and_environment_channels_masked(
         "?from=etl@example.com&to=a@example.com\n"
         f"data-team: slack+{webhook_server.url(SLACK_PATH)}\n"
     )
-    cli_in_process.env["BATCHPILOT_NOTIFY_PAGER"] = "webhook+https://alerts.example.com/in?secret=k3y"
+    cli_in_process.env["BATCHPILOT_NOTIFY_PAGER"] = (
+        "webhook+https://alerts.example.com/in?secret=k3y"
+    )
     listed = cli_in_process("notify", "list", "-o", "json")
     assert listed.code == 0, listed.stderr
     rows = {row["name"]: row for row in listed.json()}

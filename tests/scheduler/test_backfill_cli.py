@@ -1,8 +1,10 @@
 """``batchpilot backfill`` as users run it: real worker processes, real signals, real store.
 
-Each slot's python step reads a plan file (``{ds: seconds to sleep | "fail"}``), so a
-test decides which slot is slow and which fails. Backfill processes run in their own
-process group and are always killed at the end, with any worker still running.
+Each slot's python step reads a plan file (``{ds: seconds to sleep | "fail" |
+{"wait_for": path} | {"touch": path}}``), so a test decides which slot is slow, which
+fails, and which waits for another slot to have started (an event, not a timing bet).
+Backfill processes run in their own process group and are always killed at the end,
+with any worker still running.
 """
 
 from __future__ import annotations
@@ -37,11 +39,20 @@ from pathlib import Path
 
 
 def planned(ds: str, plan: str) -> None:
-    """Sleeps as long as the plan says for this date, or fails when it says "fail"."""
+    """Does what the plan says for this date: sleep, fail, wait for a file, create one."""
     what = json.loads(Path(plan).read_text()).get(ds, 0)
     if what == "fail":
         raise RuntimeError(f"planned failure on {ds}")
-    time.sleep(float(what))
+    if isinstance(what, dict) and "touch" in what:
+        Path(what["touch"]).touch()
+    elif isinstance(what, dict) and "wait_for" in what:
+        deadline = time.monotonic() + 120
+        while not Path(what["wait_for"]).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{ds}: {what['wait_for']} never appeared")
+            time.sleep(0.1)
+    else:
+        time.sleep(float(what))
 '''
 
 
@@ -153,8 +164,14 @@ def test_dry_run_lists_each_slot_and_records_nothing(cli_in_process: Cli, tmp_pa
 def test_six_slots_at_concurrency_2_run_once_each_in_a_sliding_window(
     cli: Cli, cli_in_process: Cli, tmp_path, home
 ):
-    # the first slot is slow: with a sliding window the next slots start while it runs
-    folder = daily_pipeline(tmp_path, {"2024-01-01": 8})
+    # the first slot runs until the third has started: with a sliding window the third
+    # starts as soon as the second ends; a batch-of-2 window would never start it
+    third_started = tmp_path / "third-started"
+    plan = {
+        "2024-01-01": {"wait_for": str(third_started)},
+        "2024-01-03": {"touch": str(third_started)},
+    }
+    folder = daily_pipeline(tmp_path, plan)
     args = ["daily", "--pipelines", str(folder), "--start", "2024-01-01", "--end", "2024-01-06"]
     assert cli_in_process("pause", "daily", "--pipelines", str(folder)).code == 0
     result = cli("backfill", *args, "--concurrency", "2", "-o", "json")  # paused: runs anyway

@@ -133,9 +133,7 @@ def test_validate_refuses_a_path_outside_the_roots(cli: Cli, tmp_path: Path):
     assert "writes to /etc/batchpilot-escaped.csv" in result.stdout + result.stderr
 
 
-def test_a_symlink_inside_the_pipeline_folder_pointing_outside_is_refused(
-    cli: Cli, tmp_path: Path
-):
+def test_a_symlink_inside_the_pipeline_folder_pointing_outside_is_refused(cli: Cli, tmp_path: Path):
     outside = tmp_path / "outside"
     outside.mkdir()
     pipeline = write_pipeline(tmp_path / "pipe", "{{ pipeline_dir }}/link/people.csv")

@@ -54,21 +54,23 @@ OUTCOMES = [
     pytest.param(
         PermanentStepError("bad rows"), None, 1, F, F, "bad rows", None, id="permanent: no retry"
     ),
-    pytest.param(
-        KeyError("k"), None, 1, R, F, "KeyError: 'k'", 10.0, id="any exception: retried"
-    ),
+    pytest.param(KeyError("k"), None, 1, R, F, "KeyError: 'k'", 10.0, id="any exception: retried"),
     pytest.param(
         StepError("x"), StopReason.TIMEOUT, 1, R, F, "timed out after 0.5s", 10.0, id="timeout"
     ),
     pytest.param(
         StepError("x"), StopReason.CANCEL, 1, C, C, CANCELLED_WHILE_RUNNING, None, id="cancel"
     ),
-    pytest.param(
-        StepError("x"), StopReason.INTERRUPT, 3, F, F, "x", None, id="interrupted, spent"
-    ),
+    pytest.param(StepError("x"), StopReason.INTERRUPT, 3, F, F, "x", None, id="interrupted, spent"),
     pytest.param(None, StopReason.INTERRUPT, 3, F, F, "stopped", None, id="stopped, no error"),
     pytest.param(
-        StepError("login s3cret refused\nat line 2"), None, 3, F, F, "login *** refused", None,
+        StepError("login s3cret refused\nat line 2"),
+        None,
+        3,
+        F,
+        F,
+        "login *** refused",
+        None,
         id="one line, redacted",
     ),
 ]

@@ -27,7 +27,10 @@ MASKED = [
     ("host=db user=etl password=hunter2 dbname=dwh", "host=db user=etl password=*** dbname=dwh"),
     ("host=db password = 'hunt er\\'2' dbname=dwh", "host=db password=*** dbname=dwh"),
     ("postgresql://etl:hun@ter2@db/dwh", "postgresql://etl:***@db/dwh"),
-    ("postgresql://etl:h@u/n:t@db/dwh?application_name=a@b", "postgresql://etl:***@db/dwh?application_name=a@b"),
+    (
+        "postgresql://etl:h@u/n:t@db/dwh?application_name=a@b",
+        "postgresql://etl:***@db/dwh?application_name=a@b",
+    ),
     ("postgresql://etl:hun%40ter2@db/dwh", "postgresql://etl:***@db/dwh"),
     ("postgresql://etl:hunter2@db:notaport/dwh", "postgresql://etl:***@db:notaport/dwh"),
     ("postgresql://etl@server:hunter2@db/dwh", "postgresql://etl@server:***@db/dwh"),

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from batchpilot.airflow.client import AirflowClient, TaskInstance
-from batchpilot.airflow.errors import AirflowError, DagImportError, DagNotParsed
+from batchpilot.airflow.errors import (
+    AirflowError,
+    AirflowUnreachable,
+    DagImportError,
+    DagNotParsed,
+)
 from batchpilot.airflow.export import render_dag, write_dag_file
 from batchpilot.airflow.layout import (
     compensated_node,
@@ -45,6 +50,8 @@ EXECUTOR = "airflow"
 #: Airflow's clock and ours may differ a little; a parse this close to the deploy counts.
 CLOCK_SKEW = timedelta(seconds=2)
 TERMINAL_DAG_RUN_STATES = frozenset({"success", "failed"})
+# A busy or restarting API server is not a lost run: keep asking this long before giving up.
+UNREACHABLE_GRACE_S = 120.0
 
 Sleep = Callable[[float], None]
 
@@ -224,6 +231,8 @@ class RemoteRunFollower:
         listener: RunListener | None = None,
         poll_s: float = 1.0,
         sleep: Sleep = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        unreachable_grace_s: float = UNREACHABLE_GRACE_S,
     ) -> None:
         self.client = client
         self.store = store
@@ -234,15 +243,29 @@ class RemoteRunFollower:
         self.listener = listener or RunListener()
         self.poll_s = poll_s
         self.sleep = sleep
+        self.clock = clock
+        self.unreachable_grace_s = unreachable_grace_s
         self._known = {t.task_id: t.state for t in store.get_tasks(run.run_id)}
 
     def follow(self) -> RunStatus:
-        """Poll until the DAG run ends; returns the run's final status."""
+        """Poll until the DAG run ends; returns the run's final status.
+
+        Airflow not answering is retried for ``unreachable_grace_s`` since the last answer
+        (a loaded or restarting API server); after that :class:`AirflowUnreachable` is raised.
+        """
         self.listener.run_started(self.run_id, self.spec, dict(self._known))
         status = RunStatus.UNKNOWN
+        last_answer = self.clock()
         try:
             while True:
-                dag_state = self.sync()
+                try:
+                    dag_state = self.sync()
+                except AirflowUnreachable:
+                    if self.clock() - last_answer >= self.unreachable_grace_s:
+                        raise
+                    self.sleep(self.poll_s)
+                    continue
+                last_answer = self.clock()
                 if dag_state in TERMINAL_DAG_RUN_STATES:
                     status = self.finish(dag_state)
                     return status

@@ -204,4 +204,3 @@ def trigger(
         out.print(f"queued run {claim.run_id} of {name} (serve runs it)", markup=False)
     else:
         out.print(f"run {claim.run_id} was already queued with this key", markup=False)
-

@@ -42,9 +42,7 @@ class EarlyInputs:
 
     live: LiveOutput | None
     started: threading.Event
-    resolve: Callable[
-        [], tuple[Mapping[str, ArtifactRef], Mapping[str, Mapping[str, ArtifactRef]]]
-    ]
+    resolve: Callable[[], tuple[Mapping[str, ArtifactRef], Mapping[str, Mapping[str, ArtifactRef]]]]
 
 
 @dataclass(frozen=True)
