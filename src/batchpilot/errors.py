@@ -20,6 +20,7 @@
     │   ├── UnknownChannel        no channel has that name
     │   ├── InvalidMessage        a notification message lacks what every channel needs
     │   └── DeliveryError         one send failed (``permanent`` when retrying cannot help)
+    ├── TokenError                an API token's name, scope or expiry is wrong, or unknown
     └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
@@ -240,6 +241,10 @@ class DeliveryError(NotifyError):
         super().__init__(message, channel=channel)
 
 
+class TokenError(BatchpilotError):
+    """An API token's name, scope or expiry is wrong, its name is taken, or no token has it."""
+
+
 __all__ = [
     "ArtifactError",
     "BatchpilotError",
@@ -259,6 +264,7 @@ __all__ = [
     "StepError",
     "StoreError",
     "TemplateRenderError",
+    "TokenError",
     "UnknownChannel",
     "first_line",
 ]

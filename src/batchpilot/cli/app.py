@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from batchpilot import __version__
-from batchpilot.cli import airflow_cli, backfill_cli, notify_cli, serve_cli
+from batchpilot.cli import airflow_cli, backfill_cli, notify_cli, serve_cli, tokens_cli
 from batchpilot.cli.errors import exit_codes, exit_for
 from batchpilot.cli.output import (
     EXIT_INVALID,
@@ -75,6 +75,7 @@ app.command("pause")(serve_cli.pause)
 app.command("unpause")(serve_cli.unpause)
 app.command("trigger")(serve_cli.trigger)
 app.add_typer(backfill_cli.backfill_app, name="backfill")
+app.add_typer(tokens_cli.tokens_app, name="tokens")
 
 
 def _settings() -> Settings:

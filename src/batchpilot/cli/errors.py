@@ -26,6 +26,7 @@ from batchpilot.errors import (
     RunStateError,
     SpecError,
     SpecErrors,
+    TokenError,
 )
 
 EXIT_CODE_BY_ERROR: tuple[tuple[type[BatchpilotError], int], ...] = (
@@ -37,6 +38,7 @@ EXIT_CODE_BY_ERROR: tuple[tuple[type[BatchpilotError], int], ...] = (
     (ConnectionError, EXIT_INVALID),
     (UnknownExecutor, EXIT_INVALID),
     (AirflowError, EXIT_INVALID),
+    (TokenError, EXIT_INVALID),
 )
 
 

@@ -39,6 +39,7 @@ from batchpilot.store.schedules import ScheduleStore
 from batchpilot.store.server_sessions import ServerSessionLedger
 from batchpilot.store.tables import attempts, runs, task_instances
 from batchpilot.store.tables import callbacks as callbacks_table
+from batchpilot.store.tokens import TokenStore
 from batchpilot.store.transaction import (
     HotStatements,
     Transaction,
@@ -150,6 +151,11 @@ class RunStore(ServerSessionLedger, OutboxStore):
     def triggers(self) -> TriggerStore:
         """Trigger fires and armed triggers (see ``store/triggers.py``)."""
         return TriggerStore(self.engine)
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        """API tokens (see ``store/tokens.py``)."""
+        return TokenStore(self.engine)
 
     def get_run(self, run_id: str) -> RunRecord:
         """Return a run; raises :class:`RunNotFound`."""
