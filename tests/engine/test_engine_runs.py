@@ -282,10 +282,13 @@ def test_runs_work_with_a_postgresql_state_store(settings: Settings, pg_url: str
 def test_a_run_taken_over_by_another_process_stops_and_records_nothing(settings: Settings):
     started = threading.Event()
 
+    finished = threading.Event()
+
     def slow() -> None:
         started.set()
-        for _ in range(200):
+        for _ in range(600):
             time.sleep(0.05)
+        finished.set()
 
     pipeline = Pipeline("p")
     pipeline.add_tasks([Task("slow", run=slow), Task("after").depends_on("slow")])
@@ -304,10 +307,9 @@ def test_a_run_taken_over_by_another_process_stops_and_records_nothing(settings:
     run_id = store.list_runs()[0].run_id
     # what a resume on another machine does once this process's heartbeat looks stale
     assert store.claim_run(run_id, "elsewhere:1:new", stale_after_s=0)
-    began = time.monotonic()
-    driver.join(10)
+    driver.join(60)
 
-    assert not driver.is_alive() and time.monotonic() - began < 3
+    assert not driver.is_alive() and not finished.is_set()  # gave up before its task ended
     assert len(raised) == 1 and "taken over by another process" in str(raised[0])
     run = store.get_run(run_id)
     assert run.owner == "elsewhere:1:new" and run.status is RunStatus.RUNNING
