@@ -15,6 +15,7 @@ import pytest
 
 from batchpilot import Pipeline, RunStatus, Task
 from batchpilot.engine import RunService
+from batchpilot.engine.log_shipping import remote_logs_of
 from batchpilot.executors import default_executors
 from batchpilot.remote_logs.chunks import LogChunks
 from batchpilot.s3 import S3Endpoint, S3Url, s3_filesystem
@@ -182,3 +183,17 @@ def test_a_run_without_a_logs_url_never_loads_the_s3_client(tmp_path: Path):
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_run_s_shipped_logs_can_be_deleted_whole_for_retention(
+    home: Path, s3_server: S3Server, bucket: str, endpoint: S3Endpoint
+):
+    service = _service(home, S3Url(bucket, "logs"), endpoint)
+    kept = service.start(_chatty_pipeline()).run_id
+    gone = service.start(_chatty_pipeline()).run_id
+    remote = remote_logs_of(service.settings)
+    assert remote is not None
+    remote.delete_run(pipeline="chatty", run_id=gone)
+    remote.delete_run(pipeline="chatty", run_id="never-shipped")  # no error
+    left = s3_server.objects(f"{bucket}/logs")
+    assert left and all(f"/chatty/{kept}/" in path for path in left)

@@ -81,6 +81,16 @@ class RemoteLogs:
             ) from exc
         return found if found is not None else (b"", offset)
 
+    def delete_run(self, *, pipeline: str, run_id: str) -> None:
+        """Delete every shipped log of a run (retention); nothing shipped is no error.
+        Raises :class:`RemoteLogsError` when the storage refuses."""
+        try:
+            self.chunks.delete_folder(self.url.key(pipeline, run_id))
+        except OSError as exc:
+            raise RemoteLogsError(
+                f"cannot delete the logs of run {run_id} from {self.url}: {first_line(exc)}"
+            ) from exc
+
 
 _by_target: dict[tuple[S3Url, S3Endpoint, float], RemoteLogs] = {}
 _by_target_lock = threading.Lock()

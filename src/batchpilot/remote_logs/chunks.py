@@ -52,6 +52,13 @@ class LogChunks:
                 chunks.append(Chunk(start, info.size or 0, info.path))
         return sorted(chunks, key=lambda c: (c.start, -c.size))
 
+    def delete_folder(self, folder: str) -> None:
+        """Delete every object under ``folder`` (none there is no error)."""
+        import pyarrow.fs
+
+        if self.filesystem.get_file_info(folder).type is not pyarrow.fs.FileType.NotFound:
+            self.filesystem.delete_dir(folder)
+
     def read(self, folder: str, offset: int = 0) -> tuple[bytes, int] | None:
         """The log's bytes from ``offset`` on and the offset after them; None when no
         chunk of it exists. Stops at a gap (a chunk not shipped yet)."""
