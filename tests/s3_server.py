@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
+REPO_ROOT = Path(__file__).resolve().parent.parent
 MOTO_VERSION = "5.2.5"
 MOTO_VENV = REPO_ROOT / ".venv-moto"
 START_TIMEOUT_S = 60
