@@ -109,7 +109,11 @@ def test_a_task_killed_with_kill_9_keeps_its_earlier_lines_in_the_bucket_and_log
     as_json = s3_reader("logs", run["run_id"], "-o", "json").json()
     assert [(item["task_id"], item["attempt"]) for item in as_json] == [("talk", 1)]
     assert "line 3 before the kill" in as_json[0]["log"]
-    _no_secret(logs)
+    followed = s3_reader("logs", run["run_id"], "--follow")  # the run died: no endless wait
+    assert followed.code == 0 and "line 3 before the kill" in followed.stdout
+    assert "no process drives it" in followed.stderr
+    assert f"batchpilot resume {run['run_id']}" in followed.stderr
+    _no_secret(logs, followed)
 
 
 def test_logs_follow_prints_the_lines_as_they_come_then_the_same_from_the_bucket(

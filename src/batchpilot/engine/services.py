@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from batchpilot.engine.control import ReapedRun, compensate_run, dead_runs, reap_runs
+from batchpilot.engine.control import ReapedRun, compensate_run, dead_runs, is_dead, reap_runs
 from batchpilot.engine.executors import (
     FOLLOW_POLL_S,
     LOCAL,
@@ -256,20 +256,30 @@ class RunService:
         (``batchpilot logs --follow``).
 
         Yields every attempt once when it first appears (``offset`` 0, its text so
-        far), then each piece it gains. Raises as :meth:`read_logs`.
+        far), then each piece it gains. A local run whose process died (``kill -9``)
+        ends the follow too, after ``warn`` says how to go on. Raises as
+        :meth:`read_logs`.
         """
         run = self.store.get_run(run_id)
         offsets: dict[str, int] = {}
         while True:
             # the state is read before the logs, so the read after the end gets all of them
-            ended = self._refreshed([self.store.get_run(run.run_id)], warn)[0].status
+            current = self._refreshed([self.store.get_run(run.run_id)], warn)[0]
+            dead = current.executor == LOCAL and is_dead(current, settings=self.settings)
             for item in self.read_logs(run.run_id, task=task, attempt=attempt, offsets=offsets):
                 key = item.log_path or f"{item.task_id}:{item.attempt}"
                 first = key not in offsets
                 offsets[key] = item.next_offset
                 if first or item.text:
                     yield item
-            if ended.is_terminal():
+            if dead:
+                warn(
+                    f"run {run.run_id} is {current.status.value} but no process drives it "
+                    f"(killed?): its logs end here; 'batchpilot runs reap', then "
+                    f"'batchpilot resume {run.run_id}'"
+                )
+                return
+            if current.status.is_terminal():
                 return
             sleep(poll_s)
 

@@ -119,7 +119,10 @@ class LogShipper:
             self._wake.clear()
             if self._stopped:
                 return
-            self.ship_once()
+            try:
+                self.ship_once()
+            except Exception as exc:  # a bug must not end the shipping, nor reach a run
+                self._warn(f"shipping attempt logs to {self.destination} failed: {exc!r}")
 
     def _ship(self, log: WatchedLog, *, ended: bool) -> bool:
         """Ship what ``log`` gained; True when it needs no more shipping."""
