@@ -30,6 +30,8 @@ def s3_filesystem(endpoint: S3Endpoint) -> pyarrow.fs.S3FileSystem:
         "connect_timeout": CONNECT_TIMEOUT_S,
         "request_timeout": REQUEST_TIMEOUT_S,
         "retry_strategy": pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=SDK_ATTEMPTS),
+        # one PutObject for a small object instead of a three-request multipart upload
+        "allow_delayed_open": True,
     }
     if endpoint.region:
         options["region"] = endpoint.region
