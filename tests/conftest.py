@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from tests.cli_runner import Cli
+from tests.s3_server import S3Server, moto_server
 
 PG_DSN_VARIABLE = "BATCHPILOT_TEST_PG_DSN"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -140,3 +141,25 @@ def cli(home: Path, tmp_path: Path) -> Cli:
 def cli_in_process(home: Path, tmp_path: Path) -> Cli:
     """The same commands, called in this process (for input-handling tests)."""
     return Cli(home, tmp_path, in_process=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto, server mode) on 127.0.0.1, one per session
+    (per xdist worker); its own venv is created on first use."""
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server) -> str:
+    """A fresh bucket of this test on :func:`s3_server`."""
+    return s3_server.new_bucket()
+
+
+@pytest.fixture
+def aws_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The AWS variables of :func:`s3_server`, set in this process too."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server.env()

@@ -15,6 +15,8 @@
     │   └── RunStateError         the run is in a state that does not allow the action
     │       └── RunTakenOver      another process took over the run this one drove
     ├── ArtifactError             a dataset between steps is missing or unreadable
+    ├── S3UrlError                an s3:// URL or an S3 endpoint setting cannot be used
+    ├── RemoteLogsError           attempt logs shipped to S3 cannot be read
     ├── NotifyError               notifications: a channel or a message is wrong, or a send failed
     │   ├── ChannelConfigError    a channel URL is malformed, of an unknown kind or lacks a field
     │   ├── UnknownChannel        no channel has that name
@@ -179,6 +181,21 @@ class RunTakenOver(RunStateError):
 
 class ArtifactError(BatchpilotError):
     """A dataset passed between steps is missing or cannot be read."""
+
+
+class S3UrlError(BatchpilotError):
+    """An ``s3://`` URL or an S3 endpoint in ``variable`` cannot be used (``value`` is
+    shown with any secret masked)."""
+
+    def __init__(self, variable: str, value: str, problem: str) -> None:
+        self.variable = variable
+        self.value = value
+        super().__init__(f"{variable}={value!r} {problem}")
+
+
+class RemoteLogsError(BatchpilotError):
+    """Attempt logs shipped to S3-compatible storage cannot be read (the storage is
+    unreachable or refuses)."""
 
 
 class RunInterrupted(BatchpilotError):

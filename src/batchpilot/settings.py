@@ -9,6 +9,7 @@ from pathlib import Path
 
 from batchpilot.connections import ConnectionRegistry
 from batchpilot.errors import BatchpilotError, SpecError
+from batchpilot.s3.location import S3Endpoint, S3Url, parse_s3_url
 from batchpilot.spec.limits import MAX_WORKERS, check_workers
 from batchpilot.spec.output_paths import OUTPUT_ROOTS_VARIABLE
 
@@ -16,6 +17,11 @@ DEFAULT_WORKERS = 4
 WORKERS_VARIABLE = "BATCHPILOT_WORKERS"
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_STALE_AFTER_S = 30.0
+LOGS_URL_VARIABLE = "BATCHPILOT_LOGS_URL"
+LOGS_SHIP_INTERVAL_VARIABLE = "BATCHPILOT_LOGS_SHIP_INTERVAL"
+#: how often a running attempt's new log lines are shipped: a kill -9 loses at most this much
+DEFAULT_LOGS_SHIP_INTERVAL_S = 30.0
+MAX_LOGS_SHIP_INTERVAL_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,11 @@ class Settings:
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
     #: folders besides the pipeline's own and the home that steps may write under
     extra_output_roots: tuple[Path, ...] = ()
+    #: where attempt logs are shipped besides the run folder (None: this machine only)
+    logs_url: S3Url | None = None
+    #: the S3 API ``logs_url`` lives on (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION)
+    s3_endpoint: S3Endpoint = field(default_factory=S3Endpoint)
+    logs_ship_interval_s: float = DEFAULT_LOGS_SHIP_INTERVAL_S
 
     @property
     def runs_dir(self) -> Path:
@@ -45,8 +56,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``BATCHPILOT_HOME``, ``BATCHPILOT_DATABASE_URL``, ``BATCHPILOT_WORKERS``,
-        ``BATCHPILOT_OUTPUT_ROOTS`` and ``BATCHPILOT_CONN_*`` (plus the home's connections
-        file). Raises :class:`BatchpilotError` for a value that cannot be used."""
+        ``BATCHPILOT_OUTPUT_ROOTS``, ``BATCHPILOT_CONN_*`` (plus the home's connections
+        file), ``BATCHPILOT_LOGS_URL`` and ``BATCHPILOT_LOGS_SHIP_INTERVAL`` (with the AWS
+        endpoint and region variables). Raises :class:`BatchpilotError` naming the
+        variable for a value that cannot be used."""
         env = os.environ if environ is None else environ
         home = Path(env.get("BATCHPILOT_HOME") or Path.home() / ".batchpilot").expanduser()
         return cls(
@@ -55,7 +68,41 @@ class Settings:
             workers=parse_workers(env.get(WORKERS_VARIABLE)),
             connections=ConnectionRegistry.from_sources(env, home),
             extra_output_roots=parse_output_roots(env.get(OUTPUT_ROOTS_VARIABLE, "")),
+            **_remote_logs(env),
         )
+
+
+def _remote_logs(env: Mapping[str, str]) -> dict[str, object]:
+    text = env.get(LOGS_URL_VARIABLE, "").strip()
+    if not text:
+        return {}
+    return {
+        "logs_url": parse_s3_url(text, variable=LOGS_URL_VARIABLE),
+        "s3_endpoint": S3Endpoint.from_env(env),
+        "logs_ship_interval_s": parse_ship_interval(env.get(LOGS_SHIP_INTERVAL_VARIABLE)),
+    }
+
+
+def parse_ship_interval(text: str | None) -> float:
+    """The seconds between two shipments of a running attempt's log that
+    ``BATCHPILOT_LOGS_SHIP_INTERVAL`` sets (unset or empty:
+    :data:`DEFAULT_LOGS_SHIP_INTERVAL_S`).
+
+    Raises :class:`BatchpilotError` naming the variable for anything but a
+    number of seconds above 0 and at most :data:`MAX_LOGS_SHIP_INTERVAL_S`.
+    """
+    if text is None or not text.strip():
+        return DEFAULT_LOGS_SHIP_INTERVAL_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= MAX_LOGS_SHIP_INTERVAL_S:  # also false for nan
+        raise BatchpilotError(
+            f"{LOGS_SHIP_INTERVAL_VARIABLE} must be a number of seconds above 0 and at most "
+            f"{MAX_LOGS_SHIP_INTERVAL_S:g}, got {text!r}"
+        )
+    return seconds
 
 
 def parse_workers(text: str | None) -> int:

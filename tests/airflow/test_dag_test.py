@@ -11,6 +11,7 @@ import pytest
 from batchpilot.airflow import export_pipeline
 from batchpilot.pipeline import load_pipeline
 from tests.airflow.conftest import PIPELINES, DagTestHome, params_for
+from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.airflow
 
@@ -70,3 +71,17 @@ def test_a_successful_run_compensates_nothing(dag_test_home: DagTestHome, tmp_pa
     assert run["state"] == "success"
     assert run["tasks"]["batchpilot.outcome"]["state"] == "success"
     assert _rows(tmp_path / "target.db", "SELECT n FROM numbers ORDER BY n") == [(1,), (2,), (3,)]
+
+
+def test_datasets_between_tasks_go_through_s3_when_exported_with_an_s3_artifacts_url(
+    dag_test_home: DagTestHome, tmp_path: Path, s3_server: S3Server, bucket: str, aws_env: dict
+):
+    spec = load_pipeline(PIPELINES / "chain.yaml")
+    export_pipeline(spec, dag_test_home.dags, artifacts=f"s3://{bucket}/airflow")
+
+    run = dag_test_home.test("af_chain", params_for(tmp_path, count=3))
+
+    assert run["state"] == "success"
+    assert _rows(tmp_path / "target.db", "SELECT n FROM numbers ORDER BY n") == [(1,), (2,), (3,)]
+    stored = s3_server.objects(f"{bucket}/airflow/af_chain")
+    assert [path.rsplit("/", 1)[-1] for path in stored] == ["numbers.arrow"]  # read by save

@@ -13,9 +13,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from batchpilot.airflow.runtime import PipelineInfo, action_from_document, run_action, run_folder
+from batchpilot.airflow.runtime import (
+    PipelineInfo,
+    action_from_document,
+    run_action,
+    run_artifacts,
+)
 from batchpilot.airflow.settings import WorkerSettings
-from batchpilot.artifacts import ArtifactStore
 
 log = logging.getLogger("batchpilot.airflow.callbacks")
 
@@ -73,7 +77,7 @@ class ActionCallback:
         dag = context.get("dag")
         dag_id = getattr(dag, "dag_id", None) or self.pipeline.name
         run_id = context_run_id(context)
-        store = ArtifactStore(run_folder(settings.artifacts_root, dag_id, run_id))
+        store = run_artifacts(settings, dag_id, run_id)
         owner = f"{self.node_id}.{self.event}" if self.node_id else self.event
         for index, document in enumerate(self.actions, start=1):
             action_id = f"{owner}.{index}" if len(self.actions) > 1 else owner

@@ -18,7 +18,7 @@ from batchpilot.airflow.errors import AirflowFollowStopped, AirflowRunLost
 from batchpilot.airflow.export import source_label
 from batchpilot.airflow.settings import AirflowSettings
 from batchpilot.engine.listener import RunListener
-from batchpilot.engine.logs import AttemptLog
+from batchpilot.engine.logs import AttemptLog, Offsets
 from batchpilot.engine.preflight import check_pipeline, merged_params
 from batchpilot.engine.results import RunResult
 from batchpilot.errors import BatchpilotError, RunStateError
@@ -142,15 +142,18 @@ class AirflowExecutor:
         self,
         run: RunRecord,
         *,
+        settings: Settings,
         store: RunStore,
         task: str | None,
         attempt: int | None,
         offset: int,
+        offsets: Offsets | None = None,
     ) -> list[AttemptLog]:
         """Each try's log read through Airflow's API (``offset`` counts characters)."""
         logs = []
         for item in remote.remote_logs(self.client(), run, task=task, attempt=attempt):
             text = item["log"]
+            start = (offsets or {}).get(item["log_path"], offset)
             logs.append(
                 AttemptLog(
                     task_id=item["task_id"],
@@ -158,9 +161,9 @@ class AirflowExecutor:
                     state=item["state"],
                     error=item["error"],
                     log_path=item["log_path"],
-                    text=text[offset:],
-                    offset=offset,
-                    next_offset=max(offset, len(text)),
+                    text=text[start:],
+                    offset=start,
+                    next_offset=max(start, len(text)),
                 )
             )
         return logs

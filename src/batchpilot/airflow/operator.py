@@ -24,7 +24,7 @@ from batchpilot.airflow.runtime import (
     compensation_skip_reason,
     failed_tasks,
     run_action,
-    run_folder,
+    run_artifacts,
     run_node,
 )
 from batchpilot.airflow.settings import WorkerSettings
@@ -36,8 +36,7 @@ _log = logging.getLogger("batchpilot.airflow")
 
 
 def _artifact_store(context: Mapping[str, Any], settings: WorkerSettings) -> ArtifactStore:
-    dag_id = context["ti"].dag_id
-    return ArtifactStore(run_folder(settings.artifacts_root, dag_id, context_run_id(context)))
+    return run_artifacts(settings, context["ti"].dag_id, context_run_id(context))
 
 
 def _task_states(context: Mapping[str, Any], task_ids: Sequence[str]) -> dict[str, str | None]:

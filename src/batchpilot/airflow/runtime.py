@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchpilot.airflow.settings import WorkerSettings
 from batchpilot.artifacts import ArtifactRef, ArtifactStore
+from batchpilot.artifacts.storage import is_remote, use_s3
 from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.actions import run_action as run_engine_action
 from batchpilot.engine.attempt import AttemptPlan, run_attempt
@@ -91,9 +93,21 @@ _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9_.\-]")
 FAILED_AIRFLOW_STATES = frozenset({"failed"})
 
 
-def run_folder(root: Path, dag_id: str, run_id: str) -> Path:
-    """The shared folder of one DAG run's artifacts (``run_id`` made file-name safe)."""
-    return root / _UNSAFE_PATH.sub("_", dag_id) / _UNSAFE_PATH.sub("_", run_id)
+def run_folder(root: Path | str, dag_id: str, run_id: str) -> Path | str:
+    """The shared folder (or ``s3://`` URL) of one DAG run's artifacts (``run_id`` made
+    file-name safe)."""
+    dag_part, run_part = _UNSAFE_PATH.sub("_", dag_id), _UNSAFE_PATH.sub("_", run_id)
+    if isinstance(root, str) and is_remote(root):
+        return f"{root.rstrip('/')}/{dag_part}/{run_part}"
+    return Path(root) / dag_part / run_part
+
+
+def run_artifacts(settings: WorkerSettings, dag_id: str, run_id: str) -> ArtifactStore:
+    """The artifacts of one DAG run under the worker's root; an ``s3://`` root is read
+    and written through the S3 endpoint of the worker's AWS variables."""
+    if isinstance(settings.artifacts_root, str):
+        use_s3(settings.s3_endpoint)
+    return ArtifactStore(run_folder(settings.artifacts_root, dag_id, run_id))
 
 
 def xcom_payload(output: TaskOutput) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from batchpilot.airflow.errors import AirflowConfigError
 from batchpilot.connections import ConnectionRegistry
+from batchpilot.s3 import S3Endpoint, parse_s3_url
 from batchpilot.url_secrets import SplitUrl, mask_url
 
 ENV_URL = "BATCHPILOT_AIRFLOW_URL"
@@ -102,21 +103,28 @@ class AirflowSettings:
 class WorkerSettings:
     """What a batchpilot task running inside Airflow reads from its environment."""
 
-    artifacts_root: Path
+    #: a shared folder, or an ``s3://bucket/prefix`` URL (then reached through ``s3_endpoint``)
+    artifacts_root: Path | str
     connections: ConnectionRegistry
+    s3_endpoint: S3Endpoint = field(default_factory=S3Endpoint)
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, artifacts: str | None = None
     ) -> WorkerSettings:
         """Artifacts go to ``artifacts`` (set at export), else ``$BATCHPILOT_AIRFLOW_ARTIFACTS``,
-        else ``$AIRFLOW_HOME/batchpilot-artifacts``. Connections are the worker's
-        ``BATCHPILOT_CONN_*`` variables and ``$BATCHPILOT_HOME/connections.yaml``."""
+        else ``$AIRFLOW_HOME/batchpilot-artifacts``; an ``s3://`` URL is reached through
+        the AWS variables (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION, and the
+        SDK's credentials). Connections are the worker's ``BATCHPILOT_CONN_*`` variables
+        and ``$BATCHPILOT_HOME/connections.yaml``. Raises :class:`S3UrlError` for an
+        ``s3://`` URL or endpoint that cannot be used."""
         env = os.environ if environ is None else environ
         airflow_home = Path(env.get("AIRFLOW_HOME") or Path.home() / "airflow")
         root = artifacts or env.get(ENV_ARTIFACTS) or str(airflow_home / "batchpilot-artifacts")
         home = Path(env.get("BATCHPILOT_HOME") or Path.home() / ".batchpilot").expanduser()
-        return cls(
-            artifacts_root=Path(root).expanduser(),
-            connections=ConnectionRegistry.from_sources(env, home),
-        )
+        connections = ConnectionRegistry.from_sources(env, home)
+        if "://" in root:
+            variable = "artifacts (set at export)" if artifacts else ENV_ARTIFACTS
+            url = parse_s3_url(root, variable=variable)
+            return cls(str(url), connections, s3_endpoint=S3Endpoint.from_env(env))
+        return cls(artifacts_root=Path(root).expanduser(), connections=connections)

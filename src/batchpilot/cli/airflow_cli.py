@@ -14,12 +14,13 @@ from typing import Annotated
 import typer
 
 from batchpilot.airflow.export import export_pipeline, source_label
-from batchpilot.cli.errors import print_error
+from batchpilot.cli.errors import exit_codes, print_error
 from batchpilot.cli.output import EXIT_INVALID, EXIT_OK, fail, out
 from batchpilot.discovery import discover_pipeline_files
 from batchpilot.engine.preflight import check_pipeline
 from batchpilot.errors import SpecError
 from batchpilot.pipeline import load_pipeline
+from batchpilot.s3 import parse_s3_url
 from batchpilot.steps.registry import default_registry
 
 export_app = typer.Typer(help="Export pipelines to other orchestrators.", no_args_is_help=True)
@@ -39,12 +40,15 @@ def export_airflow(
     artifacts: Annotated[
         str | None,
         typer.Option(
-            help="shared folder for datasets between tasks, seen by every worker "
-            "(default: $BATCHPILOT_AIRFLOW_ARTIFACTS on the worker)"
+            help="where datasets between tasks go, seen by every worker: a shared folder "
+            "or s3://bucket/prefix (default: $BATCHPILOT_AIRFLOW_ARTIFACTS on the worker)"
         ),
     ] = None,
 ) -> None:
     """Write one Airflow DAG file per pipeline; refuse (exit 2) what Airflow cannot express."""
+    if artifacts is not None and "://" in artifacts:
+        with exit_codes(EXIT_INVALID):
+            artifacts = str(parse_s3_url(artifacts, variable="--artifacts"))
     files = discover_pipeline_files(paths)
     if not files:
         fail(f"no pipeline files found under {', '.join(str(p) for p in paths)}")

@@ -9,7 +9,9 @@ The commands call the engine's services (:class:`batchpilot.engine.RunService`);
 from __future__ import annotations
 
 import gc
+import json
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -348,10 +350,17 @@ def logs(
     run_id: Annotated[str, typer.Argument(help="run id (or a unique prefix)")],
     task: Annotated[str | None, typer.Option("--task", "-t", help="only this task")] = None,
     attempt: Annotated[int | None, typer.Option(help="only this attempt")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="print new lines until the run ends")
+    ] = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
-    """Print the logs of a run's task attempts (each attempt keeps its own)."""
+    """Print the logs of a run's task attempts (each attempt keeps its own): the local
+    files while they exist, else their copies in BATCHPILOT_LOGS_URL."""
     service = _service()
+    if follow:
+        _follow_logs(service, run_id, task=task, attempt=attempt, output=output)
+        return
     with exit_codes(EXIT_INVALID):
         items = service.read_logs(run_id, task=task, attempt=attempt)
     if output is OutputFormat.json:
@@ -362,6 +371,22 @@ def logs(
     for item in items:
         out.rule(f"{item.task_id} · attempt {item.attempt} · {item.state}")
         out.print(item.text.rstrip() or "(empty log)", markup=False)
+
+
+def _follow_logs(
+    service: RunService, run_id: str, *, task: str | None, attempt: int | None, output: OutputFormat
+) -> None:
+    """Print each attempt's log as it grows; JSON output is one object per piece."""
+    with exit_codes(EXIT_INVALID):
+        for item in service.follow_logs(run_id, task=task, attempt=attempt, warn=warn):
+            if output is OutputFormat.json:
+                sys.stdout.write(json.dumps(item.to_dict(), default=str) + "\n")
+                sys.stdout.flush()
+                continue
+            if item.offset == 0:
+                out.rule(f"{item.task_id} · attempt {item.attempt}")
+            out.print(item.text, end="", markup=False)
+            out.file.flush()
 
 
 @connections_app.command("list")

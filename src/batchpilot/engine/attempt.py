@@ -25,6 +25,7 @@ from batchpilot.artifacts.live import LiveOutput
 from batchpilot.engine.building import build_step
 from batchpilot.engine.context import RunContext
 from batchpilot.engine.handles import AttemptHandle, AttemptOutcome, AttemptStopped, StopReason
+from batchpilot.engine.log_shipping import shipped_log
 from batchpilot.engine.outputs import TaskOutput
 from batchpilot.errors import PermanentStepError, SpecError, StepError, first_line
 from batchpilot.spec.model import NodeSpec
@@ -102,7 +103,8 @@ def _run_logged(
     log: logging.Logger | None,
 ) -> None:
     redact = run.redact
-    with handle.open_log(log) as attempt_log:
+    # the log closes first, then its last lines are shipped
+    with shipped_log(run, handle, own_file=log is None), handle.open_log(log) as attempt_log:
         logger = attempt_log.logger
         attempt_log.write(logging.INFO, plan.header or _header(run, plan))
         try:

@@ -157,8 +157,16 @@ def dead_runs(*, settings: Settings, store: RunStore) -> list[RunRecord]:
     return [
         run
         for run in store.runs_in_status([RunStatus.QUEUED, RunStatus.RUNNING])
-        if not _is_driven(run, settings) and not _waits_for_serve(run)
+        if is_dead(run, settings=settings)
     ]
+
+
+def is_dead(run: RunRecord, *, settings: Settings) -> bool:
+    """Whether a queued or running run has no live process driving it (killed, its
+    machine gone), as :func:`dead_runs` sees it."""
+    if run.status.is_terminal():
+        return False
+    return not _is_driven(run, settings) and not _waits_for_serve(run)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from batchpilot.engine.control import cancel_run
 from batchpilot.engine.listener import RunListener
-from batchpilot.engine.logs import AttemptLog, read_local_logs
+from batchpilot.engine.log_shipping import remote_logs_of
+from batchpilot.engine.logs import AttemptLog, Offsets, read_local_logs
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runs import start_run
 from batchpilot.errors import BatchpilotError
@@ -93,12 +94,15 @@ class Executor(Protocol):
         self,
         run: RunRecord,
         *,
+        settings: Settings,
         store: RunStore,
         task: str | None,
         attempt: int | None,
         offset: int,
+        offsets: Offsets | None = None,
     ) -> list[AttemptLog]:
-        """Each attempt's log (filtered by ``task`` and ``attempt``), text from ``offset`` on."""
+        """Each attempt's log (filtered by ``task`` and ``attempt``), text from
+        ``offsets[log_path]`` on, else from ``offset``."""
         ...
 
 
@@ -157,13 +161,25 @@ class LocalExecutor:
         self,
         run: RunRecord,
         *,
+        settings: Settings,
         store: RunStore,
         task: str | None,
         attempt: int | None,
         offset: int,
+        offsets: Offsets | None = None,
     ) -> list[AttemptLog]:
-        """The attempts' log files under the run's folder."""
-        return read_local_logs(store, run, task=task, attempt=attempt, offset=offset)
+        """The attempts' log files under the run's folder; once one is gone, its copy
+        shipped to ``BATCHPILOT_LOGS_URL`` (raises :class:`RemoteLogsError` when that
+        storage cannot be read)."""
+        return read_local_logs(
+            store,
+            run,
+            task=task,
+            attempt=attempt,
+            offset=offset,
+            offsets=offsets,
+            remote=remote_logs_of(settings),
+        )
 
 
 def follow_stored_run(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchpilot.remote_logs import RemoteLogs
 from batchpilot.store import RunRecord, RunStore
 
 
@@ -52,9 +54,19 @@ def read_log_file(path: str | None, offset: int = 0) -> tuple[str, int]:
             data = file.read()
     except OSError:  # not written yet, or the run folder was removed or is unreadable
         return "", offset
+    return decode_log(data), offset + len(data)
+
+
+def decode_log(data: bytes) -> str:
+    """Log bytes as text: undecodable bytes replaced, newlines as ``Path.read_text``
+    reads them (as ``logs`` always printed them)."""
     text = data.decode("utf-8", errors="replace")
-    # Newlines read as by Path.read_text, as ``logs`` always printed them.
-    return text.replace("\r\n", "\n").replace("\r", "\n"), offset + len(data)
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+#: where each attempt's next read starts, by its ``log_path`` (unique in a run, unlike
+#: the attempt number a compensation shares with its task's attempts)
+Offsets = Mapping[str, int]
 
 
 def read_local_logs(
@@ -64,14 +76,33 @@ def read_local_logs(
     task: str | None = None,
     attempt: int | None = None,
     offset: int = 0,
+    offsets: Offsets | None = None,
+    remote: RemoteLogs | None = None,
 ) -> list[AttemptLog]:
     """Each recorded attempt's log of a run that executed on this machine (filtered by
-    ``task`` and ``attempt``), in the store's order."""
+    ``task`` and ``attempt``), in the store's order, from ``offsets`` (else ``offset``) on.
+
+    An attempt's local file is read while it exists; once it is gone (the run
+    folder was removed, or the run was driven on another machine) its chunks
+    shipped to ``remote`` are, from the same byte offset. Raises
+    :class:`RemoteLogsError` when the storage cannot be read.
+    """
     logs = []
     for record in store.get_attempts(run.run_id, task):
         if attempt is not None and record.attempt != attempt:
             continue
-        text, next_offset = read_log_file(record.log_path, offset)
+        start = (offsets or {}).get(record.log_path or "", offset)
+        if remote is not None and record.log_path and not Path(record.log_path).exists():
+            data, next_offset = remote.read(
+                pipeline=run.pipeline,
+                run_id=run.run_id,
+                task_id=record.task_id,
+                log_path=record.log_path,
+                offset=start,
+            )
+            text = decode_log(data)
+        else:
+            text, next_offset = read_log_file(record.log_path, start)
         logs.append(
             AttemptLog(
                 task_id=record.task_id,
@@ -80,7 +111,7 @@ def read_local_logs(
                 error=record.error,
                 log_path=record.log_path,
                 text=text,
-                offset=offset,
+                offset=start,
                 next_offset=next_offset,
             )
         )

@@ -34,6 +34,7 @@ from batchpilot.engine.handles import (
 )
 from batchpilot.engine.heartbeat import watch_run
 from batchpilot.engine.listener import RunListener
+from batchpilot.engine.log_shipping import flush_shipped_logs
 from batchpilot.engine.outputs import TaskOutput
 from batchpilot.engine.retry import retry_delay
 from batchpilot.engine.run_end import finish_run, record_crash, record_interruption
@@ -418,3 +419,5 @@ def execute_run(
         raise
     except Exception as exc:
         record_crash(run, exc, listener)
+    finally:
+        flush_shipped_logs(run.settings)  # the run's last log lines are in the bucket

@@ -14,19 +14,22 @@ Errors are :class:`BatchpilotError` subclasses only: :class:`SpecError`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from batchpilot.engine.control import ReapedRun, compensate_run, dead_runs, reap_runs
+from batchpilot.engine.control import ReapedRun, compensate_run, dead_runs, is_dead, reap_runs
 from batchpilot.engine.executors import (
+    FOLLOW_POLL_S,
     LOCAL,
     Executors,
     LocalExecutor,
+    Sleep,
     UnknownExecutor,
     Warn,
 )
 from batchpilot.engine.listener import RunListener
-from batchpilot.engine.logs import AttemptLog
+from batchpilot.engine.logs import AttemptLog, Offsets
 from batchpilot.engine.queued import execute_stored_run, queue_checked_run
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runs import resume_run, retry_run
@@ -43,7 +46,8 @@ def _ignore(message: str) -> None:
 
 
 class RunService:
-    """Start, follow, resume, retry, cancel, compensate, reap, list and show runs, read logs."""
+    """Start, follow, resume, retry, cancel, compensate, reap, list and show runs, read
+    and follow logs."""
 
     def __init__(
         self, *, settings: Settings, store: RunStore, executors: Executors | None = None
@@ -211,11 +215,15 @@ class RunService:
         task: str | None = None,
         attempt: int | None = None,
         offset: int = 0,
+        offsets: Offsets | None = None,
     ) -> list[AttemptLog]:
-        """Each attempt's log (of ``task``, of ``attempt``), text from ``offset`` on.
+        """Each attempt's log (of ``task``, of ``attempt``), text from
+        ``offsets[log_path]`` on, else from ``offset``: the local file while it exists,
+        else its copy shipped to ``BATCHPILOT_LOGS_URL``.
 
-        Raises :class:`RunNotFound`, and :class:`RunStateError` naming the
-        run's tasks when it has no task ``task``.
+        Raises :class:`RunNotFound`, :class:`RunStateError` naming the run's
+        tasks when it has no task ``task``, :class:`RemoteLogsError` when the
+        shipped copy cannot be read.
         """
         run = self.store.get_run(run_id)
         task_ids = {t.task_id for t in self.store.get_tasks(run.run_id)}
@@ -225,8 +233,55 @@ class RunService:
                 run_id=run.run_id,
             )
         return self.executors.for_run(run).read_logs(
-            run, store=self.store, task=task, attempt=attempt, offset=offset
+            run,
+            settings=self.settings,
+            store=self.store,
+            task=task,
+            attempt=attempt,
+            offset=offset,
+            offsets=offsets,
         )
+
+    def follow_logs(
+        self,
+        run_id: str,
+        *,
+        task: str | None = None,
+        attempt: int | None = None,
+        poll_s: float = FOLLOW_POLL_S,
+        sleep: Sleep = time.sleep,
+        warn: Warn = _ignore,
+    ) -> Iterator[AttemptLog]:
+        """Each attempt's log as it grows, until the run has ended and all of it is read
+        (``batchpilot logs --follow``).
+
+        Yields every attempt once when it first appears (``offset`` 0, its text so
+        far), then each piece it gains. A local run whose process died (``kill -9``)
+        ends the follow too, after ``warn`` says how to go on. Raises as
+        :meth:`read_logs`.
+        """
+        run = self.store.get_run(run_id)
+        offsets: dict[str, int] = {}
+        while True:
+            # the state is read before the logs, so the read after the end gets all of them
+            current = self._refreshed([self.store.get_run(run.run_id)], warn)[0]
+            dead = current.executor == LOCAL and is_dead(current, settings=self.settings)
+            for item in self.read_logs(run.run_id, task=task, attempt=attempt, offsets=offsets):
+                key = item.log_path or f"{item.task_id}:{item.attempt}"
+                first = key not in offsets
+                offsets[key] = item.next_offset
+                if first or item.text:
+                    yield item
+            if dead:
+                warn(
+                    f"run {run.run_id} is {current.status.value} but no process drives it "
+                    f"(killed?): its logs end here; 'batchpilot runs reap', then "
+                    f"'batchpilot resume {run.run_id}'"
+                )
+                return
+            if current.status.is_terminal():
+                return
+            sleep(poll_s)
 
     def _refreshed(self, runs: list[RunRecord], warn: Warn) -> list[RunRecord]:
         fresh: dict[str, RunRecord] = {}
