@@ -13,7 +13,8 @@ was created in):
 - **running**, **queued**, **failed**, **cancelled**: the day's runs in that status;
 - **slow**: a successful run whose duration exceeds :data:`SLOW_FACTOR` times the
   mean duration of its pipeline's last :data:`BASELINE_RUNS` successful runs created
-  before it, when there are at least :data:`MIN_BASELINE_RUNS` of them.
+  before it, when there are at least :data:`MIN_BASELINE_RUNS` of them (looked for
+  among the newest 50,000 successful runs of the day's pipelines).
 """
 
 from __future__ import annotations
@@ -219,16 +220,12 @@ def load_overview(
 ) -> DayOverview:
     """:func:`summarize_day` over the store's runs of ``window``. Raises :class:`StoreError`."""
     runs = store.queries.created_between(window.start, window.end)
-    per_pipeline: dict[str, int] = {}
+    wanted: dict[str, int] = {}
     for run in runs:
-        per_pipeline[run.pipeline] = per_pipeline.get(run.pipeline, 0) + 1
-    successes: dict[str, list[RunRecord]] = {}
-    for pipeline, count in per_pipeline.items():
-        # the BASELINE_RUNS before each of the day's runs lie among these
-        found = store.queries.recent_successes(
-            [pipeline], before=window.end, per_pipeline=BASELINE_RUNS + count
-        )
-        successes.update(found)
+        if run.status is RunStatus.SUCCESS:
+            # the BASELINE_RUNS successes before each of the day's runs lie among these
+            wanted[run.pipeline] = wanted.get(run.pipeline, BASELINE_RUNS) + 1
+    successes = store.queries.recent_successes(wanted, before=window.end)
     return summarize_day(window, runs, successes, upcoming=upcoming, now=now)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +25,9 @@ from batchpilot.store.transaction import Wrapped
 
 #: The most runs one window query returns (a day with more is shown truncated).
 MAX_WINDOW_RUNS = 10_000
+#: Successful runs read at once, and at most in all, by :meth:`RunQueries.recent_successes`.
+SUCCESS_CHUNK = 1_000
+MAX_SUCCESSES_SCANNED = 50_000
 
 
 class InvalidCursor(StoreError):
@@ -94,13 +97,7 @@ class RunQueries:
         """Up to ``limit`` runs matching ``where``, newest first, after the cursor ``after``."""
         query = select(runs).where(*_conditions(where))
         if after is not None:
-            created = as_utc(after.created_at)
-            query = query.where(
-                or_(
-                    runs.c.created_at < created,
-                    and_(runs.c.created_at == created, runs.c.run_id < after.run_id),
-                )
-            )
+            query = query.where(*_before(after))
         query = query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit + 1)
         with Wrapped(self.engine, begin=False) as conn:
             found = [run_record(r) for r in conn.execute(query).mappings()]
@@ -123,24 +120,44 @@ class RunQueries:
             return [run_record(r) for r in conn.execute(query).mappings()]
 
     def recent_successes(
-        self, pipelines: Iterable[str], *, before: datetime, per_pipeline: int
+        self, wanted: Mapping[str, int], *, before: datetime
     ) -> dict[str, list[RunRecord]]:
-        """For each pipeline, its newest ``per_pipeline`` successful runs created before
-        ``before``, newest first (one indexed query per pipeline)."""
-        found: dict[str, list[RunRecord]] = {}
+        """For each pipeline of ``wanted``, its newest successful runs created before
+        ``before`` (up to the number it maps to), newest first.
+
+        Reads the successes newest first along the ``created_at`` index, in chunks of
+        :data:`SUCCESS_CHUNK`, until each pipeline has its count or
+        :data:`MAX_SUCCESSES_SCANNED` were read: the cost follows how far back the
+        answer lies, not the size of the history.
+        """
+        found: dict[str, list[RunRecord]] = {p: [] for p in wanted}
+        missing = {p for p, n in wanted.items() if n > 0}
+        after: RunCursor | None = RunCursor(before, "")  # "": before every id at ``before``
+        scanned = 0
         with Wrapped(self.engine, begin=False) as conn:
-            for pipeline in sorted(set(pipelines)):
+            while missing and after is not None and scanned < MAX_SUCCESSES_SCANNED:
                 query = (
                     select(runs)
                     .where(
-                        runs.c.pipeline == pipeline,
                         runs.c.status == RunStatus.SUCCESS.value,
-                        runs.c.created_at < as_utc(before),
+                        # `pipeline || ''`: an expression, so the planner walks the
+                        # created_at index newest first instead of reading every run of
+                        # these pipelines through the pipeline index and sorting them
+                        runs.c.pipeline.concat("").in_(sorted(missing)),
+                        *_before(after),
                     )
                     .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
-                    .limit(per_pipeline)
+                    .limit(SUCCESS_CHUNK)
                 )
-                found[pipeline] = [run_record(r) for r in conn.execute(query).mappings()]
+                chunk = [run_record(r) for r in conn.execute(query).mappings()]
+                scanned += len(chunk)
+                for run in chunk:
+                    if run.pipeline in missing:
+                        found[run.pipeline].append(run)
+                        if len(found[run.pipeline]) >= wanted[run.pipeline]:
+                            missing.discard(run.pipeline)
+                last = chunk[-1] if len(chunk) == SUCCESS_CHUNK else None
+                after = RunCursor(last.created_at, last.run_id) if last else None
         return found
 
     def recent_marks(self, *, limit: int = 200) -> list[tuple[str, str, datetime | None]]:
@@ -159,6 +176,18 @@ class RunQueries:
             found = {tuple(r) for r in conn.execute(newest)}
             found |= {tuple(r) for r in conn.execute(active)}
         return sorted(found)  # type: ignore[arg-type]
+
+
+def _before(cursor: RunCursor) -> list:  # type: ignore[type-arg]
+    """Runs after ``cursor`` in the newest-first order: created earlier, or at the same
+    instant with a smaller id."""
+    created = as_utc(cursor.created_at)
+    return [
+        or_(
+            runs.c.created_at < created,
+            and_(runs.c.created_at == created, runs.c.run_id < cursor.run_id),
+        )
+    ]
 
 
 def _conditions(where: RunFilter) -> list:  # type: ignore[type-arg]
