@@ -188,3 +188,32 @@ def test_login_only_returns_to_a_path_on_this_server(
             data={"token": secret, "csrf": csrf_of(form.text), "next": "https://evil.example"},
         )
         assert response.headers["location"] == "/"
+
+
+def test_a_log_path_outside_the_runs_folder_is_never_read(
+    dashboard: Dashboard,
+    make_token: Callable[[str, TokenScope], str],
+    run_store: RunStore,
+    tmp_path: Path,
+) -> None:
+    """A store row pointing a log at another file (a forged or corrupted path) shows
+    the path refused, not the file."""
+    secret_file = tmp_path / "not-a-log.txt"
+    secret_file.write_text("db password: hunter2\n")
+    run_store.create_run(
+        run_id="forged-log-run",
+        pipeline="forged",
+        spec={"name": "forged", "nodes": [{"id": "t", "type": "empty"}]},
+        params={},
+        ds="2026-11-30",
+        source_path=None,
+        task_ids=["t"],
+    )
+    run_store.start_attempt("forged-log-run", "t", 1, log_path=str(secret_file))
+    escaping = dashboard.home / "runs" / "forged-log-run" / ".." / ".." / secret_file.name
+    run_store.start_attempt("forged-log-run", "t", 2, log_path=str(escaping))
+    with dashboard.client() as client:
+        log_in(client, make_token("log-reader", TokenScope.ADMIN))
+        page = html.unescape(client.get("/runs/forged-log-run").text)
+    assert "hunter2" not in page
+    assert page.count("is outside the run's folder") == 2
