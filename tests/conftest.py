@@ -42,8 +42,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that share one Airflow (its venv, its server) run on one xdist worker
-    (``make test`` runs the suite with ``--dist loadgroup``).
+    """Tests that share one Airflow (its venv, its server) run on one xdist worker, and so
+    do the browser tests (one chromium) (``make test`` runs the suite with ``--dist loadgroup``).
 
     ``tryfirst``: xdist reads the group marks in its own hook of the same name, so they
     must be there before it runs. pytest is pinned below 9.2, whose node ids xdist 3.8
@@ -52,6 +52,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("airflow"):
             item.add_marker(pytest.mark.xdist_group("airflow"))
+        elif item.get_closest_marker("browser"):  # one chromium, one dashboard server
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.fixture(autouse=True)

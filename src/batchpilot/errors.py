@@ -23,6 +23,7 @@
     │   ├── InvalidMessage        a notification message lacks what every channel needs
     │   └── DeliveryError         one send failed (``permanent`` when retrying cannot help)
     ├── TokenError                an API token's name, scope or expiry is wrong, or unknown
+    ├── ActionUnavailable         this server cannot carry out a dashboard action (no worker pool)
     └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
@@ -262,7 +263,18 @@ class TokenError(BatchpilotError):
     """An API token's name, scope or expiry is wrong, its name is taken, or no token has it."""
 
 
+class ActionUnavailable(BatchpilotError):
+    """The server hosting the dashboard has no way to carry out an action (no worker pool
+    to run a retry in, say): the message says what to use instead."""
+
+    def __init__(self, message: str, *, action: str, run_id: str) -> None:
+        self.action = action
+        self.run_id = run_id
+        super().__init__(message)
+
+
 __all__ = [
+    "ActionUnavailable",
     "ArtifactError",
     "BatchpilotError",
     "ChannelConfigError",

@@ -34,6 +34,7 @@ from batchpilot.store.records import (
     task_record,
     utcnow,
 )
+from batchpilot.store.run_queries import RunQueries
 from batchpilot.store.run_rows import NewRun, insert_run
 from batchpilot.store.schedules import ScheduleStore
 from batchpilot.store.server_sessions import ServerSessionLedger
@@ -151,6 +152,11 @@ class RunStore(ServerSessionLedger, OutboxStore):
     def triggers(self) -> TriggerStore:
         """Trigger fires and armed triggers (see ``store/triggers.py``)."""
         return TriggerStore(self.engine)
+
+    @cached_property
+    def queries(self) -> RunQueries:
+        """Filtered pages of runs and time windows (see ``store/run_queries.py``)."""
+        return RunQueries(self.engine)
 
     @cached_property
     def tokens(self) -> TokenStore:

@@ -1,0 +1,252 @@
+"""Today's jobs at a glance: the numbers the dashboard's overview and the API's ``/stats``
+show, computed once, here.
+
+Pure functions over run records (:func:`summarize_day`, :func:`is_slow`…) plus
+:func:`load_overview`, which reads what they need through the store's run queries.
+
+The rules, for the day ``day`` in time zone ``zone`` (a run belongs to the day it
+was created in):
+
+- **done**: the day's runs that ended (success, failed, cancelled);
+- **scheduled**: the day's runs plus the schedule slots still due before midnight;
+- **success rate**: successes among the runs that ended (None when none ended);
+- **running**, **queued**, **failed**, **cancelled**: the day's runs in that status;
+- **slow**: a successful run whose duration exceeds :data:`SLOW_FACTOR` times the
+  mean duration of its pipeline's last :data:`BASELINE_RUNS` successful runs created
+  before it, when there are at least :data:`MIN_BASELINE_RUNS` of them (looked for
+  among the newest 50,000 successful runs of the day's pipelines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from batchpilot.scheduler.slots import Slot, slots_between
+from batchpilot.spec.model import PipelineSpec
+from batchpilot.states import RunStatus
+from batchpilot.store import RunRecord, RunStore
+
+SLOW_FACTOR = 2.0
+BASELINE_RUNS = 10
+MIN_BASELINE_RUNS = 3
+
+
+class Verdict(StrEnum):
+    """How a run of the day is shown: never by colour alone, always with this word."""
+
+    OK = "ok"
+    SLOW = "slow"
+    FAILED = "failed"
+    RUNNING = "running"
+    QUEUED = "queued"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """A calendar day in a time zone, and its bounds as UTC instants ``[start, end)``."""
+
+    day: date
+    zone: ZoneInfo
+    start: datetime
+    end: datetime
+
+
+def day_window(day: date, zone: ZoneInfo) -> DayWindow:
+    """The day ``day`` in ``zone``: from its local midnight to the next (23 or 25 hours
+    on the days clocks change), as UTC instants (so that ``end - start`` is elapsed time)."""
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    return DayWindow(day, zone, start, end)
+
+
+def run_duration_s(run: RunRecord, now: datetime | None = None) -> float | None:
+    """Seconds from the run's start to its end (to ``now`` while it runs); None before it
+    started, or for an unfinished run when ``now`` is not given."""
+    if run.started_at is None:
+        return None
+    end = run.ended_at or now
+    if end is None:
+        return None
+    return max(0.0, (end - run.started_at).total_seconds())
+
+
+def baseline_s(run: RunRecord, successes: Sequence[RunRecord]) -> float | None:
+    """The mean duration of the last :data:`BASELINE_RUNS` successful runs of ``successes``
+    (one pipeline's, any order) created before ``run``; None with fewer than
+    :data:`MIN_BASELINE_RUNS` of them."""
+    earlier = sorted((s for s in successes if _order(s) < _order(run)), key=_order, reverse=True)[
+        :BASELINE_RUNS
+    ]
+    durations = [d for d in (run_duration_s(s) for s in earlier) if d is not None]
+    if len(durations) < MIN_BASELINE_RUNS:
+        return None
+    return sum(durations) / len(durations)
+
+
+def is_slow(run: RunRecord, successes: Sequence[RunRecord]) -> bool:
+    """True for a successful run that took more than :data:`SLOW_FACTOR` times its
+    baseline (see :func:`baseline_s`)."""
+    if run.status is not RunStatus.SUCCESS:
+        return False
+    duration = run_duration_s(run)
+    baseline = baseline_s(run, successes)
+    return duration is not None and baseline is not None and duration > SLOW_FACTOR * baseline
+
+
+def verdict(run: RunRecord, successes: Sequence[RunRecord]) -> Verdict:
+    """How the run is shown in the day's table."""
+    if run.status is RunStatus.SUCCESS:
+        return Verdict.SLOW if is_slow(run, successes) else Verdict.OK
+    return {
+        RunStatus.FAILED: Verdict.FAILED,
+        RunStatus.RUNNING: Verdict.RUNNING,
+        RunStatus.QUEUED: Verdict.QUEUED,
+        RunStatus.CANCELLED: Verdict.CANCELLED,
+    }.get(run.status, Verdict.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class JobOfDay:
+    """One run of the day with its verdict and duration (to now while it runs)."""
+
+    run: RunRecord
+    verdict: Verdict
+    duration_s: float | None
+    baseline_s: float | None
+
+
+@dataclass(frozen=True)
+class DayOverview:
+    """The numbers of one day (see the module's rules)."""
+
+    day: date
+    timezone: str
+    jobs: tuple[JobOfDay, ...]
+    upcoming: int
+    done: int
+    scheduled: int
+    success: int
+    failed: int
+    running: int
+    queued: int
+    cancelled: int
+    slow: int
+    success_rate: float | None
+
+    def slow_run_ids(self) -> list[str]:
+        """The ids of the day's slow runs, oldest first."""
+        return [j.run.run_id for j in self.jobs if j.verdict is Verdict.SLOW]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (the API's ``/stats``)."""
+        return {
+            "day": self.day.isoformat(),
+            "timezone": self.timezone,
+            "done": self.done,
+            "scheduled": self.scheduled,
+            "upcoming": self.upcoming,
+            "success": self.success,
+            "failed": self.failed,
+            "running": self.running,
+            "queued": self.queued,
+            "cancelled": self.cancelled,
+            "slow": self.slow,
+            "success_rate": self.success_rate,
+        }
+
+
+def summarize_day(
+    window: DayWindow,
+    runs: Sequence[RunRecord],
+    successes: Mapping[str, Sequence[RunRecord]],
+    *,
+    upcoming: int = 0,
+    now: datetime | None = None,
+) -> DayOverview:
+    """The day's numbers from its runs (``runs``: those created in ``window``), each
+    pipeline's recent successful runs (``successes``, see :func:`baseline_s`) and the
+    count of schedule slots still due today (``upcoming``)."""
+    jobs = []
+    for run in sorted(runs, key=_order):
+        history = successes.get(run.pipeline, ())
+        jobs.append(
+            JobOfDay(run, verdict(run, history), run_duration_s(run, now), baseline_s(run, history))
+        )
+    count = {s: sum(1 for r in runs if r.status is s) for s in RunStatus}
+    done = sum(1 for r in runs if r.status.is_terminal())
+    return DayOverview(
+        day=window.day,
+        timezone=window.zone.key,
+        jobs=tuple(jobs),
+        upcoming=upcoming,
+        done=done,
+        scheduled=len(runs) + upcoming,
+        success=count[RunStatus.SUCCESS],
+        failed=count[RunStatus.FAILED],
+        running=count[RunStatus.RUNNING],
+        queued=count[RunStatus.QUEUED],
+        cancelled=count[RunStatus.CANCELLED],
+        slow=sum(1 for j in jobs if j.verdict is Verdict.SLOW),
+        success_rate=count[RunStatus.SUCCESS] / done if done else None,
+    )
+
+
+def slots_still_due(
+    specs: Sequence[PipelineSpec], window: DayWindow, now: datetime
+) -> list[tuple[str, Slot]]:
+    """The schedule slots of ``specs`` from ``now`` to the end of the day (paused pipelines
+    included: pass only the ones to count), by time."""
+    start = max(now, window.start)
+    if start >= window.end:
+        return []
+    due = [
+        (spec.name, slot)
+        for spec in specs
+        if spec.schedule is not None
+        for slot in slots_between(spec.schedule, start, window.end, limit=1440)
+    ]
+    return sorted(due, key=lambda item: (item[1].at, item[0]))
+
+
+def load_overview(
+    store: RunStore, window: DayWindow, *, upcoming: int = 0, now: datetime | None = None
+) -> DayOverview:
+    """:func:`summarize_day` over the store's runs of ``window``. Raises :class:`StoreError`."""
+    runs = store.queries.created_between(window.start, window.end)
+    wanted: dict[str, int] = {}
+    for run in runs:
+        if run.status is RunStatus.SUCCESS:
+            # the BASELINE_RUNS successes before each of the day's runs lie among these
+            wanted[run.pipeline] = wanted.get(run.pipeline, BASELINE_RUNS) + 1
+    successes = store.queries.recent_successes(wanted, before=window.end)
+    return summarize_day(window, runs, successes, upcoming=upcoming, now=now)
+
+
+def _order(run: RunRecord) -> tuple[datetime, str]:
+    return (run.created_at, run.run_id)
+
+
+__all__ = [
+    "BASELINE_RUNS",
+    "MIN_BASELINE_RUNS",
+    "SLOW_FACTOR",
+    "DayOverview",
+    "DayWindow",
+    "JobOfDay",
+    "Verdict",
+    "baseline_s",
+    "day_window",
+    "is_slow",
+    "load_overview",
+    "run_duration_s",
+    "slots_still_due",
+    "summarize_day",
+    "verdict",
+]

@@ -1,0 +1,206 @@
+"""Read-only queries over runs for the dashboard and the monitor: a filtered page of runs
+(keyset pagination on the ``created_at`` index), the runs of a time window, and the
+recent successful runs of pipelines (the baseline of the "slow" rule).
+
+Every filter value is a bound parameter; every query has a LIMIT, so a store with
+100,000 runs answers as fast as one with a hundred. Reached as ``RunStore.queries``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, and_, or_, select
+
+from batchpilot.errors import StoreError
+from batchpilot.states import RunStatus
+from batchpilot.store.records import RunRecord, run_record
+from batchpilot.store.run_rows import as_utc
+from batchpilot.store.tables import runs
+from batchpilot.store.transaction import Wrapped
+
+#: The most runs one window query returns (a day with more is shown truncated).
+MAX_WINDOW_RUNS = 10_000
+#: Successful runs read at once, and at most in all, by :meth:`RunQueries.recent_successes`.
+SUCCESS_CHUNK = 1_000
+MAX_SUCCESSES_SCANNED = 50_000
+
+
+class InvalidCursor(StoreError):
+    """A page cursor that this store did not hand out (edited, or truncated)."""
+
+    def __init__(self, cursor: str) -> None:
+        self.cursor = cursor
+        super().__init__(
+            f"invalid page cursor {cursor[:40]!r}: use the 'next' link of the previous page"
+        )
+
+
+@dataclass(frozen=True)
+class RunCursor:
+    """Where the next page of runs (newest first) starts: after this run."""
+
+    created_at: datetime
+    run_id: str
+
+    def encode(self) -> str:
+        """The cursor as an opaque URL-safe string."""
+        created = as_utc(self.created_at)
+        assert created is not None
+        raw = f"{created.isoformat()}|{self.run_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> RunCursor:
+        """Parse what :meth:`encode` gave; raises :class:`InvalidCursor` for anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            created, run_id = raw.split("|", 1)
+            instant = datetime.fromisoformat(created)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise InvalidCursor(text) from None
+        if instant.tzinfo is None or not run_id:
+            raise InvalidCursor(text)
+        return cls(instant, run_id)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a page lists: all given conditions hold (``created_*`` aware instants,
+    ``created_from`` included, ``created_until`` excluded)."""
+
+    pipeline: str | None = None
+    status: RunStatus | None = None
+    created_from: datetime | None = None
+    created_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of runs, newest first, and the cursor of the next page (None: the last)."""
+
+    runs: list[RunRecord]
+    next_cursor: RunCursor | None
+
+
+class RunQueries:
+    """The read-only run queries of the dashboard and the monitor (one connection each)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def page(self, where: RunFilter, *, after: RunCursor | None = None, limit: int = 50) -> RunPage:
+        """Up to ``limit`` runs matching ``where``, newest first, after the cursor ``after``."""
+        query = select(runs).where(*_conditions(where))
+        if after is not None:
+            query = query.where(*_before(after))
+        query = query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit + 1)
+        with Wrapped(self.engine, begin=False) as conn:
+            found = [run_record(r) for r in conn.execute(query).mappings()]
+        more = len(found) > limit
+        found = found[:limit]
+        cursor = RunCursor(found[-1].created_at, found[-1].run_id) if more and found else None
+        return RunPage(found, cursor)
+
+    def created_between(
+        self, start: datetime, end: datetime, *, limit: int = MAX_WINDOW_RUNS
+    ) -> list[RunRecord]:
+        """The runs created in ``[start, end)`` (aware instants), oldest first."""
+        query = (
+            select(runs)
+            .where(*_conditions(RunFilter(created_from=start, created_until=end)))
+            .order_by(runs.c.created_at, runs.c.run_id)
+            .limit(limit)
+        )
+        with Wrapped(self.engine, begin=False) as conn:
+            return [run_record(r) for r in conn.execute(query).mappings()]
+
+    def recent_successes(
+        self, wanted: Mapping[str, int], *, before: datetime
+    ) -> dict[str, list[RunRecord]]:
+        """For each pipeline of ``wanted``, its newest successful runs created before
+        ``before`` (up to the number it maps to), newest first.
+
+        Reads the successes newest first along the ``created_at`` index, in chunks of
+        :data:`SUCCESS_CHUNK`, until each pipeline has its count or
+        :data:`MAX_SUCCESSES_SCANNED` were read: the cost follows how far back the
+        answer lies, not the size of the history.
+        """
+        found: dict[str, list[RunRecord]] = {p: [] for p in wanted}
+        missing = {p for p, n in wanted.items() if n > 0}
+        after: RunCursor | None = RunCursor(before, "")  # "": before every id at ``before``
+        scanned = 0
+        with Wrapped(self.engine, begin=False) as conn:
+            while missing and after is not None and scanned < MAX_SUCCESSES_SCANNED:
+                query = (
+                    select(runs)
+                    .where(
+                        runs.c.status == RunStatus.SUCCESS.value,
+                        # `pipeline || ''`: an expression, so the planner walks the
+                        # created_at index newest first instead of reading every run of
+                        # these pipelines through the pipeline index and sorting them
+                        runs.c.pipeline.concat("").in_(sorted(missing)),
+                        *_before(after),
+                    )
+                    .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
+                    .limit(SUCCESS_CHUNK)
+                )
+                chunk = [run_record(r) for r in conn.execute(query).mappings()]
+                scanned += len(chunk)
+                for run in chunk:
+                    if run.pipeline in missing:
+                        found[run.pipeline].append(run)
+                        if len(found[run.pipeline]) >= wanted[run.pipeline]:
+                            missing.discard(run.pipeline)
+                last = chunk[-1] if len(chunk) == SUCCESS_CHUNK else None
+                after = RunCursor(last.created_at, last.run_id) if last else None
+        return found
+
+    def recent_marks(self, *, limit: int = 200) -> list[tuple[str, str, datetime | None]]:
+        """``(run_id, status, ended_at)`` of the newest ``limit`` runs and of every queued or
+        running one: what changes when a run starts, moves on or ends (the pages' live
+        updates compare two of these)."""
+        columns = (runs.c.run_id, runs.c.status, runs.c.ended_at)
+        newest = select(*columns).order_by(runs.c.created_at.desc()).limit(limit)
+        active = (
+            select(*columns)
+            .where(runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
+            .order_by(runs.c.created_at.desc())
+            .limit(limit)
+        )
+        with Wrapped(self.engine, begin=False) as conn:
+            found = {tuple(r) for r in conn.execute(newest)}
+            found |= {tuple(r) for r in conn.execute(active)}
+        return sorted(found)  # type: ignore[arg-type]
+
+
+def _before(cursor: RunCursor) -> list:  # type: ignore[type-arg]
+    """Runs after ``cursor`` in the newest-first order: created earlier, or at the same
+    instant with a smaller id."""
+    created = as_utc(cursor.created_at)
+    return [
+        or_(
+            runs.c.created_at < created,
+            and_(runs.c.created_at == created, runs.c.run_id < cursor.run_id),
+        )
+    ]
+
+
+def _conditions(where: RunFilter) -> list:  # type: ignore[type-arg]
+    conditions = []
+    if where.pipeline:
+        conditions.append(runs.c.pipeline == where.pipeline)
+    if where.status is not None:
+        conditions.append(runs.c.status == where.status.value)
+    if where.created_from is not None:
+        conditions.append(runs.c.created_at >= as_utc(where.created_from))
+    if where.created_until is not None:
+        conditions.append(runs.c.created_at < as_utc(where.created_until))
+    return conditions
+
+
+__all__ = ["InvalidCursor", "RunCursor", "RunFilter", "RunPage", "RunQueries"]
