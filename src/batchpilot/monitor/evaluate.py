@@ -28,6 +28,8 @@ from batchpilot.store import RunRecord, RunStore, TaskRecord
 from batchpilot.store.alerts import EpisodePlan
 from batchpilot.store.run_history import PastRun
 
+#: Failed tasks whose errors a failure alert quotes.
+MAX_TASK_ERRORS = 3
 #: Node types whose rows out count as rows written (``low_volume``).
 LOAD_PREFIX = "load."
 
@@ -76,6 +78,11 @@ def decide_run(
                     t.task_id for t in tasks if t.state is TaskState.COMPENSATION_FAILED
                 ),
                 interrupted=error.startswith("interrupted"),
+                task_errors=tuple(
+                    f"{t.task_id}: {t.error}."
+                    for t in tasks
+                    if t.state is TaskState.FAILED and t.error
+                )[:MAX_TASK_ERRORS],
             ),
             enabled=spec.failure,
         )

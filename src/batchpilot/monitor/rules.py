@@ -46,6 +46,8 @@ class FailureFacts:
     needs_attention: bool = False
     compensation_failed: tuple[str, ...] = ()
     interrupted: bool = False
+    #: the first failed tasks' one-line errors (``load: KeyError: 'id'``)
+    task_errors: tuple[str, ...] = ()
 
 
 def format_duration(seconds: float) -> str:
@@ -106,7 +108,7 @@ def decide_failure(facts: FailureFacts, *, enabled: bool = True) -> Verdict | No
             observed=f"failed: {reason}",
             baseline="runs succeed",
             threshold="any failed run",
-            summary=f"The run failed ({reason}).",
+            summary=" ".join((f"The run failed ({reason}).", *facts.task_errors)),
             severity=Severity.CRITICAL,
         )
     return Verdict("failure", False, "succeeded", "runs succeed", "any failed run", "")

@@ -28,11 +28,14 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     insert,
+    or_,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from batchpilot.errors import AlertNotFound
 from batchpilot.states import RunStatus
@@ -244,11 +247,7 @@ class AlertStore:
         with Wrapped(self.engine, begin=True) as conn:
             if run_id is not None and not _mark_evaluated(conn, run_id, ended_at, now):
                 return None
-            open_rows = conn.execute(
-                select(alerts)
-                .where(alerts.c.pipeline == pipeline, alerts.c.state == AlertState.OPEN.value)
-                .order_by(alerts.c.alert_id)
-            ).mappings()
+            open_rows = conn.execute(_OPEN_OF_PIPELINE, {"pipeline": pipeline}).mappings()
             plan = planner([_record(row) for row in open_rows])
             _apply(conn, plan, run_id, now)
             for note in plan.notifications:
@@ -321,23 +320,43 @@ class AlertStore:
             return list(conn.execute(query).scalars())
 
 
+# Built once: SQLAlchemy reuses their compiled form (the evaluation runs at every run's end).
+_OPEN_OF_PIPELINE = (
+    select(alerts)
+    .where(alerts.c.pipeline == bindparam("pipeline"), alerts.c.state == AlertState.OPEN.value)
+    .order_by(alerts.c.alert_id)
+)
+
+
+def _mark_statement(dialect: str) -> Any:
+    """Insert the run's mark, or move it to a new ending; returns a row only when it did
+    (one statement: no row means this ending was evaluated already)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(monitored_runs).values(
+        run_id=bindparam("run_id"),
+        ended_at=bindparam("ended_at"),
+        evaluated_at=bindparam("now"),
+    )
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[monitored_runs.c.run_id],
+        set_={"ended_at": excluded.ended_at, "evaluated_at": excluded.evaluated_at},
+        where=or_(
+            monitored_runs.c.ended_at.is_(None),
+            excluded.ended_at.is_(None),
+            monitored_runs.c.ended_at != excluded.ended_at,
+        ),
+    ).returning(monitored_runs.c.run_id)
+
+
+_MARK = {dialect: _mark_statement(dialect) for dialect in ("sqlite", "postgresql")}
+
+
 def _mark_evaluated(conn: Any, run_id: str, ended_at: datetime | None, now: datetime) -> bool:
     """Record that this ending of the run is evaluated; False when it was already."""
     ended = _utc(ended_at) if ended_at is not None else None
-    row = conn.execute(
-        select(monitored_runs.c.ended_at).where(monitored_runs.c.run_id == run_id)
-    ).first()
-    if row is None:
-        conn.execute(insert(monitored_runs).values(run_id=run_id, ended_at=ended, evaluated_at=now))
-        return True
-    if aware(row[0]) == ended:
-        return False
-    conn.execute(
-        update(monitored_runs)
-        .where(monitored_runs.c.run_id == run_id)
-        .values(ended_at=ended, evaluated_at=now)
-    )
-    return True
+    params = {"run_id": run_id, "ended_at": ended, "now": now}
+    return conn.execute(_MARK[conn.dialect.name], params).first() is not None
 
 
 def _apply(conn: Any, plan: EpisodePlan, run_id: str | None, now: datetime) -> None:

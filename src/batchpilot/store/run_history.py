@@ -1,8 +1,8 @@
 """A pipeline's recent successful runs, narrowly: what the monitor's baselines need.
 
-Two indexed reads: the last N successful runs of a pipeline (``bp_runs`` by
-pipeline, status and end), then their tasks' durations and rows (``bp_task_instances``
-by primary key). Reached as ``store.history``.
+One indexed read: the last N successful runs of a pipeline (``bp_runs`` by
+pipeline, status and end) joined to their tasks' durations and rows
+(``bp_task_instances`` by primary key). Reached as ``store.history``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 
 from batchpilot.states import RunStatus
 from batchpilot.store.records import aware
@@ -39,6 +40,37 @@ class PastRun:
     tasks: Mapping[str, TaskFigures]
 
 
+def _last_successful(*, bounded: bool) -> Any:
+    """The last successful runs of a pipeline joined to their tasks, in one statement built
+    once (SQLAlchemy then reuses its compiled form)."""
+    recent = select(runs.c.run_id, runs.c.started_at, runs.c.ended_at).where(
+        runs.c.pipeline == bindparam("pipeline"),
+        runs.c.status == RunStatus.SUCCESS.value,
+        runs.c.ended_at.is_not(None),
+    )
+    if bounded:
+        recent = recent.where(runs.c.ended_at < bindparam("before"))
+    last = recent.order_by(runs.c.ended_at.desc()).limit(bindparam("limit")).subquery()
+    return (
+        select(
+            last.c.run_id,
+            last.c.started_at,
+            last.c.ended_at,
+            task_instances.c.task_id,
+            task_instances.c.duration_s,
+            task_instances.c.rows_in,
+            task_instances.c.rows_out,
+            task_instances.c.rows_rejected,
+        )
+        .select_from(last.outerjoin(task_instances, task_instances.c.run_id == last.c.run_id))
+        .order_by(last.c.ended_at.desc())
+    )
+
+
+_LAST_SUCCESSFUL = _last_successful(bounded=False)
+_LAST_SUCCESSFUL_BEFORE = _last_successful(bounded=True)
+
+
 class RunHistory:
     """Read-only queries over ended runs, for baselines."""
 
@@ -50,44 +82,28 @@ class RunHistory:
     ) -> list[PastRun]:
         """The pipeline's last ``limit`` successful runs that ended before ``before`` (all,
         when None), newest first, with their tasks' figures."""
-        query = (
-            select(runs.c.run_id, runs.c.started_at, runs.c.ended_at)
-            .where(
-                runs.c.pipeline == pipeline,
-                runs.c.status == RunStatus.SUCCESS.value,
-                runs.c.ended_at.is_not(None),
-            )
-            .order_by(runs.c.ended_at.desc())
-            .limit(limit)
-        )
+        params: dict[str, Any] = {"pipeline": pipeline, "limit": limit}
+        query = _LAST_SUCCESSFUL
         if before is not None:
-            query = query.where(runs.c.ended_at < before.astimezone(UTC))
+            query, params["before"] = _LAST_SUCCESSFUL_BEFORE, before.astimezone(UTC)
         with Wrapped(self.engine, begin=False) as conn:
-            found = conn.execute(query).all()
-            ids = [row.run_id for row in found]
-            figures: dict[str, dict[str, TaskFigures]] = {run_id: {} for run_id in ids}
-            if ids:
-                task_rows = conn.execute(
-                    select(
-                        task_instances.c.run_id,
-                        task_instances.c.task_id,
-                        task_instances.c.duration_s,
-                        task_instances.c.rows_in,
-                        task_instances.c.rows_out,
-                        task_instances.c.rows_rejected,
-                    ).where(task_instances.c.run_id.in_(ids))
+            rows = conn.execute(query, params).all()
+        ends: dict[str, tuple[datetime | None, datetime | None]] = {}
+        figures: dict[str, dict[str, TaskFigures]] = {}
+        for row in rows:
+            if row.run_id not in ends:
+                ends[row.run_id] = (aware(row.started_at), aware(row.ended_at))
+                figures[row.run_id] = {}
+            if row.task_id is not None:
+                figures[row.run_id][row.task_id] = TaskFigures(
+                    row.duration_s, row.rows_in, row.rows_out, row.rows_rejected
                 )
-                for row in task_rows:
-                    figures[row.run_id][row.task_id] = TaskFigures(
-                        row.duration_s, row.rows_in, row.rows_out, row.rows_rejected
-                    )
         past = []
-        for row in found:
-            started, ended = aware(row.started_at), aware(row.ended_at)
+        for run_id, (started, ended) in ends.items():
             if started is None or ended is None:
                 continue
             duration = max(0.0, (ended - started).total_seconds())
-            past.append(PastRun(row.run_id, ended, duration, figures[row.run_id]))
+            past.append(PastRun(run_id, ended, duration, figures[run_id]))
         return past
 
 
