@@ -112,7 +112,14 @@ def serve(
         _check_all_routes(folder, settings, channels)
     context = ServeContext(settings=settings, store=store, clock=SystemClock(), say=_say)
     options = ServeOptions(pipelines=folder, max_runs=max_runs, on_dead_runs=on_dead_runs)
-    monitor = MonitorLoop(store, channels, context.clock, context.stopping, say=_say)
+    monitor = MonitorLoop(
+        store,
+        channels,
+        context.clock,
+        context.stopping,
+        say=_say,
+        pipelines=lambda: process.scheduler.pipelines,
+    )
     process = ServeProcess(options, context, extra_components=[monitor])
 
     def stop(signum: int, frame: Any) -> None:

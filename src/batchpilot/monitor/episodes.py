@@ -39,6 +39,8 @@ class EpisodeContext:
     routes: Mapping[str, Sequence[str]] | None
     defined_channels: Container[str]
     remind_every_s: float | None = None
+    #: what the alert is about when no run ended (a deadline's instant, ISO-8601)
+    occasion: str | None = None
 
 
 def episode_key(pipeline: str, rule: str, task: str | None) -> str:
@@ -63,10 +65,11 @@ def alert_message(verdict: Verdict, ctx: EpisodeContext, key: str, *, reminder: 
         title = f"Reminder: {title}"
     run = f" Run {ctx.run_id}: batchpilot runs show {ctx.run_id}" if ctx.run_id else ""
     suffix = f"remind-{reminder}" if reminder else "alert"
+    about = _short(ctx.occasion or ctx.run_id or ctx.now.isoformat())
     return Message(
         title=title,
         summary=f"{verdict.summary}{run}",
-        idempotency_key=f"bp-alert-{key[:24]}-{_short(ctx.run_id or ctx.now.isoformat())}-{suffix}",
+        idempotency_key=f"bp-alert-{key[:24]}-{about}-{suffix}",
         severity=verdict.severity,
         facts=alert_facts(
             pipeline=ctx.pipeline,

@@ -1,5 +1,5 @@
 """The monitor inside ``batchpilot serve``: evaluates the rules on runs its workers ended,
-and delivers the outbox.
+checks the deadlines on its clock, and delivers the outbox.
 
 Workers are separate processes that know nothing of channels; this loop
 finds runs whose ending no monitor has evaluated yet (``store.alerts``), so a
@@ -11,12 +11,14 @@ lookback). Then it delivers what is due in the outbox.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from batchpilot.errors import first_line
+from batchpilot.monitor.deadlines import DeadlineWatch
 from batchpilot.monitor.evaluate import evaluate_run
 from batchpilot.notify import ChannelRegistry, Clock, deliver_due
+from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunStore
 
 #: How often the loop looks for ended runs and due messages.
@@ -44,6 +46,7 @@ class MonitorLoop:
         *,
         say: Say = lambda message: None,
         interval_s: float = MONITOR_INTERVAL_S,
+        pipelines: Callable[[], Mapping[str, PipelineSpec]] | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -52,6 +55,9 @@ class MonitorLoop:
         self.say = say
         self.interval_s = interval_s
         self.since = clock.now() - LOOKBACK
+        self.deadlines = (
+            DeadlineWatch(store, clock, pipelines, channels) if pipelines is not None else None
+        )
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -65,8 +71,13 @@ class MonitorLoop:
             self._thread.join()
 
     def step(self) -> None:
-        """Evaluate every run ended since the lookback and not yet evaluated, then deliver."""
+        """Evaluate every run ended since the lookback and not yet evaluated, check the
+        deadlines, then deliver."""
         self.evaluate_ended_runs()
+        if self.deadlines is not None:
+            for verdict in self.deadlines.check():
+                if verdict.fired:
+                    self.say(f"alert: deadline missed: {verdict.summary}")
         self.deliver()
 
     def evaluate_ended_runs(self) -> int:
