@@ -12,6 +12,7 @@
     ├── ConnectionError           an unknown or unreachable connection
     ├── StoreError                the state store cannot be read or written
     │   ├── RunNotFound           no run has that id
+    │   ├── AlertNotFound         no alert episode has that id
     │   └── RunStateError         the run is in a state that does not allow the action
     │       └── RunTakenOver      another process took over the run this one drove
     ├── ArtifactError             a dataset between steps is missing or unreadable
@@ -160,6 +161,14 @@ class RunNotFound(StoreError):
         super().__init__(f"no run with id '{run_id}' (see 'batchpilot runs list')")
 
 
+class AlertNotFound(StoreError):
+    """No alert episode has the given id."""
+
+    def __init__(self, alert_id: int) -> None:
+        self.alert_id = alert_id
+        super().__init__(f"no alert with id {alert_id} (see 'batchpilot alerts list')")
+
+
 class RunStateError(StoreError):
     """The run's state does not allow what was asked (resume a running run, say)."""
 
@@ -275,6 +284,7 @@ class ActionUnavailable(BatchpilotError):
 
 __all__ = [
     "ActionUnavailable",
+    "AlertNotFound",
     "ArtifactError",
     "BatchpilotError",
     "ChannelConfigError",

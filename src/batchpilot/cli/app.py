@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -20,7 +21,14 @@ import typer
 from rich.table import Table
 
 from batchpilot import __version__
-from batchpilot.cli import airflow_cli, backfill_cli, notify_cli, serve_cli, tokens_cli
+from batchpilot.cli import (
+    airflow_cli,
+    alerts_cli,
+    backfill_cli,
+    notify_cli,
+    serve_cli,
+    tokens_cli,
+)
 from batchpilot.cli.errors import exit_codes, exit_for
 from batchpilot.cli.output import (
     EXIT_INVALID,
@@ -40,6 +48,7 @@ from batchpilot.cli.render import render_runs
 from batchpilot.connections import Connection
 from batchpilot.discovery import discover_pipeline_files
 from batchpilot.engine import (
+    ListenerChain,
     RunListener,
     RunResult,
     RunService,
@@ -50,9 +59,12 @@ from batchpilot.engine import (
 )
 from batchpilot.errors import BatchpilotError, ConnectionError, RunInterrupted
 from batchpilot.executors import default_executors
+from batchpilot.monitor.run_end import RunEndMonitor
+from batchpilot.notify import ChannelRegistry
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
 from batchpilot.spec.dates import parse_logical_date
+from batchpilot.spec.monitoring import check_routes
 from batchpilot.spec.params import ParamText
 from batchpilot.states import RunStatus
 from batchpilot.steps.registry import default_registry
@@ -78,6 +90,7 @@ app.command("unpause")(serve_cli.unpause)
 app.command("trigger")(serve_cli.trigger)
 app.add_typer(backfill_cli.backfill_app, name="backfill")
 app.add_typer(tokens_cli.tokens_app, name="tokens")
+app.add_typer(alerts_cli.alerts_app, name="alerts")
 
 
 def _settings() -> Settings:
@@ -105,12 +118,33 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def _channels(settings: Settings) -> ChannelRegistry:
+    """The notification channels of the home and environment; exit 2 when one is malformed."""
+    with exit_codes(EXIT_INVALID):
+        return ChannelRegistry.from_sources(os.environ, settings.home)
+
+
+def _lenient_channels() -> ChannelRegistry:
+    """The channels, or none (with a warning) when they do not read: resuming a run must
+    not depend on them."""
+    try:
+        return ChannelRegistry.from_sources(os.environ, Settings.from_env().home)
+    except BatchpilotError as exc:
+        warn(f"no notifications for this run: {exc}")
+        return ChannelRegistry()
+
+
 def _listener(output: OutputFormat, quiet: bool) -> RunListener:
     if quiet:
         return RunListener()
     if err.is_terminal:
         return LiveProgress(err)
     return LineProgress(err)
+
+
+def _watched(listener: RunListener, service: RunService, channels: ChannelRegistry) -> RunListener:
+    """``listener`` followed by the monitor, which evaluates the alert rules at the run's end."""
+    return ListenerChain(listener, RunEndMonitor(service.store, channels))
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -134,10 +168,12 @@ def run(
 ) -> None:
     """Run a pipeline to the end on this machine (or on Airflow with --on airflow)."""
     params = _parse_params(param)
-    _settings()  # a bad BATCHPILOT_* setting is reported before the pipeline is read
+    settings = _settings()  # a bad BATCHPILOT_* setting is reported before the pipeline is read
+    channels = _channels(settings)
     with exit_codes(EXIT_INVALID):
         date = parse_logical_date(date) if date is not None else None
         spec = load_pipeline(file)
+        check_routes(spec.notify, channels, path=spec.source_path)
     _drive(
         lambda service: service.start(
             spec,
@@ -145,7 +181,7 @@ def run(
             params=params,
             ds=date,
             workers=workers,
-            listener=_listener(output, quiet),
+            listener=_watched(_listener(output, quiet), service, channels),
         ),
         output,
     )
@@ -184,7 +220,11 @@ def resume(
 ) -> None:
     """Continue an interrupted or failed run; only what did not succeed runs again."""
     _drive(
-        lambda service: service.resume(run_id, workers=workers, listener=_listener(output, quiet)),
+        lambda service: service.resume(
+            run_id,
+            workers=workers,
+            listener=_watched(_listener(output, quiet), service, _lenient_channels()),
+        ),
         output,
     )
 
@@ -212,7 +252,7 @@ def retry(
             task=task,
             downstream=downstream,
             workers=workers,
-            listener=_listener(output, quiet),
+            listener=_watched(_listener(output, quiet), service, _lenient_channels()),
         ),
         output,
     )
@@ -295,8 +335,9 @@ def validate(
     """Check every pipeline file under PATHS (like a DAG import test); names each error."""
     settings = _settings()
     registry = default_registry()
+    channels = _channels(settings)
     report = [
-        check_pipeline_file(path, settings=settings, registry=registry)
+        check_pipeline_file(path, settings=settings, registry=registry, channels=channels)
         for path in discover_pipeline_files(paths)
     ]
     report = with_trigger_graph(report, paths)

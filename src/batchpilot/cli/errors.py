@@ -19,6 +19,7 @@ from batchpilot.airflow.errors import AirflowError, AirflowRunNotFollowed
 from batchpilot.cli.output import EXIT_INVALID, EXIT_RUN_FAILED, err
 from batchpilot.engine import UnknownExecutor
 from batchpilot.errors import (
+    AlertNotFound,
     BatchpilotError,
     ConnectionError,
     RunInterrupted,
@@ -34,6 +35,7 @@ EXIT_CODE_BY_ERROR: tuple[tuple[type[BatchpilotError], int], ...] = (
     (AirflowRunNotFollowed, EXIT_RUN_FAILED),  # the run goes on in Airflow; we stopped looking
     (SpecError, EXIT_INVALID),
     (RunNotFound, EXIT_INVALID),
+    (AlertNotFound, EXIT_INVALID),
     (RunStateError, EXIT_INVALID),
     (ConnectionError, EXIT_INVALID),
     (UnknownExecutor, EXIT_INVALID),

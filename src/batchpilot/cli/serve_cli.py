@@ -6,6 +6,7 @@ services hold the rules; errors go through :mod:`batchpilot.cli.errors`.
 
 from __future__ import annotations
 
+import os
 import signal
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,9 @@ from batchpilot.cli.output import (
     print_json,
 )
 from batchpilot.engine import RunService, new_run_id
+from batchpilot.errors import SpecErrors
+from batchpilot.monitor.serve_loop import MonitorLoop
+from batchpilot.notify import ChannelRegistry
 from batchpilot.scheduler.catalog import PipelineCatalog, snapshot_path
 from batchpilot.scheduler.clock import SystemClock
 from batchpilot.scheduler.describe import pipeline_rows
@@ -32,6 +36,7 @@ from batchpilot.scheduler.serve import DeadRunPolicy, ServeContext, ServeOptions
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS
 from batchpilot.settings import Settings
 from batchpilot.spec.dates import parse_logical_date
+from batchpilot.spec.monitoring import check_routes
 from batchpilot.store import RunStore
 
 pipelines_app = typer.Typer(help="The pipelines serve schedules.", no_args_is_help=True)
@@ -70,6 +75,20 @@ def _say(message: str) -> None:
     err.print(f"{datetime.now():%H:%M:%S} {message}", markup=False)
 
 
+def _check_all_routes(folder: Path, settings: Settings, channels: ChannelRegistry) -> None:
+    """Raise :class:`SpecErrors` for every ``notify:`` route naming an undefined channel."""
+    catalog = PipelineCatalog(folder, settings=settings)
+    catalog.refresh()
+    problems = []
+    for spec in catalog.specs():
+        try:
+            check_routes(spec.notify, channels, path=spec.source_path)
+        except SpecErrors as exc:
+            problems += exc.errors
+    if problems:
+        raise SpecErrors(problems)
+
+
 def serve(
     pipelines: PipelinesOption = None,
     max_runs: Annotated[
@@ -88,9 +107,20 @@ def serve(
     each in its own worker process, until Ctrl-C or SIGTERM."""
     folder = _folder(pipelines)
     settings, store = _settings_and_store()
+    with exit_codes(EXIT_INVALID):
+        channels = ChannelRegistry.from_sources(os.environ, settings.home)
+        _check_all_routes(folder, settings, channels)
     context = ServeContext(settings=settings, store=store, clock=SystemClock(), say=_say)
     options = ServeOptions(pipelines=folder, max_runs=max_runs, on_dead_runs=on_dead_runs)
-    process = ServeProcess(options, context)
+    monitor = MonitorLoop(
+        store,
+        channels,
+        context.clock,
+        context.stopping,
+        say=_say,
+        pipelines=lambda: process.scheduler.pipelines,
+    )
+    process = ServeProcess(options, context, extra_components=[monitor])
 
     def stop(signum: int, frame: Any) -> None:
         context.stopping.set()

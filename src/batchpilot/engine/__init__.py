@@ -34,7 +34,7 @@ from batchpilot.engine.executors import (
     LocalExecutor,
     UnknownExecutor,
 )
-from batchpilot.engine.listener import RunListener
+from batchpilot.engine.listener import ListenerChain, RunListener
 from batchpilot.engine.logs import AttemptLog
 from batchpilot.engine.queued import check_queued_run, queued_run
 from batchpilot.engine.results import RunResult, TaskResult
@@ -48,6 +48,7 @@ __all__ = [
     "ConnectionCheck",
     "Executor",
     "Executors",
+    "ListenerChain",
     "LocalExecutor",
     "PipelineCheck",
     "ReapedRun",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from batchpilot.engine.preflight import check_pipeline, with_pipeline_connection
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
+from batchpilot.spec.monitoring import check_routes
 from batchpilot.spec.triggers import trigger_graph_errors
 from batchpilot.steps.registry import StepRegistry, default_registry
 
@@ -35,12 +36,19 @@ class PipelineCheck:
 
 
 def check_pipeline_file(
-    path: Path, *, settings: Settings, registry: StepRegistry | None = None
+    path: Path,
+    *,
+    settings: Settings,
+    registry: StepRegistry | None = None,
+    channels: Container[str] | None = None,
 ) -> PipelineCheck:
-    """Load and check a pipeline file as a run would (steps, configs, connections, params),
-    running nothing. Never raises for an invalid pipeline: the result lists its errors."""
+    """Load and check a pipeline file as a run would (steps, configs, connections, params,
+    and with ``channels`` the channels its ``notify:`` routes name), running nothing.
+    Never raises for an invalid pipeline: the result lists its errors."""
     try:
         spec = load_pipeline(path)
+        if channels is not None:
+            check_routes(spec.notify, channels, path=str(path))
         connections = with_pipeline_connections(settings, spec).connections
         check_pipeline(
             spec,

@@ -22,3 +22,32 @@ class RunListener:
 
     def run_finished(self, run_id: str, status: RunStatus) -> None:
         """The run ended (or was interrupted) with ``status``."""
+
+
+class ListenerChain(RunListener):
+    """Tells several listeners each event, in order (the display, then the run-end monitor)."""
+
+    def __init__(self, *listeners: RunListener) -> None:
+        self.listeners = listeners
+
+    def run_started(self, run_id: str, spec: PipelineSpec, states: dict[str, TaskState]) -> None:
+        """Tell each listener."""
+        for listener in self.listeners:
+            listener.run_started(run_id, spec, states)
+
+    def task_state_changed(
+        self, task_id: str, state: TaskState, *, attempt: int, error: str | None = None
+    ) -> None:
+        """Tell each listener."""
+        for listener in self.listeners:
+            listener.task_state_changed(task_id, state, attempt=attempt, error=error)
+
+    def task_rows_reported(self, task_id: str, rows: int) -> None:
+        """Tell each listener."""
+        for listener in self.listeners:
+            listener.task_rows_reported(task_id, rows)
+
+    def run_finished(self, run_id: str, status: RunStatus) -> None:
+        """Tell each listener."""
+        for listener in self.listeners:
+            listener.run_finished(run_id, status)

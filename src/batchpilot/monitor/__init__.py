@@ -1,1 +1,2 @@
-"""Monitoring: the day's aggregates (overview), rules and alerts over the runs in the store."""
+"""Watching pipelines: run history, the day's overview, stats and metrics, alert rules
+evaluated at a run's end and on a clock, alert episodes with reminders and recovery notices."""

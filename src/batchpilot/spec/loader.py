@@ -43,6 +43,7 @@ from batchpilot.spec.model import (
     RetryPolicy,
     TriggerRule,
 )
+from batchpilot.spec.monitoring import MonitoringSpec, parse_monitoring, parse_notify
 from batchpilot.spec.params import ParamSpec, parse_param_specs
 from batchpilot.spec.schedule import parse_schedule
 from batchpilot.spec.triggers import TriggerSpec, parse_triggers
@@ -161,6 +162,7 @@ class _RawNode(_Policy):
     on_failure: list[_RawAction] = Field(default_factory=list)
     on_retry: list[_RawAction] = Field(default_factory=list)
     transaction: str | None = None
+    monitoring: Any = None  # checked by parse_monitoring
 
     _one_or_many_actions = field_validator("on_success", "on_failure", "on_retry", mode="before")(
         classmethod(lambda cls, v: _actions(v))
@@ -212,6 +214,8 @@ class _RawPipeline(BaseModel):
     description: str | None = None
     schedule: Any = None  # checked by parse_schedule, which names each of its fields
     triggers: Any = None  # checked by parse_triggers
+    monitoring: Any = None  # checked by parse_monitoring
+    notify: Any = None  # checked by parse_notify; channel names at the edge
     max_workers: Workers | None = None
     default_args: _DefaultArgs = Field(default_factory=_DefaultArgs)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -340,6 +344,21 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
         triggers = parse_triggers(raw.triggers, path=path)
     except SpecErrors as exc:
         errors.extend(exc.errors)
+    monitoring = MonitoringSpec()
+    notify = None
+    try:
+        monitoring = parse_monitoring(
+            raw.monitoring,
+            path=path,
+            nodes={node.id: node.monitoring for node in raw.nodes},
+            has_schedule=schedule is not None,
+        )
+    except SpecErrors as exc:
+        errors.extend(exc.errors)
+    try:
+        notify = parse_notify(raw.notify, path=path)
+    except SpecErrors as exc:
+        errors.extend(exc.errors)
     ids: dict[str, int] = {}
     for index, node in enumerate(raw.nodes):
         if node.id in ids:
@@ -438,6 +457,8 @@ def _resolve(raw: _RawPipeline, document: Mapping[str, Any], path: str | None) -
         description=raw.description,
         schedule=schedule,
         triggers=triggers,
+        monitoring=monitoring,
+        notify=notify,
         max_workers=raw.max_workers,
         source_path=path,
         compensation=raw.compensation,

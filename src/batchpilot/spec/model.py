@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from batchpilot.spec.params import ParamSpec
 
+from batchpilot.spec.monitoring import MonitoringSpec
 from batchpilot.spec.schedule import ScheduleSpec
 from batchpilot.spec.triggers import TriggerSpec
 
@@ -116,6 +117,10 @@ class PipelineSpec:
     param_specs: dict[str, ParamSpec] = field(default_factory=dict)
     #: file and ``after`` triggers run by ``serve`` (see :mod:`batchpilot.spec.triggers`)
     triggers: tuple[TriggerSpec, ...] = ()
+    #: alert rules (see :mod:`batchpilot.spec.monitoring`); every rule on by default
+    monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
+    #: alert routes, rule → channel names; None: no ``notify:`` in the file
+    notify: dict[str, tuple[str, ...]] | None = None
 
     @property
     def folder(self) -> str | None:

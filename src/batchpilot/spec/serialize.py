@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchpilot.spec.model import ActionSpec, CompensationMode, PipelineSpec
+from batchpilot.spec.monitoring import MonitoringSpec
 from batchpilot.spec.params import param_specs_of
 
 
@@ -53,6 +54,9 @@ def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
                 item[hook] = [action_to_document(a) for a in actions]
         if node.transaction:
             item["transaction"] = node.transaction
+        node_monitoring = spec.monitoring.node_document(node.id)
+        if node_monitoring:
+            item["monitoring"] = node_monitoring
         nodes.append(item)
     document: dict[str, Any] = {
         "name": spec.name,
@@ -75,6 +79,10 @@ def spec_to_document(spec: PipelineSpec) -> dict[str, Any]:
         document["schedule"] = spec.schedule.to_document()
     if spec.triggers:
         document["triggers"] = [t.to_document() for t in spec.triggers]
+    if spec.monitoring.to_document() != MonitoringSpec().to_document():
+        document["monitoring"] = spec.monitoring.to_document()
+    if spec.notify is not None:
+        document["notify"] = {rule: list(names) for rule, names in spec.notify.items()}
     return document
 
 

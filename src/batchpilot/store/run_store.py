@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from batchpilot.errors import RunNotFound, StoreError, first_line
 from batchpilot.states import RunStatus, RunTrigger, TaskState
+from batchpilot.store.alerts import AlertStore
 from batchpilot.store.migrate import migrate
 from batchpilot.store.outbox import OutboxStore
 from batchpilot.store.records import (
@@ -34,6 +35,7 @@ from batchpilot.store.records import (
     task_record,
     utcnow,
 )
+from batchpilot.store.run_history import RunHistory
 from batchpilot.store.run_queries import RunQueries
 from batchpilot.store.run_rows import NewRun, insert_run
 from batchpilot.store.schedules import ScheduleStore
@@ -157,6 +159,16 @@ class RunStore(ServerSessionLedger, OutboxStore):
     def queries(self) -> RunQueries:
         """Filtered pages of runs and time windows (see ``store/run_queries.py``)."""
         return RunQueries(self.engine)
+
+    @cached_property
+    def alerts(self) -> AlertStore:
+        """Alert episodes (see ``store/alerts.py``)."""
+        return AlertStore(self.engine)
+
+    @cached_property
+    def history(self) -> RunHistory:
+        """Recent successful runs, for baselines (see ``store/run_history.py``)."""
+        return RunHistory(self.engine)
 
     @cached_property
     def tokens(self) -> TokenStore:

@@ -44,6 +44,9 @@ runs = Table(
     Column("triggered_by", String(20), nullable=False, default="manual"),
     Index("ix_bp_runs_created_at", "created_at"),
     Index("ix_bp_runs_pipeline", "pipeline"),
+    # migration 0009: the monitor's history (last successful runs) and its run-end sweep
+    Index("ix_bp_runs_pipeline_status_ended", "pipeline", "status", "ended_at"),
+    Index("ix_bp_runs_ended_at", "ended_at"),
 )
 
 task_instances = Table(
