@@ -9,6 +9,7 @@ from pathlib import Path
 
 from batchpilot.connections import ConnectionRegistry
 from batchpilot.errors import BatchpilotError, SpecError
+from batchpilot.spec.durations import parse_age
 from batchpilot.spec.limits import MAX_WORKERS, check_workers
 from batchpilot.spec.output_paths import OUTPUT_ROOTS_VARIABLE
 
@@ -16,6 +17,7 @@ DEFAULT_WORKERS = 4
 WORKERS_VARIABLE = "BATCHPILOT_WORKERS"
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_STALE_AFTER_S = 30.0
+RETENTION_VARIABLE = "BATCHPILOT_RETENTION"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class Settings:
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
     #: folders besides the pipeline's own and the home that steps may write under
     extra_output_roots: tuple[Path, ...] = ()
+    #: ``serve`` deletes ended runs older than this many seconds, daily; None: keeps all
+    retention_s: float | None = None
 
     @property
     def runs_dir(self) -> Path:
@@ -45,8 +49,9 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``BATCHPILOT_HOME``, ``BATCHPILOT_DATABASE_URL``, ``BATCHPILOT_WORKERS``,
-        ``BATCHPILOT_OUTPUT_ROOTS`` and ``BATCHPILOT_CONN_*`` (plus the home's connections
-        file). Raises :class:`BatchpilotError` for a value that cannot be used."""
+        ``BATCHPILOT_OUTPUT_ROOTS``, ``BATCHPILOT_RETENTION`` and ``BATCHPILOT_CONN_*``
+        (plus the home's connections file). Raises :class:`BatchpilotError` for a value
+        that cannot be used."""
         env = os.environ if environ is None else environ
         home = Path(env.get("BATCHPILOT_HOME") or Path.home() / ".batchpilot").expanduser()
         return cls(
@@ -55,6 +60,7 @@ class Settings:
             workers=parse_workers(env.get(WORKERS_VARIABLE)),
             connections=ConnectionRegistry.from_sources(env, home),
             extra_output_roots=parse_output_roots(env.get(OUTPUT_ROOTS_VARIABLE, "")),
+            retention_s=parse_retention(env.get(RETENTION_VARIABLE)),
         )
 
 
@@ -76,6 +82,21 @@ def parse_workers(text: str | None) -> int:
             f"{WORKERS_VARIABLE} must be a whole number from 1 to {MAX_WORKERS}, got {text!r}"
         ) from None
     return workers
+
+
+def parse_retention(text: str | None) -> float | None:
+    """The age in seconds past which ``serve`` deletes ended runs (``BATCHPILOT_RETENTION``,
+    e.g. ``30d``); None when unset or empty.
+
+    Raises :class:`BatchpilotError` naming the variable and the value for anything
+    :func:`~batchpilot.spec.durations.parse_age` refuses (``30x``, ``-1d``, ``30``).
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise BatchpilotError(f"{RETENTION_VARIABLE}: {exc}") from None
 
 
 def parse_output_roots(text: str) -> tuple[Path, ...]:

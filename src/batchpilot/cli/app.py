@@ -18,7 +18,14 @@ import typer
 from rich.table import Table
 
 from batchpilot import __version__
-from batchpilot.cli import airflow_cli, backfill_cli, notify_cli, serve_cli
+from batchpilot.cli import (
+    airflow_cli,
+    backfill_cli,
+    clean_cli,
+    notify_cli,
+    serve_cli,
+    stats_cli,
+)
 from batchpilot.cli.errors import exit_codes, exit_for
 from batchpilot.cli.output import (
     EXIT_INVALID,
@@ -75,6 +82,8 @@ app.command("pause")(serve_cli.pause)
 app.command("unpause")(serve_cli.unpause)
 app.command("trigger")(serve_cli.trigger)
 app.add_typer(backfill_cli.backfill_app, name="backfill")
+app.command("stats")(stats_cli.stats)
+app.command("clean")(clean_cli.clean)
 
 
 def _settings() -> Settings:
