@@ -60,10 +60,10 @@ class RowCounts:
         return {n: self.counts.get(n, 0) for n in ("runs", *RUN_ROW_TABLES)}
 
 
-def _eligible(force: bool) -> Any:
+def _eligible(force: bool, table: Any = runs) -> Any:
     if force:
         return true()
-    return and_(runs.c.status.in_(ENDED_STATUSES), runs.c.needs_attention.is_(False))
+    return and_(table.c.status.in_(ENDED_STATUSES), table.c.needs_attention.is_(False))
 
 
 class _Rollback(Exception):
@@ -84,20 +84,22 @@ class RetentionStore:
     ) -> list[RunTiming]:
         """Eligible runs that ended before ``ended_before`` (a run that never ended: was
         created before it), oldest first, except each pipeline's ``keep_last`` most recent
-        ended runs."""
+        eligible runs (runs kept anyway, e.g. needing attention, do not use up the count)."""
         cutoff = as_utc(ended_before)
         age = func.coalesce(runs.c.ended_at, runs.c.created_at)
         query = select(*TIMING_COLUMNS).where(age < cutoff, _eligible(force))
         if keep_last > 0:
+            # an alias of its own: the outer query's bp_runs must not correlate into it
+            ranked = runs.alias("ranked")
             rank = (
                 func.row_number()
                 .over(
-                    partition_by=runs.c.pipeline,
-                    order_by=(runs.c.created_at.desc(), runs.c.run_id.desc()),
+                    partition_by=ranked.c.pipeline,
+                    order_by=(ranked.c.created_at.desc(), ranked.c.run_id.desc()),
                 )
                 .label("rank")
             )
-            newest = select(runs.c.run_id, rank).where(runs.c.status.in_(ENDED_STATUSES)).subquery()
+            newest = select(ranked.c.run_id, rank).where(_eligible(force, ranked)).subquery()
             kept = select(newest.c.run_id).where(newest.c.rank <= keep_last)
             query = query.where(runs.c.run_id.not_in(kept))
         query = query.order_by(runs.c.created_at, runs.c.run_id)
