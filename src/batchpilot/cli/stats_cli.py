@@ -114,6 +114,8 @@ def _render(result: PipelineStats) -> None:
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
+    if value < 10:
+        return f"{value:.2f}s"
     if value < 120:
         return f"{value:.1f}s"
     if value < 7200:

@@ -68,10 +68,16 @@ def parse_age(value: str) -> float:
     anything else, e.g. ``30x`` or ``-1d``.
     """
     text = value.strip()
+    hint = "use a number with a unit (s, m, h, d), e.g. 30d, 12h or 1d12h"
     try:
         float(text)
     except ValueError:
         pass
     else:
-        raise ValueError(f"an age needs a unit (s, m, h, d), e.g. 30d, got {value!r}")
-    return parse_duration(text, maximum=MAX_AGE_S)
+        raise ValueError(f"invalid age {value!r}: a unit is needed; {hint}")
+    try:
+        return parse_duration(text, maximum=MAX_AGE_S)
+    except ValueError:
+        if text.startswith("-"):
+            raise ValueError(f"invalid age {value!r}: an age cannot be negative") from None
+        raise ValueError(f"invalid age {value!r}: {hint} (at most 100 years)") from None
