@@ -25,6 +25,9 @@
     │   └── DeliveryError         one send failed (``permanent`` when retrying cannot help)
     ├── TokenError                an API token's name, scope or expiry is wrong, or unknown
     ├── ActionUnavailable         this server cannot carry out a dashboard action (no worker pool)
+    ├── MonitorError              watching pipelines: statistics, metrics, retention
+    │   ├── UnknownPipeline       the state store knows no pipeline of that name
+    │   └── RetentionError        a run's files could not be deleted
     └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
@@ -216,6 +219,31 @@ class RunInterrupted(BatchpilotError):
         super().__init__(
             f"run {run_id} was interrupted; continue it with: batchpilot resume {run_id}"
         )
+
+
+class MonitorError(BatchpilotError):
+    """Statistics, metrics or retention cannot do what was asked."""
+
+
+class UnknownPipeline(MonitorError):
+    """No run or schedule of that pipeline is in the state store."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+        super().__init__(
+            f"unknown pipeline '{name}': the state store has no run of it"
+            + (f" (pipelines with runs: {listed})" if known else " (it holds no runs yet)")
+        )
+
+
+class RetentionError(MonitorError):
+    """Deleting an old run's files failed; its rows are kept, so cleaning again retries."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
 
 
 class NotifyError(BatchpilotError):

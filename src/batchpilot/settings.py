@@ -10,6 +10,7 @@ from pathlib import Path
 from batchpilot.connections import ConnectionRegistry
 from batchpilot.errors import BatchpilotError, SpecError
 from batchpilot.s3.location import S3Endpoint, S3Url, parse_s3_url
+from batchpilot.spec.durations import parse_age
 from batchpilot.spec.limits import MAX_WORKERS, check_workers
 from batchpilot.spec.output_paths import OUTPUT_ROOTS_VARIABLE
 
@@ -22,6 +23,7 @@ LOGS_SHIP_INTERVAL_VARIABLE = "BATCHPILOT_LOGS_SHIP_INTERVAL"
 #: how often a running attempt's new log lines are shipped: a kill -9 loses at most this much
 DEFAULT_LOGS_SHIP_INTERVAL_S = 30.0
 MAX_LOGS_SHIP_INTERVAL_S = 300.0
+RETENTION_VARIABLE = "BATCHPILOT_RETENTION"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Settings:
     #: the S3 API ``logs_url`` lives on (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION)
     s3_endpoint: S3Endpoint = field(default_factory=S3Endpoint)
     logs_ship_interval_s: float = DEFAULT_LOGS_SHIP_INTERVAL_S
+    #: ``serve`` deletes ended runs older than this many seconds, daily; None: keeps all
+    retention_s: float | None = None
 
     @property
     def runs_dir(self) -> Path:
@@ -56,10 +60,11 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``BATCHPILOT_HOME``, ``BATCHPILOT_DATABASE_URL``, ``BATCHPILOT_WORKERS``,
-        ``BATCHPILOT_OUTPUT_ROOTS``, ``BATCHPILOT_CONN_*`` (plus the home's connections
-        file), ``BATCHPILOT_LOGS_URL`` and ``BATCHPILOT_LOGS_SHIP_INTERVAL`` (with the AWS
-        endpoint and region variables). Raises :class:`BatchpilotError` naming the
-        variable for a value that cannot be used."""
+        ``BATCHPILOT_OUTPUT_ROOTS``, ``BATCHPILOT_RETENTION``, ``BATCHPILOT_CONN_*`` (plus
+        the home's connections file), ``BATCHPILOT_LOGS_URL`` and
+        ``BATCHPILOT_LOGS_SHIP_INTERVAL`` (with the AWS endpoint and region variables).
+        Raises :class:`BatchpilotError` naming the variable for a value that cannot be
+        used."""
         env = os.environ if environ is None else environ
         home = Path(env.get("BATCHPILOT_HOME") or Path.home() / ".batchpilot").expanduser()
         return cls(
@@ -69,6 +74,7 @@ class Settings:
             connections=ConnectionRegistry.from_sources(env, home),
             extra_output_roots=parse_output_roots(env.get(OUTPUT_ROOTS_VARIABLE, "")),
             **_remote_logs(env),
+            retention_s=parse_retention(env.get(RETENTION_VARIABLE)),
         )
 
 
@@ -123,6 +129,21 @@ def parse_workers(text: str | None) -> int:
             f"{WORKERS_VARIABLE} must be a whole number from 1 to {MAX_WORKERS}, got {text!r}"
         ) from None
     return workers
+
+
+def parse_retention(text: str | None) -> float | None:
+    """The age in seconds past which ``serve`` deletes ended runs (``BATCHPILOT_RETENTION``,
+    e.g. ``30d``); None when unset or empty.
+
+    Raises :class:`BatchpilotError` naming the variable and the value for anything
+    :func:`~batchpilot.spec.durations.parse_age` refuses (``30x``, ``-1d``, ``30``).
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise BatchpilotError(f"{RETENTION_VARIABLE}: {exc}") from None
 
 
 def parse_output_roots(text: str) -> tuple[Path, ...]:

@@ -51,7 +51,7 @@ def test_run_prints_the_run_as_json_and_exits_0(cli: Cli, tmp_path: Path):
     result = cli("run", str(path), "--param", "count=5", "--output", "json")
     assert result.code == 0, result.stderr
     data = result.json()
-    assert set(data) == {"run_id", "pipeline", "status", "error", "tasks"}
+    assert set(data) == {"run_id", "pipeline", "status", "error", "slot_delay_s", "tasks"}
     assert data["error"] is None
     assert data["pipeline"] == "numbers" and data["status"] == "success"
     assert set(data["tasks"]) == {"numbers", "total"}

@@ -31,3 +31,19 @@ def test_batchpilot_workers_outside_1_to_256_is_an_error_not_silently_changed(
     assert str(caught.value) == (
         f"BATCHPILOT_WORKERS must be a whole number from 1 to 256, got {text!r}"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30d", 30 * 86400.0), (" 12h ", 43200.0), ("1d12h", 129600.0)]
+)
+def test_batchpilot_retention_is_an_age_with_a_unit(tmp_path: Path, text: str, seconds: float):
+    environ = {"BATCHPILOT_HOME": str(tmp_path), "BATCHPILOT_RETENTION": text}
+    assert Settings.from_env(environ).retention_s == seconds
+    assert Settings.from_env({"BATCHPILOT_HOME": str(tmp_path)}).retention_s is None
+
+
+@pytest.mark.parametrize("text", ["30x", "-1d", "30", "200000d", "nan"])
+def test_a_batchpilot_retention_that_is_no_age_is_refused_naming_it(tmp_path: Path, text: str):
+    with pytest.raises(BatchpilotError) as caught:
+        Settings.from_env({"BATCHPILOT_HOME": str(tmp_path), "BATCHPILOT_RETENTION": text})
+    assert "BATCHPILOT_RETENTION" in str(caught.value) and repr(text) in str(caught.value)

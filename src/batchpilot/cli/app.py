@@ -25,8 +25,10 @@ from batchpilot.cli import (
     airflow_cli,
     alerts_cli,
     backfill_cli,
+    clean_cli,
     notify_cli,
     serve_cli,
+    stats_cli,
     tokens_cli,
 )
 from batchpilot.cli.errors import exit_codes, exit_for
@@ -91,6 +93,8 @@ app.command("trigger")(serve_cli.trigger)
 app.add_typer(backfill_cli.backfill_app, name="backfill")
 app.add_typer(tokens_cli.tokens_app, name="tokens")
 app.add_typer(alerts_cli.alerts_app, name="alerts")
+app.command("stats")(stats_cli.stats)
+app.command("clean")(clean_cli.clean)
 
 
 def _settings() -> Settings:

@@ -22,6 +22,7 @@ from batchpilot.errors import (
     AlertNotFound,
     BatchpilotError,
     ConnectionError,
+    RetentionError,
     RunInterrupted,
     RunNotFound,
     RunStateError,
@@ -33,6 +34,7 @@ from batchpilot.errors import (
 EXIT_CODE_BY_ERROR: tuple[tuple[type[BatchpilotError], int], ...] = (
     (RunInterrupted, EXIT_RUN_FAILED),  # the message says how to resume
     (AirflowRunNotFollowed, EXIT_RUN_FAILED),  # the run goes on in Airflow; we stopped looking
+    (RetentionError, EXIT_RUN_FAILED),  # files could not be deleted: clean again once fixed
     (SpecError, EXIT_INVALID),
     (RunNotFound, EXIT_INVALID),
     (AlertNotFound, EXIT_INVALID),

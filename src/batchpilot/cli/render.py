@@ -22,6 +22,8 @@ def render_run(console: Console, result: RunResult) -> None:
     if result.needs_attention:
         line.append("  (needs attention: a compensation failed)", style="bold red")
     console.print(line)
+    if result.slot_delay_s is not None:
+        console.print(f"  started {result.slot_delay_s:.1f}s after its scheduled slot")
     if result.error:
         console.print(f"  {result.error}", markup=False)
     table = Table("task", "state", "attempts", "rows in", "rows out", "rejected", "time")

@@ -48,6 +48,8 @@ class RunResult:
     tasks: dict[str, TaskResult]
     error: str | None = None
     needs_attention: bool = False
+    #: seconds from a scheduled run's slot to its start (None unless a schedule made it)
+    slot_delay_s: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -55,13 +57,15 @@ class RunResult:
         return self.status is RunStatus.SUCCESS
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"run_id", "pipeline", "status", "error", "tasks": {...}}`` as the CLI prints it
-        (``error``: why the run failed, or how to resume it; ``None`` for a good run)."""
+        """``{"run_id", "pipeline", "status", "error", "slot_delay_s", "tasks": {...}}`` as
+        the CLI prints it (``error``: why the run failed, or how to resume it; ``None`` for
+        a good run; ``slot_delay_s``: see :attr:`RunRecord.slot_delay_s`)."""
         return {
             "run_id": self.run_id,
             "pipeline": self.pipeline,
             "status": self.status.value,
             "error": self.error,
+            "slot_delay_s": round(self.slot_delay_s, 3) if self.slot_delay_s is not None else None,
             "tasks": {tid: t.to_dict() for tid, t in self.tasks.items()},
         }
 
@@ -74,6 +78,7 @@ class RunResult:
             status=run.status,
             error=run.error,
             needs_attention=run.needs_attention,
+            slot_delay_s=run.slot_delay_s,
             tasks={
                 t.task_id: TaskResult(
                     task_id=t.task_id,

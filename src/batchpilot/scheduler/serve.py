@@ -9,7 +9,9 @@ A component has ``start()`` (spawn its thread) and ``stop()`` (end it and wait):
   every ``tick_s``;
 - :class:`RunDispatcher` hands queued runs to a :class:`RunSupervisor` (worker
   processes, at most ``max_runs``), holding a schedule's runs back while
-  ``max_active_runs`` of them run, and pauses a schedule after its failures.
+  ``max_active_runs`` of them run, and pauses a schedule after its failures;
+- :class:`RetentionLoop`, when ``BATCHPILOT_RETENTION`` is set, deletes ended runs
+  older than it at start and then every :data:`RETENTION_EVERY`.
 
 The REST API will be one more component on the same context.
 :class:`ServeProcess` recovers runs whose process died (resume or reap),
@@ -21,12 +23,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
 from batchpilot.engine import RunService
 from batchpilot.errors import first_line
+from batchpilot.monitor.retention import RetentionPolicy, clean_runs, default_deleters
 from batchpilot.scheduler.catalog import CATALOG_POLL_S, PipelineCatalog, snapshot_path
 from batchpilot.scheduler.clock import Clock, SystemClock
 from batchpilot.scheduler.policies import may_start
@@ -42,6 +46,8 @@ from batchpilot.store import RunRecord, RunStore
 TICK_S = 1.0
 #: Seconds between two looks for queued runs and ended workers.
 DISPATCH_S = 0.25
+#: How often ``serve`` cleans old runs when a retention is set.
+RETENTION_EVERY = timedelta(days=1)
 
 
 class DeadRunPolicy(StrEnum):
@@ -259,6 +265,40 @@ class RunDispatcher(_Looping):
         self.supervisor.stop(grace_s=self.stop_grace_s)
 
 
+class RetentionLoop(_Looping):
+    """Deletes ended runs older than ``retention_s`` (files, then rows: see
+    :mod:`batchpilot.monitor.retention`) when ``serve`` starts, then every
+    :data:`RETENTION_EVERY` by the context's clock. A clean that fails is said and
+    tried again a minute later; two ``serve`` processes on one store never delete a run
+    twice (each run's rows go in one conditional transaction)."""
+
+    name = "retention"
+    interval_s = 60.0
+
+    def __init__(self, context: ServeContext, retention_s: float) -> None:
+        super().__init__(context)
+        self.policy = RetentionPolicy(timedelta(seconds=retention_s))
+        #: when the next clean is due (None: at the first step)
+        self.next_clean_at: datetime | None = None
+
+    def step(self) -> None:
+        now = self.context.clock.now()
+        if self.next_clean_at is not None and now < self.next_clean_at:
+            return
+        report = clean_runs(
+            self.context.store,
+            self.policy,
+            deleters=default_deleters(self.context.settings.runs_dir),
+            now=now,
+        )
+        self.next_clean_at = now + RETENTION_EVERY
+        if report.runs:
+            self.context.say(
+                f"retention: deleted {len(report.runs)} runs that ended before "
+                f"{report.cutoff:%Y-%m-%d %H:%M} UTC"
+            )
+
+
 def _waits_here(run: RunRecord) -> bool:
     """A queued run for ``serve``: local, unowned, not a backfill's (backfill drives its own)."""
     return (
@@ -293,6 +333,8 @@ class ServeProcess:
             context, self.supervisor, lambda: self.scheduler.pipelines, options
         )
         self.components: list[Component] = [self.scheduler, self.dispatcher, *extra_components]
+        if context.settings.retention_s is not None:
+            self.components.append(RetentionLoop(context, context.settings.retention_s))
 
     def start(self) -> None:
         """Read the catalog (raises :class:`SpecError` for a missing folder), act on dead
@@ -326,9 +368,11 @@ class ServeProcess:
 
 __all__ = [
     "DISPATCH_S",
+    "RETENTION_EVERY",
     "TICK_S",
     "Component",
     "DeadRunPolicy",
+    "RetentionLoop",
     "RunDispatcher",
     "SchedulerLoop",
     "ServeContext",

@@ -53,3 +53,31 @@ def _seconds_of_number(value: int | float) -> float:
         return float(value)
     except OverflowError:  # an int too large for a float
         return math.inf
+
+
+#: the longest age :func:`parse_age` accepts: 100 years
+MAX_AGE_S = 100 * 365 * 86400.0
+
+
+def parse_age(value: str) -> float:
+    """Return an age such as ``"30d"``, ``"12h"`` or ``"1d12h"`` in seconds.
+
+    Unlike :func:`parse_duration`, a unit is required (a bare ``30`` would be
+    read as seconds, a costly mistake when it chooses what to delete), and up
+    to 100 years are accepted. Raises ``ValueError`` naming the value for
+    anything else, e.g. ``30x`` or ``-1d``.
+    """
+    text = value.strip()
+    hint = "use a number with a unit (s, m, h, d), e.g. 30d, 12h or 1d12h"
+    try:
+        float(text)
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"invalid age {value!r}: a unit is needed; {hint}")
+    try:
+        return parse_duration(text, maximum=MAX_AGE_S)
+    except ValueError:
+        if text.startswith("-"):
+            raise ValueError(f"invalid age {value!r}: an age cannot be negative") from None
+        raise ValueError(f"invalid age {value!r}: {hint} (at most 100 years)") from None

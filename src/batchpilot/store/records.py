@@ -33,6 +33,12 @@ class RunRecord:
     slot: datetime | None = None
     triggered_by: str = "manual"
 
+    @property
+    def slot_delay_s(self) -> float | None:
+        """Seconds from a scheduled run's slot to its start (the scheduler's lag, jitter
+        included); None for a run no schedule made or one that has not started."""
+        return slot_delay_s(self.triggered_by, self.slot, self.started_at)
+
 
 @dataclass(frozen=True)
 class TaskRecord:
@@ -85,6 +91,16 @@ class CallbackRecord:
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def slot_delay_s(
+    triggered_by: str, slot: datetime | None, started_at: datetime | None
+) -> float | None:
+    """Seconds from a schedule's slot to the start of the run it made; None for a run
+    another trigger made (a backfill's slots are in the past on purpose) or not started."""
+    if triggered_by != "schedule" or slot is None or started_at is None:
+        return None
+    return (started_at - slot).total_seconds()
 
 
 def aware(value: datetime | None) -> datetime | None:

@@ -35,9 +35,11 @@ from batchpilot.store.records import (
     task_record,
     utcnow,
 )
+from batchpilot.store.retention import RetentionStore
 from batchpilot.store.run_history import RunHistory
 from batchpilot.store.run_queries import RunQueries
 from batchpilot.store.run_rows import NewRun, insert_run
+from batchpilot.store.run_timings import RunHistoryStore
 from batchpilot.store.schedules import ScheduleStore
 from batchpilot.store.server_sessions import ServerSessionLedger
 from batchpilot.store.tables import attempts, runs, task_instances
@@ -69,7 +71,7 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-class RunStore(ServerSessionLedger, OutboxStore):
+class RunStore(ServerSessionLedger, OutboxStore, RunHistoryStore, RetentionStore):
     """Runs, task instances and attempts in a SQL database (SQLAlchemy Core)."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:

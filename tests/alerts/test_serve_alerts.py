@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.alerts.test_alerts_cli import write_pipeline
 from tests.cli_runner import Cli
-from tests.monitor.test_alerts_cli import write_pipeline
 from tests.notify.servers import WebhookServer
 
 

@@ -18,7 +18,7 @@ from batchpilot.store.alerts import (
     NewAlert,
     OutgoingNotification,
 )
-from tests.monitor.history import Figures, add_run, pipeline_document
+from tests.alerts.history import Figures, add_run, pipeline_document
 
 NOW = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 

@@ -8,8 +8,8 @@ from batchpilot.notify import Message
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore
 from batchpilot.store.alerts import AlertState
-from tests.monitor.conftest import FakeClock
-from tests.monitor.history import Figures, add_run, pipeline_document
+from tests.alerts.conftest import FakeClock
+from tests.alerts.history import Figures, add_run, pipeline_document
 
 ROUTED = {"oncall"}
 

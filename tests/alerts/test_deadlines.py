@@ -22,7 +22,7 @@ from batchpilot.states import RunStatus, RunTrigger
 from batchpilot.store import RunStore
 from batchpilot.store.run_rows import NewRun
 from batchpilot.store.tables import runs
-from tests.monitor.conftest import FakeClock
+from tests.alerts.conftest import FakeClock
 
 PARIS = ZoneInfo("Europe/Paris")
 # 2026-03-02: Paris is UTC+1; the 02:00 slot is 01:00 UTC, the 06:00 deadline 05:00 UTC
