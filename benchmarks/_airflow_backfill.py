@@ -181,6 +181,9 @@ def _environment(venv: Path, home: Path, steps: Path, port: int) -> dict[str, st
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            # the default timeout of a task's calls to the execution API (5 s) failed the first
+            # tasks on a loaded machine ("ReadTimeout"), ending their runs failed
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
             # standalone starts its parts as a bare ``airflow`` command
             "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
             # the pipeline's python steps, for the workers; the connect args module
