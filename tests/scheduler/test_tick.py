@@ -12,7 +12,14 @@ from pathlib import Path
 from batchpilot.engine import RunService
 from batchpilot.engine.queued import queued_run
 from batchpilot.scheduler.clock import FakeClock
-from batchpilot.scheduler.tick import cancel_by_request, pause_after_failures, run_tick
+from batchpilot.scheduler.jitter import jitter_delay
+from batchpilot.scheduler.tick import (
+    CLAIMS_PER_TRANSACTION,
+    NextSlots,
+    cancel_by_request,
+    pause_after_failures,
+    run_tick,
+)
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.states import RunStatus, RunTrigger
@@ -289,3 +296,85 @@ def test_a_scheduler_killed_mid_pass_leaves_each_slot_claimed_with_its_run_or_no
     assert 30 <= partial < 601
     assert len(claims) == 601 and len({c.slot for c in claims}) == 601
     assert sorted(r.run_id for r in runs) == sorted(c.run_id for c in claims)
+
+
+def test_remembered_next_slots_skip_schedules_until_their_slot_and_claim_on_the_instant(
+    state_store, scheduled_pipeline
+):
+    spec = scheduled_pipeline({"cron": "0 * * * *", "overlap": "allow"})
+    later = scheduled_pipeline({"cron": "30 * * * *", "overlap": "allow"}, name="half_past")
+    next_slots = NextSlots()
+    clock = FakeClock(START)  # 12:00:05: a new schedule runs its newest slot (12:00, 11:30)
+    assert len(run_tick([spec, later], state_store, clock, next_slots=next_slots).created) == 2
+    assert next_slots.earliest_due() == datetime(2024, 3, 10, 12, 30, tzinfo=UTC)
+    clock.set(datetime(2024, 3, 10, 12, 29, 59, 999999, tzinfo=UTC))
+    assert run_tick([spec, later], state_store, clock, next_slots=next_slots).created == []
+    clock.set(datetime(2024, 3, 10, 12, 30, tzinfo=UTC))
+    (run_id,) = run_tick([spec, later], state_store, clock, next_slots=next_slots).created
+    assert state_store.get_run(run_id).slot == datetime(2024, 3, 10, 12, 30, tzinfo=UTC)
+    assert next_slots.earliest_due() == datetime(2024, 3, 10, 13, 0, tzinfo=UTC)
+
+
+def test_remembered_next_slots_never_hide_an_edited_schedule_or_a_slot_moved_by_another_scheduler(
+    sqlite_store, scheduled_pipeline
+):
+    hourly = scheduled_pipeline({"cron": "0 * * * *", "overlap": "allow"})
+    next_slots = NextSlots()
+    clock = FakeClock(START)
+    run_tick([hourly], sqlite_store, clock, next_slots=next_slots)
+    edited = scheduled_pipeline({"cron": "*/5 * * * *", "overlap": "allow"})
+    clock.set(START + timedelta(minutes=5))  # 12:05:05: due for the edit, not for hourly
+    assert len(run_tick([edited], sqlite_store, clock, next_slots=next_slots).created) == 1
+    # a second scheduler claims 12:10 first; this one then sees the moved last slot
+    clock.set(START + timedelta(minutes=10))
+    assert len(run_tick([edited], sqlite_store, clock).created) == 1
+    assert run_tick([edited], sqlite_store, clock, next_slots=next_slots).created == []
+    assert next_slots.earliest_due() == datetime(2024, 3, 10, 12, 15, tzinfo=UTC)
+    assert [r.slot.minute for r in schedule_runs(sqlite_store)] == [0, 5, 10]
+
+
+def test_a_schedule_not_started_yet_is_remembered_until_its_start_date_and_jitter(
+    sqlite_store, scheduled_pipeline
+):
+    start = datetime(2024, 3, 10, 12, 3, tzinfo=UTC)
+    spec = scheduled_pipeline({"cron": "* * * * *", "start_date": start.isoformat()})
+    first_jittered = datetime(2024, 3, 10, 13, 0, tzinfo=UTC)
+    jittered = scheduled_pipeline(
+        {"cron": "0 13 * * *", "jitter": "30s", "start_date": first_jittered.isoformat()},
+        name="jittered",
+    )
+    next_slots = NextSlots()
+    clock = FakeClock(START)
+    assert run_tick([spec, jittered], sqlite_store, clock, next_slots=next_slots).created == []
+    assert next_slots.earliest_due() == start
+    clock.set(start)
+    (run_id,) = run_tick([spec, jittered], sqlite_store, clock, next_slots=next_slots).created
+    assert sqlite_store.get_run(run_id).slot == start
+    clock.set(datetime(2024, 3, 10, 12, 59, 59, tzinfo=UTC))
+    run_tick([jittered], sqlite_store, clock, next_slots=next_slots)
+    due = next_slots.earliest_due()  # its first slot plus its jitter, the same every time
+    assert first_jittered <= due < first_jittered + timedelta(seconds=30)
+    assert due == first_jittered + timedelta(seconds=jitter_delay("jittered", first_jittered, 30))
+    clock.set(first_jittered)  # the slot's instant, before its jitter: not due yet
+    assert run_tick([jittered], sqlite_store, clock, next_slots=next_slots).created == []
+    clock.set(due)
+    assert len(run_tick([jittered], sqlite_store, clock, next_slots=next_slots).created) == 1
+
+
+def test_a_pass_claims_hundreds_of_slots_in_few_transactions_each_once(
+    state_store, scheduled_pipeline
+):
+    specs = [
+        scheduled_pipeline({"cron": "* * * * *", "overlap": "allow"}, name=f"p{i:03d}")
+        for i in range(CLAIMS_PER_TRANSACTION * 2 + 7)
+    ]
+    clock = FakeClock(START)
+    first = run_tick(specs, state_store, clock)
+    assert run_tick(specs, state_store, clock).created == []
+    assert len(first.created) == len(set(first.created)) == len(specs)
+    for spec in specs[:3]:
+        (claim,) = state_store.schedules.slot_claims(spec.name)
+        assert claim.run_id in first.created and claim.slot == datetime(
+            2024, 3, 10, 12, 0, tzinfo=UTC
+        )
+        assert state_store.schedules.schedule_state(spec.name).last_slot == claim.slot

@@ -5,11 +5,14 @@ state store, one clock, the engine's :class:`RunService`, and a stop event.
 A component has ``start()`` (spawn its thread) and ``stop()`` (end it and wait):
 
 - :class:`SchedulerLoop` re-reads the pipeline catalog (every
-  :data:`CATALOG_POLL_S`) and runs one scheduling pass (:func:`run_tick`)
-  every ``tick_s``;
+  :data:`CATALOG_POLL_S`) and runs one scheduling pass (:func:`run_tick`) at
+  the instant the soonest slot falls due, and at least every ``tick_s`` (for
+  the triggers); it remembers each schedule's next slot (:class:`NextSlots`),
+  so a pass with nothing due costs a look-up per schedule;
 - :class:`RunDispatcher` hands queued runs to a :class:`RunSupervisor` (worker
   processes, at most ``max_runs``), holding a schedule's runs back while
-  ``max_active_runs`` of them run, and pauses a schedule after its failures;
+  ``max_active_runs`` of them run, and pauses a schedule after its failures.
+  It looks every ``dispatch_s``, and at once when a pass queued runs;
 - :class:`RetentionLoop`, when ``BATCHPILOT_RETENTION`` is set, deletes ended runs
   older than it at start and then every :data:`RETENTION_EVERY`.
 
@@ -21,6 +24,7 @@ starts the components, and stops them in reverse order.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,15 +39,25 @@ from batchpilot.scheduler.catalog import CATALOG_POLL_S, PipelineCatalog, snapsh
 from batchpilot.scheduler.clock import Clock, SystemClock
 from batchpilot.scheduler.policies import may_start
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS, STOP_GRACE_S, RunSupervisor
-from batchpilot.scheduler.tick import cancel_by_request, pause_after_failures, run_tick
+from batchpilot.scheduler.tick import (
+    NextSlots,
+    cancel_by_request,
+    pause_after_failures,
+    run_tick,
+)
 from batchpilot.scheduler.triggers import TriggerWatches, run_trigger_tick
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import RunStatus, RunTrigger
-from batchpilot.store import RunRecord, RunStore
+from batchpilot.store import ActiveRunRecord, RunStore
 
-#: Seconds between two scheduling passes.
+#: Seconds between two scheduling passes at most (a pass also runs when a slot falls due).
 TICK_S = 1.0
+#: A pass for a slot starts this long after the slot's instant (the two clocks that time a
+#: wait and read the time may differ by a little), and waits are never shorter than
+#: :data:`MIN_WAIT_S`.
+SLOT_MARGIN_S = 0.002
+MIN_WAIT_S = 0.005
 #: Seconds between two looks for queued runs and ended workers.
 DISPATCH_S = 0.25
 #: How often ``serve`` cleans old runs when a retention is set.
@@ -86,6 +100,8 @@ class ServeContext:
     clock: Clock = field(default_factory=SystemClock)
     say: Say = _quiet
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: set when runs were queued, so the dispatcher looks at once
+    runs_queued: threading.Event = field(default_factory=threading.Event)
 
     @property
     def service(self) -> RunService:
@@ -135,9 +151,13 @@ class _Looping:
             except Exception as exc:  # the loop outlives any one failed step
                 # e.g. the state store unreachable for a while: say so, try again next time
                 self.context.say(f"{self.name}: {type(exc).__name__}: {first_line(exc)}")
-            if self.context.stopping.wait(self.interval_s):
+            if self.pause():
                 break
         self.finish()
+
+    def pause(self) -> bool:
+        """Wait until the next step; True when stopping."""
+        return self.context.stopping.wait(self.interval_s)
 
     def finish(self) -> None:
         """Runs in the component's thread once stopping is set."""
@@ -153,17 +173,17 @@ class SchedulerLoop(_Looping):
         self.catalog = catalog
         self.interval_s = options.tick_s
         self.catalog_poll_s = options.catalog_poll_s
-        self._next_refresh = 0.0
-        self._elapsed = 0.0
+        self._next_refresh = 0.0  # on time.monotonic()
+        #: each schedule's next slot, kept from pass to pass
+        self.next_slots = NextSlots()
         #: the pipelines by name as last read (replaced whole, read by other threads)
         self.pipelines: dict[str, PipelineSpec] = {s.name: s for s in catalog.specs()}
         self.trigger_watches = TriggerWatches()
 
     def step(self) -> None:
-        if self._elapsed >= self._next_refresh:
+        if time.monotonic() >= self._next_refresh:
             self.refresh_catalog()
-            self._next_refresh = self._elapsed + self.catalog_poll_s
-        self._elapsed += self.interval_s
+            self._next_refresh = time.monotonic() + self.catalog_poll_s
         context = self.context
         service = context.service
         report = run_tick(
@@ -171,12 +191,28 @@ class SchedulerLoop(_Looping):
             context.store,
             context.clock,
             cancel=cancel_by_request(context.store, service.cancel),
+            next_slots=self.next_slots,
         )
+        if report.created:
+            context.runs_queued.set()
         for name, count in report.missed.items():
             context.say(f"{name}: {count} slots missed while down (catchup applied)")
         for run_id in report.created:
             context.say(f"queued scheduled run {run_id}")
         self.fire_triggers()
+
+    def next_wait_s(self) -> float:
+        """Seconds until the next pass: until the soonest remembered slot falls due (read
+        on the context's clock), at most ``tick_s``."""
+        wait = self.interval_s
+        due = self.next_slots.earliest_due()
+        if due is not None:
+            until_due = (due - self.context.clock.now()).total_seconds() + SLOT_MARGIN_S
+            wait = min(wait, until_due)
+        return max(MIN_WAIT_S, wait)
+
+    def pause(self) -> bool:
+        return self.context.clock.sleep(self.next_wait_s(), stop=self.context.stopping)
 
     def fire_triggers(self) -> None:
         """Start the runs the triggers of unpaused pipelines call for (files, upstream runs)."""
@@ -184,6 +220,8 @@ class SchedulerLoop(_Looping):
         paused = {s.pipeline for s in store.schedules.schedule_states() if s.paused}
         specs = [s for s in self.catalog.triggered() if s.name not in paused]
         fired = run_trigger_tick(specs, store, self.context.clock, self.trigger_watches)
+        if fired.created:
+            self.context.runs_queued.set()
         for run_id in fired.created:
             self.context.say(f"queued triggered run {run_id}")
         for name, error in fired.errors.items():
@@ -220,6 +258,13 @@ class RunDispatcher(_Looping):
         self.interval_s = options.dispatch_s
         self.stop_grace_s = options.stop_grace_s
 
+    def pause(self) -> bool:
+        """Wait ``dispatch_s``, or less when a pass queued runs; True when stopping."""
+        queued = self.context.runs_queued
+        queued.wait(self.interval_s)
+        queued.clear()
+        return self.context.stopping.is_set()
+
     def step(self) -> None:
         self.submit_startable()
         for end in self.supervisor.poll():
@@ -229,7 +274,7 @@ class RunDispatcher(_Looping):
         """Submit the queued runs nobody took, oldest first, within each schedule's room."""
         store = self.context.store
         pipelines = self.pipelines()
-        active = store.runs_in_status([RunStatus.QUEUED, RunStatus.RUNNING])
+        active = store.active_runs()
         running: dict[str, int] = {}
         for run in active:
             if run.triggered_by == RunTrigger.SCHEDULE.value and (
@@ -299,7 +344,7 @@ class RetentionLoop(_Looping):
             )
 
 
-def _waits_here(run: RunRecord) -> bool:
+def _waits_here(run: ActiveRunRecord) -> bool:
     """A queued run for ``serve``: local, unowned, not a backfill's (backfill drives its own)."""
     return (
         run.status is RunStatus.QUEUED
@@ -309,7 +354,7 @@ def _waits_here(run: RunRecord) -> bool:
     )
 
 
-def _queue_order(run: RunRecord) -> tuple[object, ...]:
+def _queue_order(run: ActiveRunRecord) -> tuple[object, ...]:
     return (run.slot or run.created_at, run.created_at, run.run_id)
 
 
@@ -362,6 +407,7 @@ class ServeProcess:
     def stop(self) -> None:
         """Stop claiming, stop the workers (SIGTERM; their runs stay resumable), return."""
         self.context.stopping.set()
+        self.context.runs_queued.set()  # the dispatcher's wait ends now
         for component in reversed(self.components):
             component.stop()
 

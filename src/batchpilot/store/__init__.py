@@ -1,15 +1,25 @@
 """The state store (runs, task instances, attempts) behind one interface."""
 
-from batchpilot.store.records import AttemptRecord, CallbackRecord, RunRecord, TaskRecord, utcnow
+from batchpilot.store.records import (
+    ActiveRunRecord,
+    AttemptRecord,
+    CallbackRecord,
+    RunRecord,
+    TaskRecord,
+    utcnow,
+)
 from batchpilot.store.run_store import RunStore
+from batchpilot.store.schedules import SlotClaimRequest
 from batchpilot.store.server_sessions import ServerSession
 
 __all__ = [
+    "ActiveRunRecord",
     "AttemptRecord",
     "CallbackRecord",
     "RunRecord",
     "RunStore",
     "ServerSession",
+    "SlotClaimRequest",
     "TaskRecord",
     "utcnow",
 ]

@@ -41,6 +41,22 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class ActiveRunRecord:
+    """What the scheduler reads of a queued or running run each pass: the few columns it
+    decides on, without the stored pipeline and params (:meth:`RunStore.active_runs`)."""
+
+    run_id: str
+    pipeline: str
+    status: RunStatus
+    created_at: datetime
+    owner: str | None
+    executor: str
+    cancel_requested: bool
+    slot: datetime | None
+    triggered_by: str
+
+
+@dataclass(frozen=True)
 class TaskRecord:
     """One task instance of a run as stored."""
 
@@ -129,6 +145,22 @@ def run_record(row: Any) -> RunRecord:
         needs_attention=bool(row["needs_attention"]),
         executor=row["executor"],
         external_id=row["external_id"],
+        cancel_requested=bool(row["cancel_requested"]),
+        slot=aware(row["slot"]),
+        triggered_by=row["triggered_by"],
+    )
+
+
+def active_run_record(row: Any) -> ActiveRunRecord:
+    return ActiveRunRecord(
+        run_id=row["run_id"],
+        pipeline=row["pipeline"],
+        status=RunStatus(row["status"])
+        if row["status"] in RunStatus._value2member_map_
+        else RunStatus.UNKNOWN,
+        created_at=aware(row["created_at"]),  # type: ignore[arg-type]
+        owner=row["owner"],
+        executor=row["executor"],
         cancel_requested=bool(row["cancel_requested"]),
         slot=aware(row["slot"]),
         triggered_by=row["triggered_by"],

@@ -42,40 +42,49 @@ class NewRun:
 def insert_run(conn: Any, run: NewRun) -> None:
     """Insert the run and all its task instances (pending) on ``conn``; the caller's
     transaction commits them."""
-    conn.execute(
-        runs.insert().values(
-            run_id=run.run_id,
-            pipeline=run.pipeline,
-            status=RunStatus.QUEUED.value,
-            source_path=run.source_path,
-            spec=run.spec,
-            params=run.params,
-            ds=run.ds,
-            created_at=run.created_at,
-            owner=run.owner,
-            heartbeat_at=run.created_at if run.owner else None,
-            needs_attention=False,
-            executor=run.executor,
-            external_id=run.external_id,
-            cancel_requested=False,
-            slot=as_utc(run.slot),
-            triggered_by=RunTrigger(run.triggered_by).value,
-        )
-    )
-    if run.task_ids:
-        conn.execute(
-            task_instances.insert(),
-            [
-                {
-                    "run_id": run.run_id,
-                    "task_id": task_id,
-                    "position": i,
-                    "state": TaskState.PENDING.value,
-                    "attempts": 0,
-                }
-                for i, task_id in enumerate(run.task_ids)
-            ],
-        )
+    insert_runs(conn, [run])
+
+
+def insert_runs(conn: Any, new_runs: Sequence[NewRun]) -> None:
+    """Insert many runs and their task instances (pending) on ``conn``, two statements
+    in all (each executed for many rows); the caller's transaction commits them."""
+    if not new_runs:
+        return
+    conn.execute(runs.insert(), [_run_row(run) for run in new_runs])
+    tasks = [
+        {
+            "run_id": run.run_id,
+            "task_id": task_id,
+            "position": i,
+            "state": TaskState.PENDING.value,
+            "attempts": 0,
+        }
+        for run in new_runs
+        for i, task_id in enumerate(run.task_ids)
+    ]
+    if tasks:
+        conn.execute(task_instances.insert(), tasks)
+
+
+def _run_row(run: NewRun) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "pipeline": run.pipeline,
+        "status": RunStatus.QUEUED.value,
+        "source_path": run.source_path,
+        "spec": run.spec,
+        "params": run.params,
+        "ds": run.ds,
+        "created_at": run.created_at,
+        "owner": run.owner,
+        "heartbeat_at": run.created_at if run.owner else None,
+        "needs_attention": False,
+        "executor": run.executor,
+        "external_id": run.external_id,
+        "cancel_requested": False,
+        "slot": as_utc(run.slot),
+        "triggered_by": RunTrigger(run.triggered_by).value,
+    }
 
 
 def as_utc(instant: datetime | None) -> datetime | None:
@@ -90,4 +99,4 @@ def as_utc(instant: datetime | None) -> datetime | None:
     return instant.astimezone(UTC)
 
 
-__all__ = ["NewRun", "as_utc", "insert_run"]
+__all__ = ["NewRun", "as_utc", "insert_run", "insert_runs"]

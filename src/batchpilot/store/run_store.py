@@ -25,10 +25,12 @@ from batchpilot.store.alerts import AlertStore
 from batchpilot.store.migrate import migrate
 from batchpilot.store.outbox import OutboxStore
 from batchpilot.store.records import (
+    ActiveRunRecord,
     AttemptRecord,
     CallbackRecord,
     RunRecord,
     TaskRecord,
+    active_run_record,
     attempt_record,
     callback_record,
     run_record,
@@ -486,6 +488,18 @@ class RunStore(ServerSessionLedger, OutboxStore, RunHistoryStore, RetentionStore
         )
         with self._connect() as conn:
             return [run_record(r) for r in conn.execute(query).mappings()]
+
+    def active_runs(self) -> list[ActiveRunRecord]:
+        """The queued and running runs, oldest first, as the few columns a scheduling pass
+        reads (cheap to read every second, however large their pipelines)."""
+        columns = [runs.c[name] for name in ActiveRunRecord.__dataclass_fields__]
+        query = (
+            select(*columns)
+            .where(runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
+            .order_by(runs.c.created_at)
+        )
+        with self._connect() as conn:
+            return [active_run_record(r) for r in conn.execute(query).mappings()]
 
     # -- plumbing ---------------------------------------------------------------------------
 

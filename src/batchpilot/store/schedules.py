@@ -14,16 +14,17 @@ Reached as ``RunStore.schedules``; every method is one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from batchpilot.errors import SpecError, StoreError
 from batchpilot.states import RunTrigger
 from batchpilot.store.records import utcnow
-from batchpilot.store.run_rows import NewRun, as_utc, insert_run
+from batchpilot.store.run_rows import NewRun, as_utc, insert_run, insert_runs
 from batchpilot.store.schedule_records import (
     MAX_LISTED_MISSED_SLOTS,
     MissedSlotsRecord,
@@ -45,6 +46,16 @@ from batchpilot.store.transaction import Wrapped
 
 #: The longest idempotency key accepted (the column's width).
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class SlotClaimRequest:
+    """One slot to claim with its run (see :meth:`ScheduleStore.claim_slot` for the rest)."""
+
+    run: NewRun
+    advance_schedule: bool = False
+    missed: Sequence[datetime] = ()
+    catchup: str = "last"
 
 
 class ScheduleStore:
@@ -71,27 +82,61 @@ class ScheduleStore:
         run, per its ``catchup``) is recorded, in the same transaction.
         Raises ``ValueError`` when the run has no slot.
         """
-        slot = _slot_of(run)
+        request = SlotClaimRequest(run, advance_schedule, tuple(missed), catchup)
+        return self.claim_slots([request])[0]
+
+    def claim_slots(self, requests: Sequence[SlotClaimRequest]) -> list[RunClaim]:
+        """Claim many slots, each with its run, in one transaction: :meth:`claim_slot` for
+        each request, for a handful of statements in all. Returns one claim per request,
+        in order.
+
+        A slot claimed before (or twice in ``requests``) returns the run that holds it,
+        ``created`` False, and writes nothing for that request. The rows are written
+        in (pipeline, slot) order, so two schedulers claiming the same slots on
+        PostgreSQL wait for each other instead of deadlocking. Killed mid-way, the
+        transaction leaves no claim and no run. Raises ``ValueError`` when a run has
+        no slot.
+        """
+        if not requests:
+            return []
+        slots = [_slot_of(r.run) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].run.pipeline, slots[i]))
+        first_of: dict[tuple[str, datetime], int] = {}
+        for i in order:
+            first_of.setdefault((requests[i].run.pipeline, slots[i]), i)
+        unique = [i for i in order if first_of[(requests[i].run.pipeline, slots[i])] == i]
+        now = utcnow()
         with Wrapped(self.engine, begin=True) as conn:
-            claimed = _insert_if_absent(
+            taken = _insert_claims(
                 conn,
-                slot_claims,
-                {
-                    "pipeline": run.pipeline,
-                    "slot": slot,
-                    "run_id": run.run_id,
-                    "triggered_by": RunTrigger(run.triggered_by).value,
-                    "claimed_at": utcnow(),
-                },
-                keys=("pipeline", "slot"),
+                [
+                    {
+                        "pipeline": requests[i].run.pipeline,
+                        "slot": slots[i],
+                        "run_id": requests[i].run.run_id,
+                        "triggered_by": RunTrigger(requests[i].run.triggered_by).value,
+                        "claimed_at": now,
+                    }
+                    for i in unique
+                ],
             )
-            if not claimed:
-                return RunClaim(self._claimed_run_id(conn, run.pipeline, slot), created=False)
-            insert_run(conn, run)
-            if advance_schedule:
-                _advance_last_slot(conn, run.pipeline, slot)
-                _record_missed(conn, run.pipeline, missed, catchup)
-        return RunClaim(run.run_id, created=True)
+            created = [i for i in unique if requests[i].run.run_id in taken]
+            insert_runs(conn, [requests[i].run for i in created])
+            advanced = [i for i in created if requests[i].advance_schedule]
+            _advance_last_slots(conn, {requests[i].run.pipeline: slots[i] for i in advanced})
+            for i in advanced:
+                _record_missed(
+                    conn, requests[i].run.pipeline, requests[i].missed, requests[i].catchup
+                )
+            claims = []
+            for i, request in enumerate(requests):
+                pipeline, run_id = request.run.pipeline, request.run.run_id
+                if first_of[(pipeline, slots[i])] == i and run_id in taken:
+                    claims.append(RunClaim(run_id, created=True))
+                else:
+                    holder = self._claimed_run_id(conn, pipeline, slots[i])
+                    claims.append(RunClaim(holder, created=False))
+        return claims
 
     def reclaim_slot(self, run: NewRun, *, replacing: str) -> RunClaim:
         """Give a claimed slot a new run (a backfill's rerun of a failed slot), if its run is
@@ -260,13 +305,7 @@ def _slot_of(run: NewRun) -> datetime:
 def _insert_if_absent(conn: Any, table: Any, values: dict[str, Any], keys: Sequence[str]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING; True when the row went in. On PostgreSQL a
     concurrent insert of the same key waits for the other transaction to end."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(table)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table)
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported state stores
-        raise StoreError(f"the scheduler needs SQLite or PostgreSQL, not {dialect}")
+    statement = _dialect_insert(conn, table)
     key_column = table.c[keys[0]]
     inserted = conn.execute(
         statement.values(**values)
@@ -274,6 +313,35 @@ def _insert_if_absent(conn: Any, table: Any, values: dict[str, Any], keys: Seque
         .returning(key_column)  # a row back only when the insert took (rowcount is not reliable)
     ).first()
     return inserted is not None
+
+
+def _dialect_insert(conn: Any, table: Any) -> Any:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise StoreError(f"the scheduler needs SQLite or PostgreSQL, not {dialect}")  # pragma: no cover
+
+
+def _insert_rows_if_absent(
+    conn: Any, table: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """INSERT … ON CONFLICT DO NOTHING for many rows (one statement, many parameter sets)."""
+    statement = _dialect_insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(statement, list(rows))
+
+
+def _insert_claims(conn: Any, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert slot claims that are not there yet; returns the run ids of those that went
+    in. On PostgreSQL a concurrent insert of the same (pipeline, slot) waits for the other
+    transaction to end, then does nothing."""
+    statement = (
+        _dialect_insert(conn, slot_claims)
+        .on_conflict_do_nothing(index_elements=["pipeline", "slot"])
+        .returning(slot_claims.c.run_id)  # a row back only for a claim that took
+    )
+    return {row[0] for row in conn.execute(statement, list(rows))}
 
 
 def _ensure_state_row(conn: Any, pipeline: str) -> None:
@@ -287,12 +355,31 @@ def _ensure_state_row(conn: Any, pipeline: str) -> None:
 
 def _advance_last_slot(conn: Any, pipeline: str, slot: datetime) -> None:
     """Move the last slot forward to ``slot``, never back (two schedulers may race)."""
-    _ensure_state_row(conn, pipeline)
+    _advance_last_slots(conn, {pipeline: slot})
+
+
+def _advance_last_slots(conn: Any, newest: dict[str, datetime]) -> None:
+    """Move each pipeline's last slot forward to its ``newest``, never back (two schedulers
+    may race), in pipeline order; two statements however many pipelines."""
+    if not newest:
+        return
+    now = utcnow()
+    pipelines = sorted(newest)
+    _insert_rows_if_absent(
+        conn,
+        schedule_states,
+        [{"pipeline": p, "paused": False, "updated_at": now} for p in pipelines],
+        keys=("pipeline",),
+    )
     column = schedule_states.c.last_slot
     conn.execute(
         update(schedule_states)
-        .where(schedule_states.c.pipeline == pipeline, column.is_(None) | (column < slot))
-        .values(last_slot=slot, updated_at=utcnow())
+        .where(
+            schedule_states.c.pipeline == bindparam("p_pipeline"),
+            column.is_(None) | (column < bindparam("p_slot")),
+        )
+        .values(last_slot=bindparam("p_slot"), updated_at=bindparam("p_now")),
+        [{"p_pipeline": p, "p_slot": newest[p], "p_now": now} for p in pipelines],
     )
 
 
@@ -311,4 +398,4 @@ def _record_missed(conn: Any, pipeline: str, missed: Sequence[datetime], catchup
     )
 
 
-__all__ = ["MAX_IDEMPOTENCY_KEY_LENGTH", "ScheduleStore"]
+__all__ = ["MAX_IDEMPOTENCY_KEY_LENGTH", "ScheduleStore", "SlotClaimRequest"]
