@@ -220,3 +220,10 @@ def test_filters_work_and_a_large_param_the_template_does_not_use_does_not_count
     )
     assert rendered["path"] == "d/20261120"
     assert rendered["sql"] == "SELECT 900, 'none'"
+
+
+@pytest.mark.parametrize("field", ["sql", "duck"])
+def test_an_undefined_name_in_sql_is_refused_naming_the_field(field: str):
+    # found by the validate fuzz test: a pipeline without the params its SQL uses
+    assert "has no attribute 'missing'" in refused("WHERE a > {{ params.missing }}", field)
+    assert "'nowhere' is undefined" in refused("SELECT {{ nowhere }}", field)

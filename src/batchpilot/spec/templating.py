@@ -96,6 +96,10 @@ class _SqlValues:
         self._chars = 0
 
     def _placeholder_for(self, value: Any) -> str:
+        from jinja2 import Undefined
+
+        if isinstance(value, Undefined):  # fail now, inside the render that names the field
+            value._fail_with_undefined_error()
         self._chars += _expanded_size(value)
         if self._chars > MAX_RENDERED_CHARS:
             raise _RenderLimitExceeded
