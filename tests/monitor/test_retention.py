@@ -190,7 +190,7 @@ def test_a_dry_run_counts_what_the_clean_then_deletes(
     for run_id in old + kept:
         assert (run_folder(settings, run_id) / "logs").is_dir()
     policy = RetentionPolicy(timedelta(days=30), keep_last=1)
-    deleters = default_deleters(settings.runs_dir)
+    deleters = default_deleters(settings)
     now = utcnow() + LATER
 
     preview = clean_runs(store, policy, deleters=deleters, now=now, dry_run=True)
@@ -227,7 +227,7 @@ def test_a_clean_killed_after_the_files_finishes_on_the_next_clean(
     csv_pipeline: Callable[..., PipelineSpec],
 ):
     run_id = service.start(csv_pipeline("daily")).run_id
-    deleters = default_deleters(settings.runs_dir)
+    deleters = default_deleters(settings)
     run = store.retention_candidates(ended_before=utcnow() + LATER)[0]
     for deleter in deleters:  # what a clean does first, then the process is killed
         deleter.delete(run)

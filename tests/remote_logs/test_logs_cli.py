@@ -178,3 +178,31 @@ def test_a_bad_ship_interval_exits_2_naming_the_variable(cli_in_process: Cli, va
     result = cli_in_process("runs", "list")
     assert result.code == 2
     assert "BATCHPILOT_LOGS_SHIP_INTERVAL must be a number of seconds" in result.stderr
+
+
+def test_clean_deletes_a_runs_shipped_logs_and_leaves_no_orphan_in_the_bucket(
+    s3_cli: Cli, s3_reader: Cli, s3_server: S3Server, bucket: str, tmp_path: Path
+):
+    wake = tmp_path / "wake"
+    wake.touch()
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        f"name: tidy\nparams: {{wake: '{wake}'}}\n"
+        "nodes: [{id: talk, type: python, config: {callable: 'steps_mod:chatter_until_woken'}}]\n"
+    )
+    done = s3_cli("run", str(pipeline), "-q")
+    assert done.code == 0, done.stderr
+    prefix = f"{bucket}/batchpilot/logs/tidy"
+    shipped = s3_server.objects(prefix)
+    assert shipped and b"woken up" in b"".join(shipped.values())
+    threading.Event().wait(1.1)  # the run must be older than the 1 s cut-off below
+
+    dry = s3_reader("clean", "--older-than", "1s", "--dry-run", "-o", "json")
+    assert dry.code == 0, dry.stderr
+    counted = dry.json()["files"]["remote"]
+    assert counted == {"files": len(shipped), "bytes": sum(len(b) for b in shipped.values())}
+    cleaned = s3_reader("clean", "--older-than", "1s", "-o", "json")
+    assert cleaned.code == 0, cleaned.stderr
+    assert cleaned.json()["files"]["remote"] == counted
+    assert s3_server.objects(prefix) == {}
+    _no_secret(dry, cleaned)

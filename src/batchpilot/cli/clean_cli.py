@@ -78,7 +78,7 @@ def clean(
             report = clean_runs(
                 store,
                 policy,
-                deleters=default_deleters(settings.runs_dir),
+                deleters=default_deleters(settings),
                 now=utcnow(),
                 dry_run=dry_run,
             )

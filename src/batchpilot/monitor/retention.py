@@ -28,13 +28,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from batchpilot.errors import RetentionError, RunNotFound
+from batchpilot.errors import RemoteLogsError, RetentionError, RunNotFound
+from batchpilot.settings import Settings
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from batchpilot.store.retention import RowCounts
 from batchpilot.store.run_timings import RunTiming
+
+if TYPE_CHECKING:  # pyarrow's S3 code loads only when logs are shipped
+    from batchpilot.remote_logs import RemoteLogs
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,42 @@ def _still_eligible(store: RunStore, run_id: str, force: bool) -> bool:
 _ENDED = frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
-def default_deleters(runs_dir: Path) -> list[RunFileDeleter]:
-    """The deleters of a home: its local run folders. Remote log storage adds its own
-    deleter to this list (the seam for S3 logs)."""
-    return [LocalRunFolders(runs_dir)]
+class ShippedRunLogs:
+    """The attempt logs a run shipped to S3-compatible storage (``BATCHPILOT_LOGS_URL``),
+    so no orphan object stays in the bucket."""
+
+    name = "remote"
+
+    def __init__(self, logs: RemoteLogs) -> None:
+        self.logs = logs
+
+    def measure(self, run: RunTiming) -> FileCounts:
+        """The run's log objects and their size."""
+        try:
+            files, size = self.logs.measure_run(pipeline=run.pipeline, run_id=run.run_id)
+        except RemoteLogsError as exc:
+            raise RetentionError(str(exc), run_id=run.run_id) from exc
+        return FileCounts(files, size)
+
+    def delete(self, run: RunTiming) -> FileCounts:
+        """Delete the run's log objects. Raises :class:`RetentionError` on failure."""
+        found = self.measure(run)
+        try:
+            self.logs.delete_run(pipeline=run.pipeline, run_id=run.run_id)
+        except RemoteLogsError as exc:
+            raise RetentionError(str(exc), run_id=run.run_id) from exc
+        return found
+
+
+def default_deleters(settings: Settings) -> list[RunFileDeleter]:
+    """The deleters of a home: its local run folders, and the logs shipped to S3 when
+    ``BATCHPILOT_LOGS_URL`` is set."""
+    deleters: list[RunFileDeleter] = [LocalRunFolders(settings.runs_dir)]
+    if settings.logs_url is not None:
+        from batchpilot.remote_logs import remote_logs_for
+
+        logs = remote_logs_for(
+            settings.logs_url, settings.s3_endpoint, interval_s=settings.logs_ship_interval_s
+        )
+        deleters.append(ShippedRunLogs(logs))
+    return deleters

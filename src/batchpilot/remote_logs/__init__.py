@@ -81,6 +81,16 @@ class RemoteLogs:
             ) from exc
         return found if found is not None else (b"", offset)
 
+    def measure_run(self, *, pipeline: str, run_id: str) -> tuple[int, int]:
+        """How many log objects, and bytes, a run shipped. Raises :class:`RemoteLogsError`
+        when the storage cannot be read."""
+        try:
+            return self.chunks.measure_folder(self.url.key(pipeline, run_id))
+        except OSError as exc:
+            raise RemoteLogsError(
+                f"cannot list the logs of run {run_id} in {self.url}: {first_line(exc)}"
+            ) from exc
+
     def delete_run(self, *, pipeline: str, run_id: str) -> None:
         """Delete every shipped log of a run (retention); nothing shipped is no error.
         Raises :class:`RemoteLogsError` when the storage refuses."""

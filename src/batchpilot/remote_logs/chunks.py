@@ -52,6 +52,18 @@ class LogChunks:
                 chunks.append(Chunk(start, info.size or 0, info.path))
         return sorted(chunks, key=lambda c: (c.start, -c.size))
 
+    def measure_folder(self, folder: str) -> tuple[int, int]:
+        """How many objects, and bytes, lie under ``folder`` (0, 0 when none)."""
+        import pyarrow.fs
+
+        selector = pyarrow.fs.FileSelector(folder, recursive=True, allow_not_found=True)
+        files = [
+            info
+            for info in self.filesystem.get_file_info(selector)
+            if info.type is pyarrow.fs.FileType.File
+        ]
+        return len(files), sum(info.size or 0 for info in files)
+
     def delete_folder(self, folder: str) -> None:
         """Delete every object under ``folder`` (none there is no error)."""
         import pyarrow.fs

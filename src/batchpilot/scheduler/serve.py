@@ -333,7 +333,7 @@ class RetentionLoop(_Looping):
         report = clean_runs(
             self.context.store,
             self.policy,
-            deleters=default_deleters(self.context.settings.runs_dir),
+            deleters=default_deleters(self.context.settings),
             now=now,
         )
         self.next_clean_at = now + RETENTION_EVERY

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, delete, func, select, true
 
+from batchpilot.store.alerts import monitored_runs
 from batchpilot.store.run_rows import as_utc
 from batchpilot.store.run_timings import ENDED_STATUSES, TIMING_COLUMNS, RunTiming, timing_of
 from batchpilot.store.tables import (
@@ -42,6 +43,7 @@ RUN_ROW_TABLES: dict[str, Table] = {
     "callbacks": callbacks,
     "server_sessions": server_sessions,
     "idempotency_keys": idempotency_keys,
+    "monitored_runs": monitored_runs,
 }
 
 
