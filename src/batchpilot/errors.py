@@ -21,6 +21,7 @@
     │   ├── InvalidMessage        a notification message lacks what every channel needs
     │   └── DeliveryError         one send failed (``permanent`` when retrying cannot help)
     ├── TokenError                an API token's name, scope or expiry is wrong, or unknown
+    ├── AddressInUse              ``serve`` cannot listen: another process holds the port
     └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
@@ -245,7 +246,17 @@ class TokenError(BatchpilotError):
     """An API token's name, scope or expiry is wrong, its name is taken, or no token has it."""
 
 
+class AddressInUse(BatchpilotError):
+    """``serve``'s HTTP address is taken (or cannot be bound); names host and port."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(f"cannot serve HTTP on {host}:{port}: {reason} (pick another with --port)")
+
+
 __all__ = [
+    "AddressInUse",
     "ArtifactError",
     "BatchpilotError",
     "ChannelConfigError",

@@ -45,7 +45,7 @@ class Serve:
     def __init__(self, cli: Cli, folder: Path, log: Path) -> None:
         self.log = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "batchpilot", "serve", "--pipelines", str(folder)],
+            [sys.executable, "-m", "batchpilot", "serve", "--pipelines", str(folder), "--port", "0"],
             env=cli.env,
             cwd=cli.cwd,
             stdout=log.open("ab"),

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from batchpilot.api import DEFAULT_HOST, DEFAULT_PORT, ApiServer, create_app
 from batchpilot.cli.errors import exit_codes
 from batchpilot.cli.output import (
     EXIT_INVALID,
@@ -27,6 +28,7 @@ from batchpilot.cli.output import (
 from batchpilot.engine import RunService, new_run_id
 from batchpilot.scheduler.catalog import PipelineCatalog, snapshot_path
 from batchpilot.scheduler.clock import SystemClock
+from batchpilot.scheduler.commands import CommandSupervisor
 from batchpilot.scheduler.describe import pipeline_rows
 from batchpilot.scheduler.serve import DeadRunPolicy, ServeContext, ServeOptions, ServeProcess
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS
@@ -83,24 +85,72 @@ def serve(
             help="runs whose process died: resume them, or reap them (failed, resumable)",
         ),
     ] = DeadRunPolicy.RESUME,
+    host: Annotated[
+        str, typer.Option("--host", envvar="BATCHPILOT_API_HOST", help="address of the REST API")
+    ] = DEFAULT_HOST,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", min=0, max=65535, envvar="BATCHPILOT_API_PORT", help="port of the REST API"
+        ),
+    ] = DEFAULT_PORT,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--no-scheduler",
+            help="API only: fire no schedules or triggers (queued runs still execute)",
+        ),
+    ] = False,
+    cors_origin: Annotated[
+        list[str],
+        typer.Option(
+            "--cors-origin",
+            envvar="BATCHPILOT_API_CORS_ORIGINS",
+            help="a browser origin allowed to call the API (repeatable); none by default",
+        ),
+    ] = [],  # noqa: B006 - typer reads the default
 ) -> None:
-    """Run the pipelines under DIR on their schedules, and the runs queued by 'trigger',
-    each in its own worker process, until Ctrl-C or SIGTERM."""
+    """Run the pipelines under DIR on their schedules, and the runs queued by 'trigger' or
+    the REST API, each in its own worker process, and serve the REST API on --host/--port,
+    until Ctrl-C or SIGTERM."""
     folder = _folder(pipelines)
+    if not folder.is_dir():  # before the port is taken
+        fail(f"the pipelines folder {folder} does not exist")
     settings, store = _settings_and_store()
     context = ServeContext(settings=settings, store=store, clock=SystemClock(), say=_say)
-    options = ServeOptions(pipelines=folder, max_runs=max_runs, on_dead_runs=on_dead_runs)
-    process = ServeProcess(options, context)
+    options = ServeOptions(
+        pipelines=folder,
+        max_runs=max_runs,
+        on_dead_runs=on_dead_runs,
+        scheduling=not no_scheduler,
+    )
+    commands = CommandSupervisor(settings)
+    app = create_app(
+        context,
+        entries=lambda: process.scheduler.entries,
+        scheduling=not no_scheduler,
+        commands=commands,
+        cors_origins=cors_origin,
+    )
+    with exit_codes(EXIT_INVALID):
+        api = ApiServer(app, host=host, port=port)
+    process = ServeProcess(options, context, extra_components=[commands, api])
 
     def stop(signum: int, frame: Any) -> None:
         context.stopping.set()
 
-    with exit_codes(EXIT_INVALID):
-        process.start()
+    try:
+        with exit_codes(EXIT_INVALID):
+            process.start()
+    except BaseException:
+        api.close()
+        raise
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    mode = "scheduling" if options.scheduling else "not scheduling (--no-scheduler)"
     _say(
-        f"serving {folder} ({len(process.scheduler.pipelines)} pipelines, {max_runs} runs at once)"
+        f"serving {folder} ({len(process.scheduler.pipelines)} pipelines, {max_runs} runs at "
+        f"once, {mode}); API on http://{host}:{api.port}/api/v1"
     )
     while not context.stopping.wait(0.5):
         pass

@@ -34,6 +34,7 @@ from batchpilot.store.records import (
     task_record,
     utcnow,
 )
+from batchpilot.store.run_pages import RunPages
 from batchpilot.store.run_rows import NewRun, insert_run
 from batchpilot.store.schedules import ScheduleStore
 from batchpilot.store.server_sessions import ServerSessionLedger
@@ -66,7 +67,7 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-class RunStore(ServerSessionLedger, OutboxStore):
+class RunStore(ServerSessionLedger, OutboxStore, RunPages):
     """Runs, task instances and attempts in a SQL database (SQLAlchemy Core)."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
