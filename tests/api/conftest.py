@@ -31,9 +31,11 @@ from batchpilot.settings import Settings
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from batchpilot.store.tokens import TokenScope
+from tests.api.live_pipelines import PIPELINES, write_pipelines
 
 #: generous: an event we wait for, never a speed claim
 WAIT_S = 90.0
+SERVE = (sys.executable, "-m", "batchpilot", "serve")
 API_LINE = re.compile(r"API on (http://[\d.]+:\d+)/api/v1")
 
 HELLO = """\
@@ -124,8 +126,7 @@ class LiveServe:
         self.env = env
         self.log = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "batchpilot", "serve", "--pipelines", str(folder)]
-            + ["--port", "0", *extra],
+            [*SERVE, "--pipelines", str(folder), "--port", "0", *extra],
             env=env,
             cwd=folder.parent,
             stdout=log.open("ab"),
@@ -210,9 +211,7 @@ def start_serve(tmp_path: Path) -> Iterator[ServeFactory]:
 def shared_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe, Tokens]]:
     """One ``serve`` for a module's read-mostly tests, with a token per scope."""
     root = tmp_path_factory.mktemp("serve")
-    folder = root / "pipelines"
-    folder.mkdir()
-    (folder / "hello.yaml").write_text(HELLO)
+    folder = write_pipelines(root / "pipelines", *(n for n in PIPELINES if n != "sleepy_sql"))
     for factory in _serve_factory(root, {}):
         store = factory.store()
         tokens = standard_tokens(store)

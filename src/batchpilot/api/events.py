@@ -43,12 +43,13 @@ class RunChanges:
         first = self._runs is None
         seen = self._runs or {}
         frames: list[str] = []
+        run_frames: list[str] = []  # after the task frames: tasks end before their run
         watch: list[RunRecord] = []
         for run in runs.values():
             if seen.get(run.run_id) != run.status.value:
                 watch.append(run)
                 if not first:
-                    frames.append(sse_frame("run", _run_event(run)))
+                    run_frames.append(sse_frame("run", _run_event(run)))
             elif not run.status.is_terminal():
                 watch.append(run)
         self._runs = {r: run.status.value for r, run in runs.items()}
@@ -72,7 +73,7 @@ class RunChanges:
                         )
                     self._tasks[key] = task.state.value
         self._tasks = {k: v for k, v in self._tasks.items() if k[0] in self._runs}
-        return frames
+        return frames + run_frames
 
 
 def _run_event(run: RunRecord) -> dict[str, object]:

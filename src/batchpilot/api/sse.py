@@ -36,10 +36,12 @@ async def polled_stream(
     poll: Poll, *, poll_s: float, heartbeat_s: float, stopping: threading.Event
 ) -> AsyncIterator[str]:
     """Frames from ``poll`` until it reports the end or ``stopping`` is set."""
+    # The first look is taken before the stream shows open, so anything the client does
+    # once it sees the stream open is a change to the state seen then.
+    frames, done = await asyncio.to_thread(poll)
+    yield KEEP_ALIVE
     last_sent = time.monotonic()
-    yield KEEP_ALIVE  # the client sees the stream open at once
-    while not stopping.is_set():
-        frames, done = await asyncio.to_thread(poll)
+    while True:
         for frame in frames:
             yield frame
         if frames:
@@ -50,6 +52,9 @@ async def polled_stream(
             yield KEEP_ALIVE
             last_sent = time.monotonic()
         await asyncio.sleep(poll_s)
+        if stopping.is_set():
+            return
+        frames, done = await asyncio.to_thread(poll)
 
 
 __all__ = ["EVENT_STREAM", "KEEP_ALIVE", "SSE_HEADERS", "polled_stream", "sse_frame"]

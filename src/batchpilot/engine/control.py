@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -25,8 +26,12 @@ CANCEL_WAIT_S = 30.0
 
 
 def stored_spec(run: RunRecord) -> PipelineSpec:
-    """The pipeline stored with the run (the version it was created with)."""
-    return build_pipeline(run.spec, source_path=run.source_path)
+    """The pipeline stored with the run (the version it was created with); as when its file
+    is loaded, ``callable: module:function`` finds the modules beside the file."""
+    spec = build_pipeline(run.spec, source_path=run.source_path)
+    if spec.folder and spec.folder not in sys.path:
+        sys.path.insert(0, spec.folder)
+    return spec
 
 
 def _context(
