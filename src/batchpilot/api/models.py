@@ -158,12 +158,13 @@ class ProblemDetails(BaseModel):
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` of a route: these statuses answer with problem details."""
+    """The ``responses=`` of a route: these statuses, and 422 (a request that does not
+    validate), answer with problem details (replacing FastAPI's own 422 body)."""
     return {
         status: {
             "model": ProblemDetails,
             "content": {"application/problem+json": {}},
             "description": "problem details (RFC 9457)",
         }
-        for status in statuses
+        for status in sorted({*statuses, 422})
     }
