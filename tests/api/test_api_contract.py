@@ -254,6 +254,11 @@ def test_logs_are_read_only_inside_the_run_folder(api: InProcessApi, tmp_path: P
     assert unknown_task.status_code == 409 and "tasks: a, b" in unknown_task.json()["detail"]
     follow_without_task = api.client.get(url, params={"follow": "true"}, headers=read)
     assert follow_without_task.status_code == 422
+    # an attempt that never came, of a run that ended: the stream ends instead of waiting
+    never = api.client.get(url, params={"task": "a", "attempt": 9, "follow": "true"}, headers=read)
+    assert never.status_code == 200 and never.text == ": keep-alive\n\n"
+    ended = api.client.get(url, params={"task": "a", "follow": "true"}, headers=read)
+    assert "event: end" in ended.text and '"state":"success"' in ended.text
 
 
 def test_retry_and_resume_queue_the_run_for_serve_and_refuse_what_they_cannot(api: InProcessApi):

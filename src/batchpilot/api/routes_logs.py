@@ -117,8 +117,8 @@ def _follow(
                 return [], state.store.get_run(run.run_id).status.is_terminal()
             position["attempt"] = attempts[-1].attempt
         logs = _read(state, run.run_id, task, position["attempt"], position["offset"] or 0)
-        if not logs:
-            return [], False
+        if not logs:  # an attempt still to come, or one that never will: the run ended
+            return [], state.store.get_run(run.run_id).status.is_terminal()
         log = logs[0]
         frames = [sse_frame("log", log.text)] if log.text else []
         position["offset"] = log.next_offset
