@@ -15,7 +15,7 @@ from batchpilot.api.auth import SCOPE_EXTENSION
 from batchpilot.api.cursors import encode_cursor
 from batchpilot.engine import RunService
 from batchpilot.pipeline import load_pipeline
-from batchpilot.states import RunStatus
+from batchpilot.states import RunStatus, RunTrigger
 from batchpilot.store.run_pages import RunPageKey
 from batchpilot.store.tables import attempts, runs
 from batchpilot.store.tokens import TokenScope
@@ -307,3 +307,22 @@ def test_unknown_paths_are_problems_too(api: InProcessApi, path: str):
     response = api.client.get(path)
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_backfill_run_is_not_queued_again_over_the_api(api: InProcessApi):
+    api.store.create_run(
+        run_id="20261101T000000-bf0001",
+        pipeline="hello",
+        spec={},
+        params={},
+        ds="2026-11-01",
+        source_path=None,
+        task_ids=["a"],
+        triggered_by=RunTrigger.BACKFILL,
+    )
+    api.store.set_run_status("20261101T000000-bf0001", RunStatus.FAILED)
+    refused = api.client.post(
+        "/api/v1/executions/20261101T000000-bf0001/resume", headers=api.tokens.header("run")
+    )
+    assert refused.status_code == 409 and "belongs to a backfill" in refused.json()["detail"]
+    assert api.store.get_run("20261101T000000-bf0001").status is RunStatus.FAILED

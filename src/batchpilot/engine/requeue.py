@@ -15,7 +15,7 @@ from batchpilot.engine.results import RunResult
 from batchpilot.engine.runs import _descendants
 from batchpilot.errors import RunStateError
 from batchpilot.spec.loader import build_pipeline
-from batchpilot.states import RunStatus, TaskState
+from batchpilot.states import RunStatus, RunTrigger, TaskState
 from batchpilot.store import RunRecord, RunStore
 
 _RETRYABLE = (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED)
@@ -79,6 +79,12 @@ def _local_run(store: RunStore, run_id: str) -> RunRecord:
         raise RunStateError(
             f"run {run.run_id} runs on {run.executor}; retry or resume it with the CLI "
             f"('batchpilot retry {run.run_id}')",
+            run_id=run.run_id,
+        )
+    if run.triggered_by == RunTrigger.BACKFILL.value:
+        raise RunStateError(
+            f"run {run.run_id} belongs to a backfill, which drives its own runs; retry it with "
+            f"'batchpilot retry {run.run_id}'",
             run_id=run.run_id,
         )
     if run.owner is not None:
