@@ -28,6 +28,7 @@
     ├── MonitorError              watching pipelines: statistics, metrics, retention
     │   ├── UnknownPipeline       the state store knows no pipeline of that name
     │   └── RetentionError        a run's files could not be deleted
+    ├── AddressInUse              ``serve`` cannot listen: another process holds the port
     └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
@@ -310,8 +311,18 @@ class ActionUnavailable(BatchpilotError):
         super().__init__(message)
 
 
+class AddressInUse(BatchpilotError):
+    """``serve``'s HTTP address is taken (or cannot be bound); names host and port."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(f"cannot serve HTTP on {host}:{port}: {reason} (pick another with --port)")
+
+
 __all__ = [
     "ActionUnavailable",
+    "AddressInUse",
     "AlertNotFound",
     "ArtifactError",
     "BatchpilotError",

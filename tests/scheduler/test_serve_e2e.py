@@ -23,6 +23,7 @@ from tests.cli_runner import Cli
 from tests.scheduler.conftest import write_pipeline
 
 WAIT_S = 90.0
+ANY_PORT = ("--port", "0")
 
 SLOW_STEP = '''
 import time
@@ -45,7 +46,8 @@ class Serve:
     def __init__(self, cli: Cli, folder: Path, log: Path) -> None:
         self.log = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "batchpilot", "serve", "--pipelines", str(folder)],
+            # --port 0: any free port for the API, so tests run side by side
+            [sys.executable, "-m", "batchpilot", "serve", "--pipelines", str(folder), *ANY_PORT],
             env=cli.env,
             cwd=cli.cwd,
             stdout=log.open("ab"),

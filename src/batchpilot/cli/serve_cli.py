@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from batchpilot.api import DEFAULT_HOST, DEFAULT_PORT, ApiServer
 from batchpilot.cli.errors import exit_codes
 from batchpilot.cli.output import (
     EXIT_INVALID,
@@ -31,6 +32,7 @@ from batchpilot.monitor.serve_loop import MonitorLoop
 from batchpilot.notify import ChannelRegistry
 from batchpilot.scheduler.catalog import PipelineCatalog, snapshot_path
 from batchpilot.scheduler.clock import SystemClock
+from batchpilot.scheduler.commands import CommandSupervisor
 from batchpilot.scheduler.describe import pipeline_rows
 from batchpilot.scheduler.serve import DeadRunPolicy, ServeContext, ServeOptions, ServeProcess
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS
@@ -38,6 +40,7 @@ from batchpilot.settings import Settings
 from batchpilot.spec.dates import parse_logical_date
 from batchpilot.spec.monitoring import check_routes
 from batchpilot.store import RunStore
+from batchpilot.web import serve_web_app
 
 pipelines_app = typer.Typer(help="The pipelines serve schedules.", no_args_is_help=True)
 
@@ -102,16 +105,48 @@ def serve(
             help="runs whose process died: resume them, or reap them (failed, resumable)",
         ),
     ] = DeadRunPolicy.RESUME,
+    host: Annotated[
+        str, typer.Option("--host", envvar="BATCHPILOT_API_HOST", help="address of the REST API")
+    ] = DEFAULT_HOST,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", min=0, max=65535, envvar="BATCHPILOT_API_PORT", help="port of the REST API"
+        ),
+    ] = DEFAULT_PORT,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--no-scheduler",
+            help="API only: fire no schedules or triggers (queued runs still execute)",
+        ),
+    ] = False,
+    cors_origin: Annotated[
+        list[str],
+        typer.Option(
+            "--cors-origin",
+            envvar="BATCHPILOT_API_CORS_ORIGINS",
+            help="a browser origin allowed to call the API (repeatable); none by default",
+        ),
+    ] = [],  # noqa: B006 - typer reads the default
 ) -> None:
-    """Run the pipelines under DIR on their schedules, and the runs queued by 'trigger',
-    each in its own worker process, until Ctrl-C or SIGTERM."""
+    """Run the pipelines under DIR on their schedules, and the runs queued by 'trigger' or
+    the REST API, each in its own worker process, and serve the REST API on --host/--port,
+    until Ctrl-C or SIGTERM."""
     folder = _folder(pipelines)
+    if not folder.is_dir():  # before the port is taken
+        fail(f"the pipelines folder {folder} does not exist")
     settings, store = _settings_and_store()
     with exit_codes(EXIT_INVALID):
         channels = ChannelRegistry.from_sources(os.environ, settings.home)
         _check_all_routes(folder, settings, channels)
     context = ServeContext(settings=settings, store=store, clock=SystemClock(), say=_say)
-    options = ServeOptions(pipelines=folder, max_runs=max_runs, on_dead_runs=on_dead_runs)
+    options = ServeOptions(
+        pipelines=folder,
+        max_runs=max_runs,
+        on_dead_runs=on_dead_runs,
+        scheduling=not no_scheduler,
+    )
     monitor = MonitorLoop(
         store,
         channels,
@@ -120,17 +155,33 @@ def serve(
         say=_say,
         pipelines=lambda: process.scheduler.pipelines,
     )
-    process = ServeProcess(options, context, extra_components=[monitor])
+    commands = CommandSupervisor(settings)
+    with exit_codes(EXIT_INVALID):
+        app = serve_web_app(
+            context,
+            entries=lambda: process.scheduler.entries,
+            scheduling=not no_scheduler,
+            commands=commands,
+            cors_origins=cors_origin,
+        )
+        api = ApiServer(app, host=host, port=port)
+    process = ServeProcess(options, context, extra_components=[monitor, commands, api])
 
     def stop(signum: int, frame: Any) -> None:
         context.stopping.set()
 
-    with exit_codes(EXIT_INVALID):
-        process.start()
+    try:
+        with exit_codes(EXIT_INVALID):
+            process.start()
+    except BaseException:
+        api.close()
+        raise
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    mode = "scheduling" if options.scheduling else "not scheduling (--no-scheduler)"
     _say(
-        f"serving {folder} ({len(process.scheduler.pipelines)} pipelines, {max_runs} runs at once)"
+        f"serving {folder} ({len(process.scheduler.pipelines)} pipelines, {max_runs} runs at "
+        f"once, {mode}); API on http://{host}:{api.port}/api/v1"
     )
     while not context.stopping.wait(0.5):
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -24,8 +25,13 @@ from batchpilot.store import RunRecord, RunStore
 CANCEL_WAIT_S = 30.0
 
 
-def _stored_spec(run: RunRecord) -> PipelineSpec:
-    return build_pipeline(run.spec, source_path=run.source_path)
+def stored_spec(run: RunRecord) -> PipelineSpec:
+    """The pipeline stored with the run (the version it was created with); as when its file
+    is loaded, ``callable: module:function`` finds the modules beside the file."""
+    spec = build_pipeline(run.spec, source_path=run.source_path)
+    if spec.folder and spec.folder not in sys.path:
+        sys.path.insert(0, spec.folder)
+    return spec
 
 
 def _context(
@@ -101,7 +107,7 @@ def cancel_run(
             )
     else:
         owner = claim_or_refuse(store, run, settings)
-        spec = spec or _stored_spec(run)
+        spec = spec or stored_spec(run)
         connections = with_pipeline_connections(settings, spec).connections
         close_dead_attempts(store, spec, run.run_id, connections)
         open_tasks = [t.task_id for t in store.get_tasks(run.run_id) if not t.state.is_terminal()]
@@ -130,18 +136,9 @@ def compensate_run(
     has nothing to compensate.
     """
     run = store.get_run(run_id)
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-        raise RunStateError(
-            f"run {run.run_id} is {run.status.value}; only a failed or cancelled run can be "
-            "compensated",
-            run_id=run.run_id,
-        )
     registry = registry or default_registry()
-    spec = spec or _stored_spec(run)
-    if not compensation_order(spec, store.get_tasks(run.run_id)):
-        raise RunStateError(
-            f"run {run.run_id} has no succeeded task to compensate", run_id=run.run_id
-        )
+    spec = spec or stored_spec(run)
+    check_compensable(run, spec, store)
     owner = claim_or_refuse(store, run, settings)
     try:
         context = _context(run, spec, settings, registry, store=store, owner=owner)
@@ -149,6 +146,21 @@ def compensate_run(
     finally:
         store.release_run(run.run_id, owner)
     return RunResult.load(store, run.run_id)
+
+
+def check_compensable(run: RunRecord, spec: PipelineSpec, store: RunStore) -> None:
+    """Raise :class:`RunStateError` unless ``run`` is failed or cancelled and has a
+    succeeded task with a compensation to run."""
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise RunStateError(
+            f"run {run.run_id} is {run.status.value}; only a failed or cancelled run can be "
+            "compensated",
+            run_id=run.run_id,
+        )
+    if not compensation_order(spec, store.get_tasks(run.run_id)):
+        raise RunStateError(
+            f"run {run.run_id} has no succeeded task to compensate", run_id=run.run_id
+        )
 
 
 def dead_runs(*, settings: Settings, store: RunStore) -> list[RunRecord]:
@@ -194,7 +206,7 @@ def reap_runs(
             owner = claim_or_refuse(store, run, settings)
         except RunStateError:
             continue  # another reaper or a resume got it first
-        spec = _stored_spec(run)
+        spec = stored_spec(run)
         connections = with_pipeline_connections(settings, spec).connections
         closed = close_dead_attempts(store, spec, run.run_id, connections)
         with store.write() as tx:
@@ -220,7 +232,7 @@ def reap_runs(
             continue
         try:
             fired = fire_pending_callbacks(
-                _context(run, _stored_spec(run), settings, registry, store=store, owner=owner)
+                _context(run, stored_spec(run), settings, registry, store=store, owner=owner)
             )
         finally:
             store.release_run(run.run_id, owner)

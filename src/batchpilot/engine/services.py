@@ -18,7 +18,15 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from batchpilot.engine.control import ReapedRun, compensate_run, dead_runs, is_dead, reap_runs
+from batchpilot.engine.control import (
+    ReapedRun,
+    check_compensable,
+    compensate_run,
+    dead_runs,
+    is_dead,
+    reap_runs,
+    stored_spec,
+)
 from batchpilot.engine.executors import (
     FOLLOW_POLL_S,
     LOCAL,
@@ -31,6 +39,7 @@ from batchpilot.engine.executors import (
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.logs import AttemptLog, Offsets
 from batchpilot.engine.queued import execute_stored_run, queue_checked_run
+from batchpilot.engine.requeue import requeue_for_resume, requeue_for_retry
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runs import resume_run, retry_run
 from batchpilot.errors import RunStateError
@@ -175,6 +184,17 @@ class RunService:
             listener=listener,
         )
 
+    def queue_retry(
+        self, run_id: str, *, task: str | None = None, downstream: bool = False
+    ) -> RunResult:
+        """Like :meth:`retry`, but queue the run for ``serve``'s workers instead of running
+        it here (the API); raises :class:`RunStateError` when it cannot be retried."""
+        return requeue_for_retry(self.store, run_id, task=task, downstream=downstream)
+
+    def queue_resume(self, run_id: str) -> RunResult:
+        """Like :meth:`resume` for a failed run, but queued for ``serve``'s workers."""
+        return requeue_for_resume(self.store, run_id)
+
     def cancel(self, run_id: str, *, compensate: bool = False) -> RunResult:
         """Stop a queued or running run; with ``compensate`` (local runs) then undo what
         its succeeded tasks did. Raises :class:`RunStateError` for an ended run."""
@@ -186,6 +206,12 @@ class RunService:
     def compensate(self, run_id: str, *, listener: RunListener | None = None) -> RunResult:
         """Run the compensations of a failed or cancelled run's succeeded tasks, latest first."""
         return compensate_run(run_id, settings=self.settings, store=self.store, listener=listener)
+
+    def check_compensable(self, run_id: str) -> None:
+        """Raise :class:`RunStateError` unless :meth:`compensate` has something to do now
+        (a failed or cancelled run, not driven, with a compensation to run)."""
+        run = self.store.get_run(run_id)
+        check_compensable(run, stored_spec(run), self.store)
 
     def reap(self) -> list[ReapedRun]:
         """Fail the open attempts of runs whose process died (leaving them resumable) and

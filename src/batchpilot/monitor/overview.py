@@ -216,10 +216,18 @@ def slots_still_due(
 
 
 def load_overview(
-    store: RunStore, window: DayWindow, *, upcoming: int = 0, now: datetime | None = None
+    store: RunStore,
+    window: DayWindow,
+    *,
+    upcoming: int = 0,
+    now: datetime | None = None,
+    pipeline: str | None = None,
 ) -> DayOverview:
-    """:func:`summarize_day` over the store's runs of ``window``. Raises :class:`StoreError`."""
+    """:func:`summarize_day` over the store's runs of ``window`` (of one ``pipeline`` when
+    given). Raises :class:`StoreError`."""
     runs = store.queries.created_between(window.start, window.end)
+    if pipeline is not None:
+        runs = [run for run in runs if run.pipeline == pipeline]
     wanted: dict[str, int] = {}
     for run in runs:
         if run.status is RunStatus.SUCCESS:
@@ -227,6 +235,28 @@ def load_overview(
             wanted[run.pipeline] = wanted.get(run.pipeline, BASELINE_RUNS) + 1
     successes = store.queries.recent_successes(wanted, before=window.end)
     return summarize_day(window, runs, successes, upcoming=upcoming, now=now)
+
+
+def unpaused(store: RunStore, specs: Sequence[PipelineSpec]) -> list[PipelineSpec]:
+    """The pipelines among ``specs`` whose schedule is not paused."""
+    paused = {state.pipeline for state in store.schedules.schedule_states() if state.paused}
+    return [spec for spec in specs if spec.name not in paused]
+
+
+def day_overview(
+    store: RunStore,
+    specs: Sequence[PipelineSpec],
+    window: DayWindow,
+    now: datetime,
+    *,
+    pipeline: str | None = None,
+) -> DayOverview:
+    """The overview of ``window`` for the pipelines ``specs`` (``serve``'s catalog): the
+    day's runs, and the slots of unpaused schedules still due before its end. The
+    dashboard's overview and the API's ``/stats`` both show this. Raises
+    :class:`StoreError`."""
+    due = slots_still_due(unpaused(store, specs), window, now)
+    return load_overview(store, window, upcoming=len(due), now=now, pipeline=pipeline)
 
 
 def _order(run: RunRecord) -> tuple[datetime, str]:
@@ -242,11 +272,13 @@ __all__ = [
     "JobOfDay",
     "Verdict",
     "baseline_s",
+    "day_overview",
     "day_window",
     "is_slow",
     "load_overview",
     "run_duration_s",
     "slots_still_due",
     "summarize_day",
+    "unpaused",
     "verdict",
 ]

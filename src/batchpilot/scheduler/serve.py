@@ -16,7 +16,8 @@ A component has ``start()`` (spawn its thread) and ``stop()`` (end it and wait):
 - :class:`RetentionLoop`, when ``BATCHPILOT_RETENTION`` is set, deletes ended runs
   older than it at start and then every :data:`RETENTION_EVERY`.
 
-The REST API will be one more component on the same context.
+The REST API (:mod:`batchpilot.api`) is one more component on the same context,
+given as ``extra_components`` by the CLI (the scheduler never imports the API).
 :class:`ServeProcess` recovers runs whose process died (resume or reap),
 starts the components, and stops them in reverse order.
 """
@@ -35,7 +36,12 @@ from typing import Protocol
 from batchpilot.engine import RunService
 from batchpilot.errors import first_line
 from batchpilot.monitor.retention import RetentionPolicy, clean_runs, default_deleters
-from batchpilot.scheduler.catalog import CATALOG_POLL_S, PipelineCatalog, snapshot_path
+from batchpilot.scheduler.catalog import (
+    CATALOG_POLL_S,
+    CatalogEntry,
+    PipelineCatalog,
+    snapshot_path,
+)
 from batchpilot.scheduler.clock import Clock, SystemClock
 from batchpilot.scheduler.policies import may_start
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS, STOP_GRACE_S, RunSupervisor
@@ -82,6 +88,8 @@ class ServeOptions:
     catalog_poll_s: float = CATALOG_POLL_S
     dispatch_s: float = DISPATCH_S
     stop_grace_s: float = STOP_GRACE_S
+    #: False (``--no-scheduler``): no schedules or triggers fire; queued runs still execute
+    scheduling: bool = True
 
 
 Say = Callable[[str], None]
@@ -171,6 +179,7 @@ class SchedulerLoop(_Looping):
     def __init__(self, context: ServeContext, catalog: PipelineCatalog, options: ServeOptions):
         super().__init__(context)
         self.catalog = catalog
+        self.scheduling = options.scheduling
         self.interval_s = options.tick_s
         self.catalog_poll_s = options.catalog_poll_s
         self._next_refresh = 0.0  # on time.monotonic()
@@ -178,12 +187,16 @@ class SchedulerLoop(_Looping):
         self.next_slots = NextSlots()
         #: the pipelines by name as last read (replaced whole, read by other threads)
         self.pipelines: dict[str, PipelineSpec] = {s.name: s for s in catalog.specs()}
+        #: every pipeline file, with its error (replaced whole; read by the API's threads)
+        self.entries: list[CatalogEntry] = catalog.entries()
         self.trigger_watches = TriggerWatches()
 
     def step(self) -> None:
         if time.monotonic() >= self._next_refresh:
             self.refresh_catalog()
             self._next_refresh = time.monotonic() + self.catalog_poll_s
+        if not self.scheduling:
+            return
         context = self.context
         service = context.service
         report = run_tick(
@@ -232,6 +245,7 @@ class SchedulerLoop(_Looping):
         changes = self.catalog.refresh()
         if not changes and self.pipelines:
             return
+        self.entries = self.catalog.entries()
         for entry in self.catalog.entries():
             if entry.error and entry.path in (*changes.added, *changes.changed):
                 kept = " (its last valid version stays scheduled)" if entry.spec else ""

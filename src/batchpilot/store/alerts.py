@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    func,
     insert,
     or_,
     select,
@@ -299,6 +300,16 @@ class AlertStore:
                 select(alerts.c.alert_id).where(alerts.c.state == AlertState.OPEN.value)
             )
             return len(rows.all())
+
+    def open_counts(self) -> dict[tuple[str, str], int]:
+        """Open episodes by (pipeline, rule): the ``batchpilot_open_alerts`` metric."""
+        query = (
+            select(alerts.c.pipeline, alerts.c.rule, func.count())
+            .where(alerts.c.state == AlertState.OPEN.value)
+            .group_by(alerts.c.pipeline, alerts.c.rule)
+        )
+        with Wrapped(self.engine, begin=False) as conn:
+            return {(p, r): int(n) for p, r, n in conn.execute(query)}
 
     def unevaluated_ended_runs(self, *, since: datetime, limit: int = 100) -> list[str]:
         """Ids of runs that ended (success or failed) at or after ``since`` and whose ending

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from batchpilot.engine import new_run_id
 from batchpilot.errors import BatchpilotError, RunNotFound, SpecError
-from batchpilot.monitor.overview import day_window, load_overview, slots_still_due
+from batchpilot.monitor.overview import day_overview, day_window, load_overview, unpaused
 from batchpilot.scheduler.describe import pipeline_rows
 from batchpilot.scheduler.slots import next_slot
 from batchpilot.spec.dates import parse_logical_date
@@ -178,11 +178,9 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
             return d.problem(request, viewer, 400, f"day must be YYYY-MM-DD, got {day!r}")
         now = context.clock()
         window = day_window(chosen, context.settings.timezone)
-        entries = context.pipelines()
-        paused = {s.pipeline for s in d.store.schedules.schedule_states() if s.paused}
-        active = [e.spec for e in entries if e.spec is not None and e.name not in paused]
-        due = slots_still_due(active, window, now)
-        stats = load_overview(d.store, window, upcoming=len(due), now=now)
+        specs = [e.spec for e in context.pipelines() if e.spec is not None]
+        stats = day_overview(d.store, specs, window, now)
+        active = unpaused(d.store, specs)
         upcoming = sorted(
             (
                 (spec.name, slot)

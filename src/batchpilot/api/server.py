@@ -1,0 +1,81 @@
+"""The API as a component of ``serve``: uvicorn in a thread, on a socket bound up front.
+
+The socket is bound when the component is made, so a port in use is reported
+(:class:`AddressInUse`) before ``serve`` starts anything; :meth:`ApiServer.stop`
+asks uvicorn to finish (open event streams end, as the context is stopping)
+and waits for its thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+
+import uvicorn
+from fastapi import FastAPI
+
+from batchpilot.errors import AddressInUse
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+#: seconds uvicorn waits for open requests (event streams) when stopping
+SHUTDOWN_GRACE_S = 5
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``; raises :class:`AddressInUse`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # allows a restart while old connections linger in TIME_WAIT, never a second listener
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise AddressInUse(host, port, reason or str(exc)) from exc
+    sock.set_inheritable(False)
+    return sock
+
+
+class ApiServer:
+    """Serves ``app`` over HTTP until ``serve`` stops."""
+
+    name = "api"
+
+    def __init__(self, app: FastAPI, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+        self.host = host
+        self.socket = bind_socket(host, port)
+        self.port = self.socket.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start serving in a thread of its own."""
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, name="api", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, end open requests (within the grace), wait for the thread."""
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join()
+        self.close()
+
+    def close(self) -> None:
+        """Release the port (when ``serve`` ends, or could not start)."""
+        self.socket.close()
+
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ApiServer", "bind_socket"]

@@ -1,0 +1,47 @@
+"""What the routes of one app share: the store, the engine's services, the pipelines."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from batchpilot.engine import RunService
+from batchpilot.scheduler.catalog import CatalogEntry
+from batchpilot.settings import Settings
+from batchpilot.store import RunStore
+
+if TYPE_CHECKING:
+    from batchpilot.scheduler.commands import CommandSupervisor
+
+
+@dataclass
+class ApiState:
+    """Held in ``app.state.api``; read by routes through :func:`api_state`."""
+
+    settings: Settings
+    store: RunStore
+    service: RunService
+    #: the pipeline files as last read by ``serve`` (a list replaced whole on each refresh)
+    entries: Callable[[], list[CatalogEntry]]
+    scheduling: bool
+    stopping: threading.Event
+    #: ``serve``'s supervisor of side processes (backfills, compensations); None: not offered
+    commands: CommandSupervisor | None = None
+    #: seconds between two looks at the store by the event streams
+    poll_s: float = 0.5
+    #: seconds between two keep-alive comments on an idle event stream
+    heartbeat_s: float = 10.0
+    #: the IANA time zone "today" is read in (``/stats``; BATCHPILOT_TIMEZONE)
+    timezone: str = "UTC"
+
+
+def api_state(request: Request) -> ApiState:
+    """The shared state of the app serving ``request``."""
+    return request.app.state.api  # type: ignore[no-any-return]
+
+
+__all__ = ["ApiState", "api_state"]
