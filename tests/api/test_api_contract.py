@@ -10,7 +10,13 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import update
 
-from batchpilot.api import routes_events, routes_executions, routes_logs, routes_pipelines
+from batchpilot.api import (
+    routes_events,
+    routes_executions,
+    routes_logs,
+    routes_monitor,
+    routes_pipelines,
+)
 from batchpilot.api.auth import SCOPE_EXTENSION
 from batchpilot.api.cursors import encode_cursor
 from batchpilot.engine import RunService
@@ -41,7 +47,7 @@ def _operations(app) -> list[tuple[str, str, str]]:
 
 
 def test_no_route_is_left_out_of_the_openapi_document(api: InProcessApi):
-    for module in (routes_pipelines, routes_executions, routes_logs, routes_events):
+    for module in (routes_pipelines, routes_executions, routes_logs, routes_events, routes_monitor):
         for route in module.router.routes:
             assert isinstance(route, APIRoute) and route.include_in_schema, route.path
 

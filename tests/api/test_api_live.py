@@ -70,8 +70,11 @@ def test_every_route_refuses_401_and_403_over_http(shared_serve):
     document = serve.client.get("/openapi.json").json()
     checked = 0
     for path, operations in document["paths"].items():
-        url = path.removeprefix("/api/v1").replace("{name}", "hello")
-        url = url.replace("{run_id}", "20260101T000000-aaaaaa")
+        url = path.replace("{name}", "hello").replace("{run_id}", "20260101T000000-aaaaaa")
+        if url.startswith("/api/v1"):
+            url = url.removeprefix("/api/v1")
+        else:  # /metrics: at the root
+            url = str(serve.client.base_url).split("/api/v1")[0] + url
         for method, operation in operations.items():
             if path == "/api/v1/health":
                 assert serve.client.request(method, url).status_code == 200
@@ -84,7 +87,21 @@ def test_every_route_refuses_401_and_403_over_http(shared_serve):
                 smaller = serve.client.request(method, url, headers=tokens.header(SMALLER[scope]))
                 assert smaller.status_code == 403, (method, path)
             checked += 1
-    assert checked == 15  # every operation but /health
+    assert checked == 18  # every operation but /health
+
+
+def test_serve_hosts_the_dashboard_and_the_monitors_routes(shared_serve):
+    serve, tokens = shared_serve
+    root = str(serve.client.base_url).split("/api/v1")[0]
+    overview = serve.client.get(root + "/", follow_redirects=False)
+    assert overview.status_code == 303 and overview.headers["location"].startswith("/login")
+    login = serve.client.get(root + "/login")
+    assert login.status_code == 200 and "<form" in login.text and "token" in login.text
+    stats = serve.client.get("/stats", headers=tokens.header("read"))
+    assert stats.status_code == 200 and stats.json()["timezone"] == "UTC"
+    metrics = serve.client.get(root + "/metrics", headers=tokens.header("read"))
+    assert metrics.status_code == 200 and "batchpilot_outbox_backlog" in metrics.text
+    assert serve.client.get("/alerts", headers=tokens.header("read")).status_code == 200
 
 
 def test_execute_is_idempotent_and_a_worker_runs_the_run(shared_serve):

@@ -88,6 +88,8 @@ class RunDetail(BaseModel):
     pipeline: str
     status: str
     error: str | None
+    #: seconds from a scheduled run's slot to its start (None for other runs)
+    slot_delay_s: float | None = None
     tasks: dict[str, TaskDetail]
 
 
