@@ -123,6 +123,7 @@ def test_a_runs_rows_go_in_one_transaction_and_ledgers_stay(store: RunStore):
         "callbacks": 1,
         "server_sessions": 0,
         "idempotency_keys": 0,
+        "monitored_runs": 0,
     }
     deleted = store.delete_run_rows("sched")
     assert deleted is not None and deleted.to_dict() == {
@@ -132,6 +133,7 @@ def test_a_runs_rows_go_in_one_transaction_and_ledgers_stay(store: RunStore):
         "callbacks": 1,
         "server_sessions": 0,
         "idempotency_keys": 0,
+        "monitored_runs": 0,
     }
     with pytest.raises(RunNotFound):
         store.get_run("sched")
