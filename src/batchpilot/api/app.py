@@ -19,13 +19,11 @@ from collections.abc import Callable, Sequence
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from batchpilot.api import (
-    routes_events,
-    routes_executions,
-    routes_logs,
-    routes_monitor,
-    routes_pipelines,
-)
+import batchpilot.api.routes_events as routes_events
+import batchpilot.api.routes_executions as routes_executions
+import batchpilot.api.routes_logs as routes_logs
+import batchpilot.api.routes_monitor as routes_monitor
+import batchpilot.api.routes_pipelines as routes_pipelines
 from batchpilot.api.events import EventSourceFactory, RunChanges
 from batchpilot.api.problems import install_problem_handlers
 from batchpilot.api.routes_events import package_version

@@ -24,7 +24,7 @@ from batchpilot.engine import RunResult, run_summary
 from batchpilot.errors import RunStateError, SpecError
 from batchpilot.states import RunStatus
 from batchpilot.store import RunRecord
-from batchpilot.store.run_pages import RunFilter
+from batchpilot.store.run_queries import RunFilter
 from batchpilot.store.tokens import TokenScope
 
 router = APIRouter(prefix="/executions", tags=["executions"])
@@ -92,13 +92,16 @@ def list_executions(
     """A page of runs; ``next_cursor`` (``null`` on the last page) fetches the next one.
     Runs created while paging never shift a page."""
     where = RunFilter(
-        pipeline=pipeline, statuses=_statuses(status_), since=_aware(since), until=_aware(until)
+        pipeline=pipeline,
+        statuses=_statuses(status_),
+        created_from=_aware(since),
+        created_until=_aware(until),
     )
     after = decode_cursor(cursor) if cursor else None
-    rows, next_key = state.store.page_runs(where, limit=limit, after=after)
+    page = state.store.queries.page(where, after=after, limit=limit)
     return RunPage(
-        items=[_summary(r) for r in rows],
-        next_cursor=encode_cursor(next_key) if next_key else None,
+        items=[_summary(r) for r in page.runs],
+        next_cursor=encode_cursor(page.next_cursor) if page.next_cursor else None,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -74,7 +74,7 @@ class RunFilter:
     ``created_from`` included, ``created_until`` excluded)."""
 
     pipeline: str | None = None
-    status: RunStatus | None = None
+    statuses: Sequence[RunStatus] = ()
     created_from: datetime | None = None
     created_until: datetime | None = None
 
@@ -194,8 +194,8 @@ def _conditions(where: RunFilter) -> list:  # type: ignore[type-arg]
     conditions = []
     if where.pipeline:
         conditions.append(runs.c.pipeline == where.pipeline)
-    if where.status is not None:
-        conditions.append(runs.c.status == where.status.value)
+    if where.statuses:
+        conditions.append(runs.c.status.in_([status.value for status in where.statuses]))
     if where.created_from is not None:
         conditions.append(runs.c.created_at >= as_utc(where.created_from))
     if where.created_until is not None:

@@ -37,9 +37,9 @@ from batchpilot.store.records import (
     task_record,
     utcnow,
 )
+from batchpilot.store.requeue import RunRequeue
 from batchpilot.store.retention import RetentionStore
 from batchpilot.store.run_history import RunHistory
-from batchpilot.store.run_pages import RunPages
 from batchpilot.store.run_queries import RunQueries
 from batchpilot.store.run_rows import NewRun, insert_run
 from batchpilot.store.run_timings import RunHistoryStore
@@ -74,7 +74,7 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-class RunStore(ServerSessionLedger, OutboxStore, RunHistoryStore, RetentionStore, RunPages):
+class RunStore(ServerSessionLedger, OutboxStore, RunHistoryStore, RetentionStore, RunRequeue):
     """Runs, task instances and attempts in a SQL database (SQLAlchemy Core)."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:

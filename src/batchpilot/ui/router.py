@@ -234,7 +234,7 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
         else:
             where = RunFilter(
                 pipeline=pipeline or None,
-                status=wanted,
+                statuses=(wanted,) if wanted else (),
                 created_from=window.start if window else None,
                 created_until=window.end if window else None,
             )
