@@ -97,7 +97,7 @@ def main() -> None:
                 RunFilter(), after=cursor, limit=50
             ),
             "runs of a pipeline, failed": lambda: store.queries.page(
-                RunFilter(pipeline="pipeline_35", status=RunStatus.FAILED), limit=50
+                RunFilter(pipeline="pipeline_35", statuses=(RunStatus.FAILED,)), limit=50
             ),
             "overview of a day": lambda: load_overview(store, window),
         }
