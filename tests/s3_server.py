@@ -8,6 +8,7 @@ python-dateutil below 3, and the project's venv holds python-dateutil 4.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -33,9 +34,24 @@ REGION = "us-east-1"
 
 
 def moto_python() -> Path:
-    """The Python of the moto venv, created or repaired when its probe fails."""
+    """The Python of the moto venv, created or repaired when its probe fails.
+
+    pytest-xdist workers may all get here at once on a fresh clone: one creates the venv
+    while the others wait on a lock file, then find it healthy.
+    """
     python = MOTO_VENV / "bin" / "python"
     if _healthy(python):
+        return python
+    with open(REPO_ROOT / ".venv-moto.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _create(python)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create(python: Path) -> Path:
+    if _healthy(python):  # another worker made it while this one waited
         return python
     if not python.exists():
         base = getattr(sys, "_base_executable", None) or sys.executable
