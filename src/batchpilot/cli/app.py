@@ -26,6 +26,7 @@ from batchpilot.cli import (
     alerts_cli,
     backfill_cli,
     clean_cli,
+    connections_cli,
     notify_cli,
     serve_cli,
     stats_cli,
@@ -47,19 +48,17 @@ from batchpilot.cli.output import (
 )
 from batchpilot.cli.progress import LineProgress, LiveProgress
 from batchpilot.cli.render import render_runs
-from batchpilot.connections import Connection
 from batchpilot.discovery import discover_pipeline_files
 from batchpilot.engine import (
     ListenerChain,
     RunListener,
     RunResult,
     RunService,
-    check_connection,
     check_pipeline_file,
     run_summary,
     with_trigger_graph,
 )
-from batchpilot.errors import BatchpilotError, ConnectionError, RunInterrupted
+from batchpilot.errors import BatchpilotError, RunInterrupted
 from batchpilot.executors import default_executors
 from batchpilot.monitor.run_end import RunEndMonitor
 from batchpilot.notify import ChannelRegistry
@@ -80,9 +79,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
-connections_app = typer.Typer(help="Named database connections.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
-app.add_typer(connections_app, name="connections")
+app.add_typer(connections_cli.connections_app, name="connections")
 app.add_typer(airflow_cli.export_app, name="export")
 app.add_typer(serve_cli.pipelines_app, name="pipelines")
 app.add_typer(notify_cli.notify_app, name="notify")
@@ -432,42 +430,6 @@ def _follow_logs(
                 out.rule(f"{item.task_id} · attempt {item.attempt}")
             out.print(item.text, end="", markup=False)
             out.file.flush()
-
-
-@connections_app.command("list")
-def connections_list(output: OutputOption = OutputFormat.text) -> None:
-    """List named connections, passwords masked."""
-    registry = _settings().connections
-    items = [{"name": c.name, "url": c.masked_url, "source": c.origin} for c in registry]
-    if output is OutputFormat.json:
-        print_json(items)
-    else:
-        table = Table("name", "url", "defined in")
-        for item in items:
-            table.add_row(item["name"], item["url"], item["source"])
-        out.print(table)
-    invalid = [str(exc) for c in registry if (exc := _connection_problem(c))]
-    if invalid:
-        fail("\n".join(invalid))
-
-
-def _connection_problem(connection: Connection) -> ConnectionError | None:
-    try:
-        connection.check()
-    except ConnectionError as exc:
-        return exc
-    return None
-
-
-@connections_app.command("test")
-def connections_test(name: Annotated[str, typer.Argument(help="connection name")]) -> None:
-    """Connect and run ``SELECT 1``; exit 1 when the database cannot be reached."""
-    settings = _settings()
-    with exit_codes(EXIT_INVALID):
-        check = check_connection(name, settings=settings)
-    if not check.ok:
-        fail(f"connection '{name}' ({check.masked_url}) failed: {check.reason}", EXIT_RUN_FAILED)
-    out.print(f"ok: connection '{name}' ({check.masked_url}) answered", markup=False)
 
 
 @app.command()
