@@ -6,6 +6,7 @@ import dataclasses
 import socket
 import sqlite3
 import threading
+import time
 
 import pyarrow as pa
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from batchpilot import Pipeline, RunStatus, Task, TaskState
 from batchpilot.connections import Connection, ConnectionRegistry
 from batchpilot.engine.control import cancel_run, compensate_run, reap_runs
+from batchpilot.engine.runner import CANCEL_POLL_S
 from batchpilot.engine.runs import retry_run
 from batchpilot.errors import RunStateError
 from batchpilot.settings import Settings
@@ -229,6 +231,34 @@ def test_cancel_stops_running_tasks_and_cancels_pending_ones(settings: Settings)
     assert cancelled.tasks["later"].state is TaskState.CANCELLED
     with pytest.raises(RunStateError, match="only a queued or running run can be cancelled"):
         cancel_run(run_id, settings=settings, store=store)
+
+
+def test_a_retried_cancelled_run_is_not_cancelled_again_by_the_old_request(settings: Settings):
+    started = threading.Event()
+    attempts = []
+
+    def busy_then_slow() -> None:
+        attempts.append(1)
+        started.set()
+        if len(attempts) == 1:
+            while True:  # stopped only by the cancel
+                sum(range(1000))
+        time.sleep(3 * CANCEL_POLL_S)  # outlives several cancel polls of the retried run
+
+    pipeline = Pipeline("p")
+    pipeline.add_task(Task("work", run=busy_then_slow))
+    runner = threading.Thread(target=lambda: pipeline.run(settings=settings))
+    runner.start()
+    assert started.wait(10)
+    store = RunStore.for_home(settings.home, settings.database_url)
+    run_id = store.list_runs()[0].run_id
+    assert cancel_run(run_id, settings=settings, store=store).status is RunStatus.CANCELLED
+    runner.join(120)
+
+    again = retry_run(run_id, settings=settings, store=store, spec=pipeline.to_spec())
+
+    assert again.status is RunStatus.SUCCESS, again.tasks["work"].error
+    assert again.tasks["work"].attempts == 2
 
 
 def test_a_timeout_stops_a_python_loop_and_follows_the_retry_policy(settings: Settings):

@@ -52,6 +52,8 @@ def continue_run(
     check_workers(workers)
     registry = registry or default_registry()
     owner = claim_or_refuse(store, run, settings)
+    if run.status.is_terminal():
+        store.drop_cancel_request(run.run_id)  # the request that ended it is spent
     try:
         spec = spec or spec_for_resume(run.source_path, run.spec, load_file)
         tasks = {t.task_id: t for t in store.get_tasks(run.run_id)}

@@ -1,5 +1,6 @@
-"""A finished run queued again for ``serve``'s workers (a retry or resume asked over the
-API or the dashboard). Runs a page at a time are :mod:`batchpilot.store.run_queries`."""
+"""A finished run taken up again: queued for ``serve``'s workers (a retry or resume asked
+over the API or the dashboard), or retried in this process. Runs a page at a time are
+:mod:`batchpilot.store.run_queries`."""
 
 from __future__ import annotations
 
@@ -43,6 +44,12 @@ class RunRequeue:
                     .values(state=TaskState.PENDING.value, error=None)
                 )
             return True
+
+    def drop_cancel_request(self, run_id: str) -> None:
+        """Forget the cancel request a finished run ended with, so taking it up again (a
+        retry in this process) does not stop it at the first heartbeat."""
+        with self._begin() as conn:  # type: ignore[attr-defined]
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(cancel_requested=False))
 
 
 __all__ = ["RunRequeue"]
