@@ -16,9 +16,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from batchpilot.errors import AddressInUse
+from batchpilot.settings import DEFAULT_SERVE_HOST as DEFAULT_HOST
+from batchpilot.settings import DEFAULT_SERVE_PORT as DEFAULT_PORT
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 #: seconds uvicorn waits for open requests (event streams) when stopping
 SHUTDOWN_GRACE_S = 5
 

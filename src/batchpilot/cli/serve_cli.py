@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from batchpilot.api import DEFAULT_HOST, DEFAULT_PORT, ApiServer
 from batchpilot.cli.errors import exit_codes
 from batchpilot.cli.output import (
     EXIT_INVALID,
@@ -36,11 +35,12 @@ from batchpilot.scheduler.commands import CommandSupervisor
 from batchpilot.scheduler.describe import pipeline_rows
 from batchpilot.scheduler.serve import DeadRunPolicy, ServeContext, ServeOptions, ServeProcess
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS
+from batchpilot.settings import DEFAULT_SERVE_HOST as DEFAULT_HOST
+from batchpilot.settings import DEFAULT_SERVE_PORT as DEFAULT_PORT
 from batchpilot.settings import Settings
 from batchpilot.spec.dates import parse_logical_date
 from batchpilot.spec.monitoring import check_routes
 from batchpilot.store import RunStore
-from batchpilot.web import serve_web_app
 
 pipelines_app = typer.Typer(help="The pipelines serve schedules.", no_args_is_help=True)
 
@@ -156,6 +156,10 @@ def serve(
         pipelines=lambda: process.scheduler.pipelines,
     )
     commands = CommandSupervisor(settings)
+    # FastAPI and uvicorn load here, not at import: every other command starts without them
+    from batchpilot.api import ApiServer
+    from batchpilot.web import serve_web_app
+
     with exit_codes(EXIT_INVALID):
         app = serve_web_app(
             context,
