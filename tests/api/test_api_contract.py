@@ -114,6 +114,10 @@ def test_execute_checks_params_and_date_and_names_the_field(api: InProcessApi):
     assert problem["instance"] == "/api/v1/pipelines/hello/execute"
     bad_date = post("/api/v1/pipelines/hello/execute", json={"date": "31/12"}, headers=run)
     assert bad_date.status_code == 422 and bad_date.json()["errors"][0]["field"] == "date"
+    spoofed = {"params": {"__trigger__": {"path": "/etc/passwd"}}}
+    reserved = post("/api/v1/pipelines/hello/execute", json=spoofed, headers=run)
+    assert reserved.status_code == 422
+    assert reserved.json()["errors"][0]["field"] == "params.__trigger__"
     unknown_field = post("/api/v1/pipelines/hello/execute", json={"parms": {}}, headers=run)
     assert unknown_field.status_code == 422
     assert unknown_field.json()["errors"][0]["field"] == "parms"

@@ -82,6 +82,10 @@ def test_defaults_fill_what_the_command_line_leaves_out(cli_in_process: Cli, pip
             ("-p", "region=north", "-p", "nosuch=1"),
             "unknown parameter 'nosuch' (known: min_amount, count, region, code)",
         ),
+        (
+            ("-p", "region=north", "-p", "__trigger__=/etc/passwd"),
+            "field 'params.__trigger__': parameter '__trigger__' is reserved for the trigger",
+        ),
     ],
 )
 def test_a_command_line_value_that_does_not_fit_exits_2_before_any_run(

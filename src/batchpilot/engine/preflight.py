@@ -48,13 +48,29 @@ def with_pipeline_connections(settings: Settings, spec: PipelineSpec) -> Setting
 
 
 def merged_params(spec: PipelineSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The pipeline's default params updated with the run's own, checked against their
-    declarations (see :func:`resolve_params`); raises :class:`SpecErrors`. A triggered
-    run's trigger payload (``TRIGGER_PARAM``) is kept as recorded, unchecked."""
-    declared = {k: v for k, v in overrides.items() if k != TRIGGER_PARAM}
-    resolved = resolve_params(spec, declared)
+    """The pipeline's default params updated with a new run's own, checked against their
+    declarations (see :func:`resolve_params`); raises :class:`SpecErrors`. The trigger
+    payload's name (``TRIGGER_PARAM``) is refused: only the scheduler records it."""
     if TRIGGER_PARAM in overrides:
-        resolved[TRIGGER_PARAM] = overrides[TRIGGER_PARAM]
+        raise SpecErrors(
+            [
+                SpecError(
+                    f"parameter {TRIGGER_PARAM!r} is reserved for the trigger that starts a "
+                    "run; pick another name",
+                    path=spec.source_path,
+                    field=f"params.{TRIGGER_PARAM}",
+                )
+            ]
+        )
+    return resolve_params(spec, overrides)
+
+
+def recorded_params(spec: PipelineSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded run's params checked again against the pipeline (which may have changed
+    since); the trigger payload the scheduler recorded (``TRIGGER_PARAM``) is kept as is."""
+    resolved = resolve_params(spec, {k: v for k, v in params.items() if k != TRIGGER_PARAM})
+    if TRIGGER_PARAM in params:
+        resolved[TRIGGER_PARAM] = params[TRIGGER_PARAM]
     return resolved
 
 
@@ -74,7 +90,7 @@ def check_pipeline(
     connection check; ``output_roots=None`` skips the check of output paths.
     """
     errors: list[SpecError] = []
-    run_params = preview_params(spec) if params is None else merged_params(spec, params)
+    run_params = preview_params(spec) if params is None else recorded_params(spec, params)
     path = spec.source_path
     member_connections: dict[str, str | None] = {}
     for node in spec.nodes:
