@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from batchpilot.monitor.episodes import EpisodeContext, plan_episodes
@@ -21,6 +22,7 @@ from batchpilot.monitor.rules import (
     decide_rejects,
     decide_slow,
 )
+from batchpilot.monitor.task_deadlines import decide_task_deadlines
 from batchpilot.notify.clock import Clock
 from batchpilot.spec.monitoring import HISTORY_RUNS, MonitoringSpec, parse_monitoring, parse_notify
 from batchpilot.states import RunStatus, TaskState
@@ -63,9 +65,14 @@ def rules_of(document: Mapping[str, Any]) -> RunRules:
 
 
 def decide_run(
-    run: RunRecord, tasks: Sequence[TaskRecord], history: Sequence[PastRun], rules: RunRules
+    run: RunRecord,
+    tasks: Sequence[TaskRecord],
+    history: Sequence[PastRun],
+    rules: RunRules,
+    now: datetime | None = None,
 ) -> list[Verdict]:
-    """Every rule's verdict on an ended run (pure: records in, verdicts out)."""
+    """Every rule's verdict on an ended run (pure: records in, verdicts out; ``now`` only
+    matters for a run without an end time)."""
     spec = rules.monitoring
     error = run.error or ""
     verdicts = [
@@ -118,6 +125,8 @@ def decide_run(
                 if all(t in p.tasks for t in rules.loads)
             ]
             verdicts.append(decide_low_volume(written, past_written, spec.low_volume))
+        ended = run.ended_at or now or datetime.now(UTC)
+        verdicts += decide_task_deadlines(run, tasks, spec.task_deadlines(), ended)
     return [v for v in verdicts if v is not None]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from batchpilot.errors import first_line
-from batchpilot.monitor.deadlines import DeadlineWatch
+from batchpilot.monitor.deadlines import DeadlineWatch, TaskDeadlineWatch
 from batchpilot.monitor.evaluate import evaluate_run
 from batchpilot.notify import ChannelRegistry, Clock, deliver_due
 from batchpilot.spec.model import PipelineSpec
@@ -58,6 +58,7 @@ class MonitorLoop:
         self.deadlines = (
             DeadlineWatch(store, clock, pipelines, channels) if pipelines is not None else None
         )
+        self.task_deadlines = TaskDeadlineWatch(store, clock, channels)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -72,12 +73,14 @@ class MonitorLoop:
 
     def step(self) -> None:
         """Evaluate every run ended since the lookback and not yet evaluated, check the
-        deadlines, then deliver."""
+        deadlines (the pipelines' and the running runs' tasks'), then deliver."""
         self.evaluate_ended_runs()
         if self.deadlines is not None:
             for verdict in self.deadlines.check():
                 if verdict.fired:
                     self.say(f"alert: deadline missed: {verdict.summary}")
+        for verdict in self.task_deadlines.check():
+            self.say(f"alert: task deadline missed: {verdict.summary}")
         self.deliver()
 
     def evaluate_ended_runs(self) -> int:

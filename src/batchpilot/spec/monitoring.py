@@ -13,11 +13,12 @@
     notify: {failure: [oncall], slow: data-team, recovery: [oncall], default: [data-team]}
     nodes:
       - id: load_users
-        monitoring: {rejects: {max_ratio: 0.05}, slow: false}
+        monitoring: {rejects: {max_ratio: 0.05}, slow: false, deadline: 20m}
 
 Every rule is on by default. A node's ``monitoring`` may set ``slow``, ``rejects``
 and ``low_volume`` for that task (``low_volume: false`` leaves a load out of the
-pipeline's row count). :func:`parse_monitoring` and :func:`parse_notify` raise
+pipeline's row count), and a ``deadline``: a duration counted from the run's start
+by which the task must have succeeded. :func:`parse_monitoring` and :func:`parse_notify` raise
 :class:`SpecErrors` naming the file, the field and the value; channel names are
 checked against the defined channels later, at the edge (they are not in the file).
 """
@@ -50,7 +51,7 @@ RULES = ("slow", "low_volume", "rejects", "failure", "deadline")
 #: Route names beside the rules: the recovery notice, and where unrouted rules go.
 ROUTE_KEYS = (*RULES, "recovery", "default")
 _PIPELINE_KEYS = (*RULES, "remind_every")
-_NODE_KEYS = ("slow", "low_volume", "rejects")
+_NODE_KEYS = ("slow", "low_volume", "rejects", "deadline")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -86,6 +87,8 @@ class NodeMonitoring:
     slow: SlowRule | None = None
     low_volume: bool = True
     rejects: RejectsRule | None = None
+    #: seconds from the run's start by which the task must have succeeded (None: no deadline)
+    deadline_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,17 @@ class MonitoringSpec:
             )
         if not own.low_volume:
             document["low_volume"] = False
+        if own.deadline_s is not None:
+            document["deadline"] = own.deadline_s
         return document
+
+    def task_deadlines(self) -> dict[str, float]:
+        """Task id → seconds from the run's start, for the tasks with a ``deadline``."""
+        return {
+            node_id: own.deadline_s
+            for node_id, own in self.nodes.items()
+            if own.deadline_s is not None
+        }
 
 
 def _volume_document(rule: LowVolumeRule) -> dict[str, Any] | bool:
@@ -352,11 +365,30 @@ def _node(value: Any, errors: _Errors) -> tuple[NodeMonitoring, list[SpecError]]
             node = replace(node, slow=_slow(setting, "monitoring.", errors))
         elif key == "rejects":
             node = replace(node, rejects=_rejects(setting, "monitoring.", errors))
+        elif key == "deadline":
+            node = replace(node, deadline_s=_task_deadline(setting, errors))
         elif not isinstance(setting, bool):
             errors.add("monitoring.low_volume", f"expected true or false, got {setting!r}")
         else:
             node = replace(node, low_volume=setting)
     return node, errors.errors
+
+
+def _task_deadline(value: Any, errors: _Errors) -> float | None:
+    if value is False or value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        errors.add(
+            "monitoring.deadline",
+            "a task's deadline is a duration counted from the run's start, above 0 and at "
+            f"most 7 days (e.g. 20m, 1h30m), got {value!r}",
+        )
+        return None
+    return seconds
 
 
 def parse_notify(value: Any, *, path: str | None) -> dict[str, tuple[str, ...]] | None:
