@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from batchpilot.monitor.episodes import EpisodeContext, plan_episodes
+from batchpilot.monitor.missed_schedule import schedule_runs_again
 from batchpilot.monitor.rules import (
     FailureFacts,
     Verdict,
@@ -43,6 +44,8 @@ class RunRules:
     monitoring: MonitoringSpec
     routes: Mapping[str, Sequence[str]] | None
     loads: tuple[str, ...]
+    #: the pipeline has a schedule (``missed_schedule`` applies)
+    scheduled: bool = False
 
 
 def rules_of(document: Mapping[str, Any]) -> RunRules:
@@ -61,7 +64,7 @@ def rules_of(document: Mapping[str, Any]) -> RunRules:
         for n in nodes
         if str(n.get("type", "")).startswith(LOAD_PREFIX) and monitoring.node(n["id"]).low_volume
     )
-    return RunRules(monitoring, routes, loads)
+    return RunRules(monitoring, routes, loads, scheduled=bool(document.get("schedule")))
 
 
 def decide_run(
@@ -125,6 +128,8 @@ def decide_run(
                 if all(t in p.tasks for t in rules.loads)
             ]
             verdicts.append(decide_low_volume(written, past_written, spec.low_volume))
+        if rules.scheduled and spec.missed_schedule:
+            verdicts.append(schedule_runs_again())
         ended = run.ended_at or now or datetime.now(UTC)
         verdicts += decide_task_deadlines(run, tasks, spec.task_deadlines(), ended)
     return [v for v in verdicts if v is not None]

@@ -8,6 +8,7 @@
       low_volume: {expected_rows: 5000, min_ratio: 0.8}   # or true | false
       rejects: false               # true | false | {max_ratio: 0 .. 1}
       failure: true
+      missed_schedule: true        # slots the scheduler missed while serve was down
       deadline: "06:00"            # in the schedule's time zone; needs a schedule
       remind_every: 1h             # reminders while an alert is open (off by default)
     notify: {failure: [oncall], slow: data-team, recovery: [oncall], default: [data-team]}
@@ -47,7 +48,7 @@ MIN_HISTORY_RUNS = 3
 #: The shortest ``remind_every`` accepted (a reminder storm is what episodes prevent).
 MIN_REMIND_EVERY_S = 60.0
 #: The rules, as written under ``monitoring:`` and in ``notify:`` routes.
-RULES = ("slow", "low_volume", "rejects", "failure", "deadline")
+RULES = ("slow", "low_volume", "rejects", "failure", "deadline", "missed_schedule")
 #: Route names beside the rules: the recovery notice, and where unrouted rules go.
 ROUTE_KEYS = (*RULES, "recovery", "default")
 _PIPELINE_KEYS = (*RULES, "remind_every")
@@ -99,6 +100,7 @@ class MonitoringSpec:
     low_volume: LowVolumeRule = field(default_factory=LowVolumeRule)
     rejects: RejectsRule = field(default_factory=RejectsRule)
     failure: bool = True
+    missed_schedule: bool = True
     deadline: time | None = None
     remind_every_s: float | None = None
     nodes: Mapping[str, NodeMonitoring] = field(default_factory=dict)
@@ -123,6 +125,8 @@ class MonitoringSpec:
             "rejects": {"max_ratio": self.rejects.max_ratio} if self.rejects.enabled else False,
             "failure": self.failure,
         }
+        if not self.missed_schedule:
+            document["missed_schedule"] = False
         if self.deadline is not None:
             document["deadline"] = self.deadline.strftime("%H:%M")
         if self.remind_every_s is not None:
@@ -300,11 +304,11 @@ def parse_monitoring(
             spec = replace(spec, low_volume=_low_volume(setting, scoped))
             for error in scoped.errors:
                 errors.add(f"monitoring.{error.field}", error.reason)
-        elif key == "failure":
+        elif key in ("failure", "missed_schedule"):
             if not isinstance(setting, bool):
                 errors.add(name, f"expected true or false, got {setting!r}")
             else:
-                spec = replace(spec, failure=setting)
+                spec = replace(spec, **{key: setting})
         elif key == "deadline":
             if setting is False or setting is None:
                 continue

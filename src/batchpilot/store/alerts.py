@@ -42,7 +42,7 @@ from batchpilot.errors import AlertNotFound
 from batchpilot.states import RunStatus
 from batchpilot.store.outbox import insert_notification
 from batchpilot.store.records import aware
-from batchpilot.store.tables import metadata, runs
+from batchpilot.store.tables import metadata, missed_slots, runs
 from batchpilot.store.transaction import Wrapped
 
 alerts = Table(
@@ -248,18 +248,24 @@ class AlertStore:
         with Wrapped(self.engine, begin=True) as conn:
             if run_id is not None and not _mark_evaluated(conn, run_id, ended_at, now):
                 return None
-            open_rows = conn.execute(_OPEN_OF_PIPELINE, {"pipeline": pipeline}).mappings()
-            plan = planner([_record(row) for row in open_rows])
-            _apply(conn, plan, run_id, now)
-            for note in plan.notifications:
-                insert_notification(
-                    conn,
-                    channel=note.channel,
-                    idempotency_key=note.idempotency_key,
-                    message=note.message,
-                    now=now,
-                )
-        return plan
+            return _plan_and_apply(conn, pipeline, planner, run_id, now)
+
+    def record_missed_slots_alert(
+        self, record_id: int, *, pipeline: str, planner: Planner, now: datetime
+    ) -> EpisodePlan | None:
+        """Mark the "missed while down" record alerted, let ``planner`` decide from the
+        pipeline's open episodes, and apply its plan, in one transaction. Returns None,
+        changing nothing, when the record was alerted on already (once per record)."""
+        now = _utc(now)
+        mark = (
+            update(missed_slots)
+            .where(missed_slots.c.id == record_id, missed_slots.c.alerted_at.is_(None))
+            .values(alerted_at=now)
+        )
+        with Wrapped(self.engine, begin=True) as conn:
+            if conn.execute(mark).rowcount != 1:
+                return None
+            return _plan_and_apply(conn, pipeline, planner, None, now)
 
     def list(
         self, *, open_only: bool = False, pipeline: str | None = None, limit: int = 100
@@ -368,6 +374,24 @@ def _mark_evaluated(conn: Any, run_id: str, ended_at: datetime | None, now: date
     ended = _utc(ended_at) if ended_at is not None else None
     params = {"run_id": run_id, "ended_at": ended, "now": now}
     return conn.execute(_MARK[conn.dialect.name], params).first() is not None
+
+
+def _plan_and_apply(
+    conn: Any, pipeline: str, planner: Planner, run_id: str | None, now: datetime
+) -> EpisodePlan:
+    """Read the pipeline's open episodes, plan, apply the plan and queue its messages."""
+    open_rows = conn.execute(_OPEN_OF_PIPELINE, {"pipeline": pipeline}).mappings()
+    plan = planner([_record(row) for row in open_rows])
+    _apply(conn, plan, run_id, now)
+    for note in plan.notifications:
+        insert_notification(
+            conn,
+            channel=note.channel,
+            idempotency_key=note.idempotency_key,
+            message=note.message,
+            now=now,
+        )
+    return plan
 
 
 def _apply(conn: Any, plan: EpisodePlan, run_id: str | None, now: datetime) -> None:
