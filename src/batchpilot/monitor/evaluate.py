@@ -144,15 +144,12 @@ def evaluate_run(
     Returns the plan applied; None when the run has not ended, was cancelled, or this
     ending of it was evaluated already. Raises :class:`StoreError` when the store fails.
     """
-    run = store.get_run(run_id)
+    view = store.history.ended_run_view(run_id, limit=HISTORY_RUNS)
+    run = view.run
     if run.status not in (RunStatus.SUCCESS, RunStatus.FAILED):
         return None
     rules = rules_of(run.spec)
-    tasks = store.get_tasks(run_id)
-    history = store.history.last_successful_runs(
-        run.pipeline, before=run.ended_at, limit=HISTORY_RUNS
-    )
-    verdicts = decide_run(run, tasks, history, rules)
+    verdicts = decide_run(run, view.tasks, view.history, rules)
     ctx = EpisodeContext(
         pipeline=run.pipeline,
         run_id=run.run_id,

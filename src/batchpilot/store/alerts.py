@@ -27,7 +27,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     bindparam,
     func,
     insert,
@@ -394,47 +393,63 @@ def _plan_and_apply(
     return plan
 
 
+def _alert_update(**values: Any) -> Any:
+    """An update of the open episodes among ``ids`` (an expanding bind), built once."""
+    return (
+        update(alerts)
+        .where(
+            alerts.c.alert_id.in_(bindparam("ids", expanding=True)),
+            alerts.c.state == AlertState.OPEN.value,
+        )
+        .values(**values)
+    )
+
+
+_INSERT_ALERT = insert(alerts)
+_RUN_ID = bindparam("by_run_id", type_=alerts.c.last_run_id.type)
+_NOW = bindparam("at", type_=alerts.c.resolved_at.type)
+_SEEN_AGAIN = _alert_update(occurrences=alerts.c.occurrences + 1, last_run_id=_RUN_ID)
+_REMINDED = _alert_update(reminders_sent=alerts.c.reminders_sent + 1, last_notified_at=_NOW)
+_RESOLVED = _alert_update(
+    state=AlertState.RESOLVED.value, resolved_at=_NOW, resolved_by_run_id=_RUN_ID
+)
+
+
 def _apply(conn: Any, plan: EpisodePlan, run_id: str | None, now: datetime) -> None:
-    for new in plan.opened:
+    if plan.opened:
         conn.execute(
-            insert(alerts).values(
-                episode_key=new.episode_key,
-                pipeline=new.pipeline,
-                rule=new.rule,
-                task=new.task,
-                state=AlertState.OPEN.value,
-                severity=new.severity,
-                opened_at=now,
-                run_id=new.run_id,
-                last_run_id=new.run_id,
-                observed=new.observed,
-                baseline=new.baseline,
-                threshold=new.threshold,
-                message=new.message,
-                occurrences=1,
-                reminders_sent=0,
-                last_notified_at=now,
-            )
+            _INSERT_ALERT,
+            [
+                {
+                    "episode_key": new.episode_key,
+                    "pipeline": new.pipeline,
+                    "rule": new.rule,
+                    "task": new.task,
+                    "state": AlertState.OPEN.value,
+                    "severity": new.severity,
+                    "opened_at": now,
+                    "run_id": new.run_id,
+                    "last_run_id": new.run_id,
+                    "observed": new.observed,
+                    "baseline": new.baseline,
+                    "threshold": new.threshold,
+                    "message": new.message,
+                    "occurrences": 1,
+                    "reminders_sent": 0,
+                    "last_notified_at": now,
+                    "resolved_at": None,
+                    "acknowledged_at": None,
+                    "resolved_by_run_id": None,
+                }
+                for new in plan.opened
+            ],
         )
-    is_open = alerts.c.state == AlertState.OPEN.value
     if plan.seen_again:
-        conn.execute(
-            update(alerts)
-            .where(and_(alerts.c.alert_id.in_(list(plan.seen_again)), is_open))
-            .values(occurrences=alerts.c.occurrences + 1, last_run_id=run_id)
-        )
+        conn.execute(_SEEN_AGAIN, {"ids": list(plan.seen_again), "by_run_id": run_id})
     if plan.reminded:
-        conn.execute(
-            update(alerts)
-            .where(and_(alerts.c.alert_id.in_(list(plan.reminded)), is_open))
-            .values(reminders_sent=alerts.c.reminders_sent + 1, last_notified_at=now)
-        )
+        conn.execute(_REMINDED, {"ids": list(plan.reminded), "at": now})
     if plan.resolved:
-        conn.execute(
-            update(alerts)
-            .where(and_(alerts.c.alert_id.in_(list(plan.resolved)), is_open))
-            .values(state=AlertState.RESOLVED.value, resolved_at=now, resolved_by_run_id=run_id)
-        )
+        conn.execute(_RESOLVED, {"ids": list(plan.resolved), "at": now, "by_run_id": run_id})
 
 
 __all__ = [
