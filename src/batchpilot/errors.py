@@ -6,7 +6,8 @@
     ├── SpecError                 a pipeline file or object is invalid (CLI exit code 2)
     │   ├── SpecErrors            several SpecErrors found in one file
     │   ├── TemplateRenderError   a config template does not render (``field`` says where)
-    │   └── SlotRangeError        a backfill range that holds no slot, or too many
+    │   ├── SlotRangeError        a backfill range that holds no slot, or too many
+    │   └── SettingsFileError     the home's settings.yaml is invalid (file, field, value)
     ├── StepError                 a step failed while running
     │   └── PermanentStepError    bad data: retrying cannot help, so it is not retried
     ├── ConnectionError           an unknown or unreachable connection
@@ -114,6 +115,11 @@ class SpecErrors(SpecError):
 
     def _render(self) -> str:
         return self.reason
+
+
+class SettingsFileError(SpecError):
+    """``settings.yaml`` in the batchpilot home is invalid; names the file, the field and
+    the value (CLI exit code 2, like a pipeline file)."""
 
 
 class TemplateRenderError(SpecError):

@@ -1,4 +1,5 @@
-"""Settings read once at the edge (CLI, Python API) from ``BATCHPILOT_*`` variables."""
+"""Settings read once at the edge (CLI, Python API) from ``BATCHPILOT_*`` variables and the
+home's ``settings.yaml`` (:mod:`batchpilot.home_settings`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from batchpilot.connections import ConnectionRegistry
 from batchpilot.errors import BatchpilotError, SpecError
+from batchpilot.home_settings import read_home_settings
 from batchpilot.s3.location import S3Endpoint, S3Url, parse_s3_url
 from batchpilot.spec.durations import parse_age
 from batchpilot.spec.limits import MAX_WORKERS, check_workers
@@ -48,6 +50,8 @@ class Settings:
     logs_ship_interval_s: float = DEFAULT_LOGS_SHIP_INTERVAL_S
     #: ``serve`` deletes ended runs older than this many seconds, daily; None: keeps all
     retention_s: float | None = None
+    #: ... but keeps each pipeline's this many most recent ended runs
+    retention_keep_last: int = 0
 
     @property
     def runs_dir(self) -> Path:
@@ -65,11 +69,16 @@ class Settings:
         """Read ``BATCHPILOT_HOME``, ``BATCHPILOT_DATABASE_URL``, ``BATCHPILOT_WORKERS``,
         ``BATCHPILOT_OUTPUT_ROOTS``, ``BATCHPILOT_RETENTION``, ``BATCHPILOT_CONN_*`` (plus
         the home's connections file), ``BATCHPILOT_LOGS_URL`` and
-        ``BATCHPILOT_LOGS_SHIP_INTERVAL`` (with the AWS endpoint and region variables).
+        ``BATCHPILOT_LOGS_SHIP_INTERVAL`` (with the AWS endpoint and region variables), and
+        ``settings.yaml`` in the home (``retention:``; the variables win).
         Raises :class:`BatchpilotError` naming the variable for a value that cannot be
-        used."""
+        used, :class:`SettingsFileError` naming the file and field."""
         env = os.environ if environ is None else environ
         home = Path(env.get("BATCHPILOT_HOME") or Path.home() / ".batchpilot").expanduser()
+        written = read_home_settings(home)
+        retention_s = parse_retention(env.get(RETENTION_VARIABLE))
+        if retention_s is None and written.retention is not None:
+            retention_s = written.retention.older_than_s
         return cls(
             home=home,
             database_url=env.get("BATCHPILOT_DATABASE_URL") or None,
@@ -77,7 +86,8 @@ class Settings:
             connections=ConnectionRegistry.from_sources(env, home),
             extra_output_roots=parse_output_roots(env.get(OUTPUT_ROOTS_VARIABLE, "")),
             **_remote_logs(env),
-            retention_s=parse_retention(env.get(RETENTION_VARIABLE)),
+            retention_s=retention_s,
+            retention_keep_last=written.retention.keep_last if written.retention else 0,
         )
 
 

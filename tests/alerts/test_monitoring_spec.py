@@ -79,7 +79,17 @@ BAD = [
     (
         {"nodes": [{"id": "load", "type": "empty", "monitoring": {"deadline": "06:00"}}]},
         "monitoring.deadline",
-        "for a task",
+        "a task's deadline is a duration counted from the run's start",
+    ),
+    (
+        {"nodes": [{"id": "load", "type": "empty", "monitoring": {"deadline": "soon"}}]},
+        "monitoring.deadline",
+        "got 'soon'",
+    ),
+    (
+        {"nodes": [{"id": "load", "type": "empty", "monitoring": {"deadline": 0}}]},
+        "monitoring.deadline",
+        "got 0",
     ),
 ]
 

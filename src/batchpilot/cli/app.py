@@ -60,7 +60,7 @@ from batchpilot.engine import (
 )
 from batchpilot.errors import BatchpilotError, RunInterrupted
 from batchpilot.executors import default_executors
-from batchpilot.monitor.run_end import RunEndMonitor
+from batchpilot.monitor.run_end import RunEndMonitor, wait_for_deliveries
 from batchpilot.notify import ChannelRegistry
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
@@ -199,8 +199,10 @@ def _drive(work: Callable[[RunService], RunResult], output: OutputFormat) -> NoR
     except RunInterrupted as exc:
         _report_interrupted(service, exc, output)
     except BatchpilotError as exc:
+        wait_for_deliveries()
         exit_for(exc, EXIT_RUN_FAILED)
     print_result(result, output)
+    wait_for_deliveries()  # the run's notifications, sent off its path, before exiting
     raise typer.Exit(EXIT_OK if result.status is RunStatus.SUCCESS else EXIT_RUN_FAILED)
 
 

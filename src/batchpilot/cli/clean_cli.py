@@ -22,6 +22,7 @@ from batchpilot.cli.output import (
     out,
     print_json,
 )
+from batchpilot.home_settings import SETTINGS_FILE
 from batchpilot.monitor.retention import (
     CleanupReport,
     RetentionPolicy,
@@ -41,13 +42,21 @@ def clean(
         str | None,
         typer.Option(
             "--older-than",
-            help=f"age of the ended runs to delete, e.g. 30d, 12h (default: {RETENTION_VARIABLE})",
+            help=(
+                f"age of the ended runs to delete, e.g. 30d, 12h (default: {RETENTION_VARIABLE}"
+                f", else retention.older_than in the home's {SETTINGS_FILE})"
+            ),
         ),
     ] = None,
     keep_last: Annotated[
-        int,
-        typer.Option("--keep-last", min=0, help="keep each pipeline's N most recent ended runs"),
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--keep-last",
+            min=0,
+            help="keep each pipeline's N most recent ended runs (default: retention.keep_last "
+            "in the home's settings.yaml, else 0)",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="only count what would be deleted")
     ] = False,
@@ -69,7 +78,12 @@ def clean(
     elif settings.retention_s is not None:
         age_s = settings.retention_s
     else:
-        fail(f"give --older-than (e.g. 30d), or set {RETENTION_VARIABLE}")
+        fail(
+            f"give --older-than (e.g. 30d), or set {RETENTION_VARIABLE} or retention.older_than "
+            f"in {settings.home / SETTINGS_FILE}"
+        )
+    if keep_last is None:
+        keep_last = settings.retention_keep_last
     policy = RetentionPolicy(timedelta(seconds=age_s), keep_last=keep_last, force=force)
     with exit_codes(EXIT_INVALID):
         store = RunStore.for_home(settings.home, settings.database_url)

@@ -12,7 +12,9 @@ run that succeeds after the deadline resolves the episode with a recovery
 notice.
 
 :func:`decide_deadline` is the pure decision; :class:`DeadlineWatch` runs it on
-a clock inside ``serve`` for every pipeline with a deadline.
+a clock inside ``serve`` for every pipeline with a deadline. :class:`TaskDeadlineWatch`
+does the same for the task-level ``deadline: 20m`` of running runs
+(:mod:`batchpilot.monitor.task_deadlines`).
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 
 from batchpilot.errors import first_line
-from batchpilot.monitor.episodes import EpisodeContext, plan_episodes
+from batchpilot.monitor.episodes import EpisodeContext, episode_key, plan_episodes
+from batchpilot.monitor.evaluate import RunRules, rules_of
 from batchpilot.monitor.rules import Verdict
+from batchpilot.monitor.task_deadlines import decide_task_deadlines
 from batchpilot.notify.clock import Clock
 from batchpilot.notify.message import Severity
 from batchpilot.scheduler.slots import latest_slot
 from batchpilot.spec.local_time import resolve_wall_time
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import RunStatus
-from batchpilot.store import RunStore
+from batchpilot.store import RunRecord, RunStore
+from batchpilot.store.alerts import AlertRecord, EpisodePlan
 
 log = logging.getLogger("batchpilot.monitor")
 
@@ -192,4 +197,79 @@ class DeadlineWatch:
         return SlotOutcome(slot, run.run_id, run.status, run.started_at, run.ended_at)
 
 
-__all__ = ["DeadlineWatch", "SlotOutcome", "decide_deadline", "latest_deadline"]
+class TaskDeadlineWatch:
+    """Checks the task deadlines of running runs on each call of :meth:`check` (``serve``'s
+    monitor loop calls it every few seconds). A (run, task) is recorded once per process,
+    and a deadline whose episode is open already is left alone (no reminder counted)."""
+
+    def __init__(self, store: RunStore, clock: Clock, defined_channels: Container[str]) -> None:
+        self.store = store
+        self.clock = clock
+        self.defined_channels = defined_channels
+        self._rules: dict[str, RunRules] = {}
+        self._recorded: set[tuple[str, str]] = set()
+
+    def check(self) -> list[Verdict]:
+        """Check every running run's task deadlines; returns the verdicts that fired now."""
+        fired: list[Verdict] = []
+        running = self.store.runs_in_status([RunStatus.RUNNING])
+        for run in running:
+            try:
+                fired += self.check_run(run)
+            except Exception as exc:  # one run's check must not stop the others
+                log.warning("task deadlines of run %s not checked: %s", run.run_id, first_line(exc))
+        alive = {run.run_id for run in running}
+        self._rules = {k: v for k, v in self._rules.items() if k in alive}
+        self._recorded = {k for k in self._recorded if k[0] in alive}
+        return fired
+
+    def check_run(self, run: RunRecord) -> list[Verdict]:
+        """Fire the run's passed task deadlines not fired yet; returns them."""
+        rules = self._rules.get(run.run_id)
+        if rules is None:
+            rules = self._rules[run.run_id] = rules_of(run.spec)
+        deadlines = rules.monitoring.task_deadlines()
+        now = self.clock.now()
+        if not deadlines or run.started_at is None:
+            return []
+        first = min(deadlines.values())
+        if (now - run.started_at).total_seconds() <= first:
+            return []  # nothing can be late yet: no query
+        tasks = self.store.get_tasks(run.run_id)
+        verdicts = [
+            v
+            for v in decide_task_deadlines(run, tasks, deadlines, now)
+            if v.fired and (run.run_id, v.task or "") not in self._recorded
+        ]
+        if not verdicts:
+            return []
+        ctx = EpisodeContext(
+            pipeline=run.pipeline,
+            run_id=run.run_id,
+            now=now,
+            routes=rules.routes,
+            defined_channels=self.defined_channels,
+            remind_every_s=rules.monitoring.remind_every_s,
+        )
+
+        def planner(open_alerts: list[AlertRecord]) -> EpisodePlan:
+            open_keys = {alert.episode_key for alert in open_alerts}
+            new = [
+                v for v in verdicts if episode_key(run.pipeline, v.rule, v.task) not in open_keys
+            ]
+            return plan_episodes(open_alerts, new, ctx)
+
+        self.store.alerts.record_evaluation(
+            run_id=None, ended_at=None, pipeline=run.pipeline, planner=planner, now=now
+        )
+        self._recorded.update((run.run_id, v.task or "") for v in verdicts)
+        return verdicts
+
+
+__all__ = [
+    "DeadlineWatch",
+    "SlotOutcome",
+    "TaskDeadlineWatch",
+    "decide_deadline",
+    "latest_deadline",
+]

@@ -26,6 +26,7 @@ _HEADLINES = {
     "low_volume": "fewer rows than expected",
     "rejects": "too many rejected rows",
     "deadline": "not done by its deadline",
+    "missed_schedule": "scheduled runs missed",
 }
 
 

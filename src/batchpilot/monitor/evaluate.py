@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from batchpilot.monitor.episodes import EpisodeContext, plan_episodes
+from batchpilot.monitor.missed_schedule import schedule_runs_again
 from batchpilot.monitor.rules import (
     FailureFacts,
     Verdict,
@@ -21,6 +23,7 @@ from batchpilot.monitor.rules import (
     decide_rejects,
     decide_slow,
 )
+from batchpilot.monitor.task_deadlines import decide_task_deadlines
 from batchpilot.notify.clock import Clock
 from batchpilot.spec.monitoring import HISTORY_RUNS, MonitoringSpec, parse_monitoring, parse_notify
 from batchpilot.states import RunStatus, TaskState
@@ -41,6 +44,8 @@ class RunRules:
     monitoring: MonitoringSpec
     routes: Mapping[str, Sequence[str]] | None
     loads: tuple[str, ...]
+    #: the pipeline has a schedule (``missed_schedule`` applies)
+    scheduled: bool = False
 
 
 def rules_of(document: Mapping[str, Any]) -> RunRules:
@@ -59,13 +64,18 @@ def rules_of(document: Mapping[str, Any]) -> RunRules:
         for n in nodes
         if str(n.get("type", "")).startswith(LOAD_PREFIX) and monitoring.node(n["id"]).low_volume
     )
-    return RunRules(monitoring, routes, loads)
+    return RunRules(monitoring, routes, loads, scheduled=bool(document.get("schedule")))
 
 
 def decide_run(
-    run: RunRecord, tasks: Sequence[TaskRecord], history: Sequence[PastRun], rules: RunRules
+    run: RunRecord,
+    tasks: Sequence[TaskRecord],
+    history: Sequence[PastRun],
+    rules: RunRules,
+    now: datetime | None = None,
 ) -> list[Verdict]:
-    """Every rule's verdict on an ended run (pure: records in, verdicts out)."""
+    """Every rule's verdict on an ended run (pure: records in, verdicts out; ``now`` only
+    matters for a run without an end time)."""
     spec = rules.monitoring
     error = run.error or ""
     verdicts = [
@@ -118,6 +128,10 @@ def decide_run(
                 if all(t in p.tasks for t in rules.loads)
             ]
             verdicts.append(decide_low_volume(written, past_written, spec.low_volume))
+        if rules.scheduled and spec.missed_schedule:
+            verdicts.append(schedule_runs_again())
+        ended = run.ended_at or now or datetime.now(UTC)
+        verdicts += decide_task_deadlines(run, tasks, spec.task_deadlines(), ended)
     return [v for v in verdicts if v is not None]
 
 
@@ -130,15 +144,12 @@ def evaluate_run(
     Returns the plan applied; None when the run has not ended, was cancelled, or this
     ending of it was evaluated already. Raises :class:`StoreError` when the store fails.
     """
-    run = store.get_run(run_id)
+    view = store.history.ended_run_view(run_id, limit=HISTORY_RUNS)
+    run = view.run
     if run.status not in (RunStatus.SUCCESS, RunStatus.FAILED):
         return None
     rules = rules_of(run.spec)
-    tasks = store.get_tasks(run_id)
-    history = store.history.last_successful_runs(
-        run.pipeline, before=run.ended_at, limit=HISTORY_RUNS
-    )
-    verdicts = decide_run(run, tasks, history, rules)
+    verdicts = decide_run(run, view.tasks, view.history, rules)
     ctx = EpisodeContext(
         pipeline=run.pipeline,
         run_id=run.run_id,

@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from batchpilot.errors import first_line
-from batchpilot.monitor.deadlines import DeadlineWatch
+from batchpilot.monitor.deadlines import DeadlineWatch, TaskDeadlineWatch
 from batchpilot.monitor.evaluate import evaluate_run
+from batchpilot.monitor.missed_schedule import MissedScheduleWatch
 from batchpilot.notify import ChannelRegistry, Clock, deliver_due
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunStore
@@ -58,6 +59,10 @@ class MonitorLoop:
         self.deadlines = (
             DeadlineWatch(store, clock, pipelines, channels) if pipelines is not None else None
         )
+        self.task_deadlines = TaskDeadlineWatch(store, clock, channels)
+        self.missed_schedules = MissedScheduleWatch(
+            store, clock, pipelines or (lambda: {}), channels
+        )
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -71,13 +76,18 @@ class MonitorLoop:
             self._thread.join()
 
     def step(self) -> None:
-        """Evaluate every run ended since the lookback and not yet evaluated, check the
-        deadlines, then deliver."""
+        """Alert on slots the scheduler missed, evaluate every run ended since the lookback
+        and not yet evaluated, check the deadlines (the pipelines' and the running runs'
+        tasks'), then deliver."""
+        for verdict in self.missed_schedules.check():
+            self.say(f"alert: missed schedule: {verdict.summary}")
         self.evaluate_ended_runs()
         if self.deadlines is not None:
             for verdict in self.deadlines.check():
                 if verdict.fired:
                     self.say(f"alert: deadline missed: {verdict.summary}")
+        for verdict in self.task_deadlines.check():
+            self.say(f"alert: task deadline missed: {verdict.summary}")
         self.deliver()
 
     def evaluate_ended_runs(self) -> int:

@@ -13,7 +13,8 @@ A component has ``start()`` (spawn its thread) and ``stop()`` (end it and wait):
   processes, at most ``max_runs``), holding a schedule's runs back while
   ``max_active_runs`` of them run, and pauses a schedule after its failures.
   It looks every ``dispatch_s``, and at once when a pass queued runs;
-- :class:`RetentionLoop`, when ``BATCHPILOT_RETENTION`` is set, deletes ended runs
+- :class:`RetentionLoop`, when ``BATCHPILOT_RETENTION`` or ``retention:`` in the home's
+  ``settings.yaml`` is set, deletes ended runs
   older than it at start and then every :data:`RETENTION_EVERY`.
 
 The REST API (:mod:`batchpilot.api`) is one more component on the same context,
@@ -334,9 +335,9 @@ class RetentionLoop(_Looping):
     name = "retention"
     interval_s = 60.0
 
-    def __init__(self, context: ServeContext, retention_s: float) -> None:
+    def __init__(self, context: ServeContext, retention_s: float, keep_last: int = 0) -> None:
         super().__init__(context)
-        self.policy = RetentionPolicy(timedelta(seconds=retention_s))
+        self.policy = RetentionPolicy(timedelta(seconds=retention_s), keep_last=keep_last)
         #: when the next clean is due (None: at the first step)
         self.next_clean_at: datetime | None = None
 
@@ -393,7 +394,13 @@ class ServeProcess:
         )
         self.components: list[Component] = [self.scheduler, self.dispatcher, *extra_components]
         if context.settings.retention_s is not None:
-            self.components.append(RetentionLoop(context, context.settings.retention_s))
+            self.components.append(
+                RetentionLoop(
+                    context,
+                    context.settings.retention_s,
+                    keep_last=context.settings.retention_keep_last,
+                )
+            )
 
     def start(self) -> None:
         """Read the catalog (raises :class:`SpecError` for a missing folder), act on dead

@@ -8,16 +8,18 @@
       low_volume: {expected_rows: 5000, min_ratio: 0.8}   # or true | false
       rejects: false               # true | false | {max_ratio: 0 .. 1}
       failure: true
+      missed_schedule: true        # slots the scheduler missed while serve was down
       deadline: "06:00"            # in the schedule's time zone; needs a schedule
       remind_every: 1h             # reminders while an alert is open (off by default)
     notify: {failure: [oncall], slow: data-team, recovery: [oncall], default: [data-team]}
     nodes:
       - id: load_users
-        monitoring: {rejects: {max_ratio: 0.05}, slow: false}
+        monitoring: {rejects: {max_ratio: 0.05}, slow: false, deadline: 20m}
 
 Every rule is on by default. A node's ``monitoring`` may set ``slow``, ``rejects``
 and ``low_volume`` for that task (``low_volume: false`` leaves a load out of the
-pipeline's row count). :func:`parse_monitoring` and :func:`parse_notify` raise
+pipeline's row count), and a ``deadline``: a duration counted from the run's start
+by which the task must have succeeded. :func:`parse_monitoring` and :func:`parse_notify` raise
 :class:`SpecErrors` naming the file, the field and the value; channel names are
 checked against the defined channels later, at the edge (they are not in the file).
 """
@@ -46,11 +48,11 @@ MIN_HISTORY_RUNS = 3
 #: The shortest ``remind_every`` accepted (a reminder storm is what episodes prevent).
 MIN_REMIND_EVERY_S = 60.0
 #: The rules, as written under ``monitoring:`` and in ``notify:`` routes.
-RULES = ("slow", "low_volume", "rejects", "failure", "deadline")
+RULES = ("slow", "low_volume", "rejects", "failure", "deadline", "missed_schedule")
 #: Route names beside the rules: the recovery notice, and where unrouted rules go.
 ROUTE_KEYS = (*RULES, "recovery", "default")
 _PIPELINE_KEYS = (*RULES, "remind_every")
-_NODE_KEYS = ("slow", "low_volume", "rejects")
+_NODE_KEYS = ("slow", "low_volume", "rejects", "deadline")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -86,6 +88,8 @@ class NodeMonitoring:
     slow: SlowRule | None = None
     low_volume: bool = True
     rejects: RejectsRule | None = None
+    #: seconds from the run's start by which the task must have succeeded (None: no deadline)
+    deadline_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class MonitoringSpec:
     low_volume: LowVolumeRule = field(default_factory=LowVolumeRule)
     rejects: RejectsRule = field(default_factory=RejectsRule)
     failure: bool = True
+    missed_schedule: bool = True
     deadline: time | None = None
     remind_every_s: float | None = None
     nodes: Mapping[str, NodeMonitoring] = field(default_factory=dict)
@@ -120,6 +125,8 @@ class MonitoringSpec:
             "rejects": {"max_ratio": self.rejects.max_ratio} if self.rejects.enabled else False,
             "failure": self.failure,
         }
+        if not self.missed_schedule:
+            document["missed_schedule"] = False
         if self.deadline is not None:
             document["deadline"] = self.deadline.strftime("%H:%M")
         if self.remind_every_s is not None:
@@ -140,7 +147,17 @@ class MonitoringSpec:
             )
         if not own.low_volume:
             document["low_volume"] = False
+        if own.deadline_s is not None:
+            document["deadline"] = own.deadline_s
         return document
+
+    def task_deadlines(self) -> dict[str, float]:
+        """Task id → seconds from the run's start, for the tasks with a ``deadline``."""
+        return {
+            node_id: own.deadline_s
+            for node_id, own in self.nodes.items()
+            if own.deadline_s is not None
+        }
 
 
 def _volume_document(rule: LowVolumeRule) -> dict[str, Any] | bool:
@@ -287,11 +304,11 @@ def parse_monitoring(
             spec = replace(spec, low_volume=_low_volume(setting, scoped))
             for error in scoped.errors:
                 errors.add(f"monitoring.{error.field}", error.reason)
-        elif key == "failure":
+        elif key in ("failure", "missed_schedule"):
             if not isinstance(setting, bool):
                 errors.add(name, f"expected true or false, got {setting!r}")
             else:
-                spec = replace(spec, failure=setting)
+                spec = replace(spec, **{key: setting})
         elif key == "deadline":
             if setting is False or setting is None:
                 continue
@@ -352,11 +369,30 @@ def _node(value: Any, errors: _Errors) -> tuple[NodeMonitoring, list[SpecError]]
             node = replace(node, slow=_slow(setting, "monitoring.", errors))
         elif key == "rejects":
             node = replace(node, rejects=_rejects(setting, "monitoring.", errors))
+        elif key == "deadline":
+            node = replace(node, deadline_s=_task_deadline(setting, errors))
         elif not isinstance(setting, bool):
             errors.add("monitoring.low_volume", f"expected true or false, got {setting!r}")
         else:
             node = replace(node, low_volume=setting)
     return node, errors.errors
+
+
+def _task_deadline(value: Any, errors: _Errors) -> float | None:
+    if value is False or value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        errors.add(
+            "monitoring.deadline",
+            "a task's deadline is a duration counted from the run's start, above 0 and at "
+            f"most 7 days (e.g. 20m, 1h30m), got {value!r}",
+        )
+        return None
+    return seconds
 
 
 def parse_notify(value: Any, *, path: str | None) -> dict[str, tuple[str, ...]] | None:

@@ -27,7 +27,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     bindparam,
     func,
     insert,
@@ -42,7 +41,7 @@ from batchpilot.errors import AlertNotFound
 from batchpilot.states import RunStatus
 from batchpilot.store.outbox import insert_notification
 from batchpilot.store.records import aware
-from batchpilot.store.tables import metadata, runs
+from batchpilot.store.tables import metadata, missed_slots, runs
 from batchpilot.store.transaction import Wrapped
 
 alerts = Table(
@@ -248,18 +247,24 @@ class AlertStore:
         with Wrapped(self.engine, begin=True) as conn:
             if run_id is not None and not _mark_evaluated(conn, run_id, ended_at, now):
                 return None
-            open_rows = conn.execute(_OPEN_OF_PIPELINE, {"pipeline": pipeline}).mappings()
-            plan = planner([_record(row) for row in open_rows])
-            _apply(conn, plan, run_id, now)
-            for note in plan.notifications:
-                insert_notification(
-                    conn,
-                    channel=note.channel,
-                    idempotency_key=note.idempotency_key,
-                    message=note.message,
-                    now=now,
-                )
-        return plan
+            return _plan_and_apply(conn, pipeline, planner, run_id, now)
+
+    def record_missed_slots_alert(
+        self, record_id: int, *, pipeline: str, planner: Planner, now: datetime
+    ) -> EpisodePlan | None:
+        """Mark the "missed while down" record alerted, let ``planner`` decide from the
+        pipeline's open episodes, and apply its plan, in one transaction. Returns None,
+        changing nothing, when the record was alerted on already (once per record)."""
+        now = _utc(now)
+        mark = (
+            update(missed_slots)
+            .where(missed_slots.c.id == record_id, missed_slots.c.alerted_at.is_(None))
+            .values(alerted_at=now)
+        )
+        with Wrapped(self.engine, begin=True) as conn:
+            if conn.execute(mark).rowcount != 1:
+                return None
+            return _plan_and_apply(conn, pipeline, planner, None, now)
 
     def list(
         self, *, open_only: bool = False, pipeline: str | None = None, limit: int = 100
@@ -370,47 +375,81 @@ def _mark_evaluated(conn: Any, run_id: str, ended_at: datetime | None, now: date
     return conn.execute(_MARK[conn.dialect.name], params).first() is not None
 
 
+def _plan_and_apply(
+    conn: Any, pipeline: str, planner: Planner, run_id: str | None, now: datetime
+) -> EpisodePlan:
+    """Read the pipeline's open episodes, plan, apply the plan and queue its messages."""
+    open_rows = conn.execute(_OPEN_OF_PIPELINE, {"pipeline": pipeline}).mappings()
+    plan = planner([_record(row) for row in open_rows])
+    _apply(conn, plan, run_id, now)
+    for note in plan.notifications:
+        insert_notification(
+            conn,
+            channel=note.channel,
+            idempotency_key=note.idempotency_key,
+            message=note.message,
+            now=now,
+        )
+    return plan
+
+
+def _alert_update(**values: Any) -> Any:
+    """An update of the open episodes among ``ids`` (an expanding bind), built once."""
+    return (
+        update(alerts)
+        .where(
+            alerts.c.alert_id.in_(bindparam("ids", expanding=True)),
+            alerts.c.state == AlertState.OPEN.value,
+        )
+        .values(**values)
+    )
+
+
+_INSERT_ALERT = insert(alerts)
+_RUN_ID = bindparam("by_run_id", type_=alerts.c.last_run_id.type)
+_NOW = bindparam("at", type_=alerts.c.resolved_at.type)
+_SEEN_AGAIN = _alert_update(occurrences=alerts.c.occurrences + 1, last_run_id=_RUN_ID)
+_REMINDED = _alert_update(reminders_sent=alerts.c.reminders_sent + 1, last_notified_at=_NOW)
+_RESOLVED = _alert_update(
+    state=AlertState.RESOLVED.value, resolved_at=_NOW, resolved_by_run_id=_RUN_ID
+)
+
+
 def _apply(conn: Any, plan: EpisodePlan, run_id: str | None, now: datetime) -> None:
-    for new in plan.opened:
+    if plan.opened:
         conn.execute(
-            insert(alerts).values(
-                episode_key=new.episode_key,
-                pipeline=new.pipeline,
-                rule=new.rule,
-                task=new.task,
-                state=AlertState.OPEN.value,
-                severity=new.severity,
-                opened_at=now,
-                run_id=new.run_id,
-                last_run_id=new.run_id,
-                observed=new.observed,
-                baseline=new.baseline,
-                threshold=new.threshold,
-                message=new.message,
-                occurrences=1,
-                reminders_sent=0,
-                last_notified_at=now,
-            )
+            _INSERT_ALERT,
+            [
+                {
+                    "episode_key": new.episode_key,
+                    "pipeline": new.pipeline,
+                    "rule": new.rule,
+                    "task": new.task,
+                    "state": AlertState.OPEN.value,
+                    "severity": new.severity,
+                    "opened_at": now,
+                    "run_id": new.run_id,
+                    "last_run_id": new.run_id,
+                    "observed": new.observed,
+                    "baseline": new.baseline,
+                    "threshold": new.threshold,
+                    "message": new.message,
+                    "occurrences": 1,
+                    "reminders_sent": 0,
+                    "last_notified_at": now,
+                    "resolved_at": None,
+                    "acknowledged_at": None,
+                    "resolved_by_run_id": None,
+                }
+                for new in plan.opened
+            ],
         )
-    is_open = alerts.c.state == AlertState.OPEN.value
     if plan.seen_again:
-        conn.execute(
-            update(alerts)
-            .where(and_(alerts.c.alert_id.in_(list(plan.seen_again)), is_open))
-            .values(occurrences=alerts.c.occurrences + 1, last_run_id=run_id)
-        )
+        conn.execute(_SEEN_AGAIN, {"ids": list(plan.seen_again), "by_run_id": run_id})
     if plan.reminded:
-        conn.execute(
-            update(alerts)
-            .where(and_(alerts.c.alert_id.in_(list(plan.reminded)), is_open))
-            .values(reminders_sent=alerts.c.reminders_sent + 1, last_notified_at=now)
-        )
+        conn.execute(_REMINDED, {"ids": list(plan.reminded), "at": now})
     if plan.resolved:
-        conn.execute(
-            update(alerts)
-            .where(and_(alerts.c.alert_id.in_(list(plan.resolved)), is_open))
-            .values(state=AlertState.RESOLVED.value, resolved_at=now, resolved_by_run_id=run_id)
-        )
+        conn.execute(_RESOLVED, {"ids": list(plan.resolved), "at": now, "by_run_id": run_id})
 
 
 __all__ = [

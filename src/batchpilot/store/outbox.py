@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     func,
     or_,
     select,
@@ -128,15 +129,37 @@ def insert_notification(
         "created_at": _utc(now),
         "next_attempt_at": _utc(now),
     }
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        statement = postgresql.insert(outbox).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(outbox).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - batchpilot stores are SQLite or PostgreSQL
-        raise NotImplementedError(f"the outbox does not support {dialect}")
-    # RETURNING says whether a row went in (rowcount is not reliable with RETURNING).
-    return conn.execute(statement.returning(outbox.c.outbox_id)).first() is not None
+    statement = _INSERT_ONCE.get(conn.dialect.name)
+    if statement is None:  # pragma: no cover - batchpilot stores are SQLite or PostgreSQL
+        raise NotImplementedError(f"the outbox does not support {conn.dialect.name}")
+    return conn.execute(statement, values).first() is not None
+
+
+def _insert_once(module: Any) -> Any:
+    """Insert a message unless its (channel, key) is queued already; RETURNING says whether a
+    row went in (rowcount is not reliable with RETURNING). Built once per dialect."""
+    return (
+        module.insert(outbox)
+        .values(
+            {
+                name: bindparam(name, type_=outbox.c[name].type)
+                for name in (
+                    "channel",
+                    "idempotency_key",
+                    "message",
+                    "state",
+                    "attempts",
+                    "created_at",
+                    "next_attempt_at",
+                )
+            }
+        )
+        .on_conflict_do_nothing()
+        .returning(outbox.c.outbox_id)
+    )
+
+
+_INSERT_ONCE = {"postgresql": _insert_once(postgresql), "sqlite": _insert_once(sqlite)}
 
 
 def _claimable(now: datetime) -> Any:

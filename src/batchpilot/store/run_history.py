@@ -2,7 +2,9 @@
 
 One indexed read: the last N successful runs of a pipeline (``bp_runs`` by
 pipeline, status and end) joined to their tasks' durations and rows
-(``bp_task_instances`` by primary key). Reached as ``store.history``.
+(``bp_task_instances`` by primary key). :meth:`RunHistory.ended_run_view` reads
+an ended run, its tasks and that history on one connection, with statements
+built once: what a run's end costs the monitor. Reached as ``store.history``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, select
 
+from batchpilot.errors import RunNotFound
 from batchpilot.states import RunStatus
-from batchpilot.store.records import aware
+from batchpilot.store.records import RunRecord, TaskRecord, aware, run_record, task_record
 from batchpilot.store.tables import runs, task_instances
 from batchpilot.store.transaction import Wrapped
 
@@ -63,12 +66,28 @@ def _last_successful(*, bounded: bool) -> Any:
             task_instances.c.rows_rejected,
         )
         .select_from(last.outerjoin(task_instances, task_instances.c.run_id == last.c.run_id))
-        .order_by(last.c.ended_at.desc())
+        .order_by(last.c.ended_at.desc(), last.c.run_id)  # a run's tasks together
     )
 
 
 _LAST_SUCCESSFUL = _last_successful(bounded=False)
 _LAST_SUCCESSFUL_BEFORE = _last_successful(bounded=True)
+#: A run by its exact id, and its task instances in pipeline order (built once).
+RUN_BY_ID = select(runs).where(runs.c.run_id == bindparam("run_id"))
+TASKS_OF_RUN = (
+    select(task_instances)
+    .where(task_instances.c.run_id == bindparam("run_id"))
+    .order_by(task_instances.c.position)
+)
+
+
+@dataclass(frozen=True)
+class EndedRunView:
+    """An ended run, its task instances, and the pipeline's successful runs before it."""
+
+    run: RunRecord
+    tasks: list[TaskRecord]
+    history: list[PastRun]
 
 
 class RunHistory:
@@ -82,29 +101,47 @@ class RunHistory:
     ) -> list[PastRun]:
         """The pipeline's last ``limit`` successful runs that ended before ``before`` (all,
         when None), newest first, with their tasks' figures."""
-        params: dict[str, Any] = {"pipeline": pipeline, "limit": limit}
-        query = _LAST_SUCCESSFUL
-        if before is not None:
-            query, params["before"] = _LAST_SUCCESSFUL_BEFORE, before.astimezone(UTC)
         with Wrapped(self.engine, begin=False) as conn:
-            rows = conn.execute(query, params).all()
-        ends: dict[str, tuple[datetime | None, datetime | None]] = {}
-        figures: dict[str, dict[str, TaskFigures]] = {}
-        for row in rows:
-            if row.run_id not in ends:
-                ends[row.run_id] = (aware(row.started_at), aware(row.ended_at))
-                figures[row.run_id] = {}
-            if row.task_id is not None:
-                figures[row.run_id][row.task_id] = TaskFigures(
-                    row.duration_s, row.rows_in, row.rows_out, row.rows_rejected
-                )
-        past = []
-        for run_id, (started, ended) in ends.items():
-            if started is None or ended is None:
-                continue
-            duration = max(0.0, (ended - started).total_seconds())
-            past.append(PastRun(run_id, ended, duration, figures[run_id]))
-        return past
+            return _last_successful_runs(conn, pipeline, before=before, limit=limit)
+
+    def ended_run_view(self, run_id: str, *, limit: int = 10) -> EndedRunView:
+        """The run (exact id), its tasks and its pipeline's last ``limit`` successful runs
+        that ended before it, read on one connection. Raises :class:`RunNotFound`."""
+        with Wrapped(self.engine, begin=False) as conn:
+            row = conn.execute(RUN_BY_ID, {"run_id": run_id}).mappings().first()
+            if row is None:
+                raise RunNotFound(run_id)
+            run = run_record(row)
+            tasks = [
+                task_record(r) for r in conn.execute(TASKS_OF_RUN, {"run_id": run_id}).mappings()
+            ]
+            history = _last_successful_runs(conn, run.pipeline, before=run.ended_at, limit=limit)
+        return EndedRunView(run, tasks, history)
 
 
-__all__ = ["PastRun", "RunHistory", "TaskFigures"]
+def _last_successful_runs(
+    conn: Any, pipeline: str, *, before: datetime | None, limit: int
+) -> list[PastRun]:
+    params: dict[str, Any] = {"pipeline": pipeline, "limit": limit}
+    query = _LAST_SUCCESSFUL
+    if before is not None:
+        query, params["before"] = _LAST_SUCCESSFUL_BEFORE, before.astimezone(UTC)
+    past: list[PastRun] = []
+    current: str | None = None
+    figures: dict[str, TaskFigures] = {}
+    # plain tuples: this loop runs at every run's end (Row attribute access costs more)
+    for run_id, started, ended, task_id, duration, rows_in, rows_out, rejected in conn.execute(
+        query, params
+    ):
+        if run_id != current:
+            current, figures = run_id, {}
+            if started is not None and ended is not None:
+                began, end = aware(started), aware(ended)
+                duration_s = max(0.0, (end - began).total_seconds())  # type: ignore[operator]
+                past.append(PastRun(run_id, end, duration_s, figures))  # type: ignore[arg-type]
+        if task_id is not None:
+            figures[task_id] = TaskFigures(duration, rows_in, rows_out, rejected)
+    return past
+
+
+__all__ = ["RUN_BY_ID", "TASKS_OF_RUN", "EndedRunView", "PastRun", "RunHistory", "TaskFigures"]

@@ -39,7 +39,7 @@ from batchpilot.store.records import (
 )
 from batchpilot.store.requeue import RunRequeue
 from batchpilot.store.retention import RetentionStore
-from batchpilot.store.run_history import RunHistory
+from batchpilot.store.run_history import RUN_BY_ID, TASKS_OF_RUN, RunHistory
 from batchpilot.store.run_queries import RunQueries
 from batchpilot.store.run_rows import NewRun, insert_run
 from batchpilot.store.run_timings import RunHistoryStore
@@ -183,7 +183,7 @@ class RunStore(ServerSessionLedger, OutboxStore, RunHistoryStore, RetentionStore
     def get_run(self, run_id: str) -> RunRecord:
         """Return a run; raises :class:`RunNotFound`."""
         with self._connect() as conn:
-            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
+            row = conn.execute(RUN_BY_ID, {"run_id": run_id}).mappings().first()
             if row is None:
                 matches = (
                     conn.execute(
@@ -319,13 +319,9 @@ class RunStore(ServerSessionLedger, OutboxStore, RunHistoryStore, RetentionStore
 
     def get_tasks(self, run_id: str) -> list[TaskRecord]:
         """The run's task instances in pipeline order."""
-        query = (
-            select(task_instances)
-            .where(task_instances.c.run_id == run_id)
-            .order_by(task_instances.c.position)
-        )
         with self._connect() as conn:
-            return [task_record(r) for r in conn.execute(query).mappings()]
+            rows = conn.execute(TASKS_OF_RUN, {"run_id": run_id}).mappings()
+            return [task_record(r) for r in rows]
 
     def write(self) -> Transaction:
         """Open one transaction for several transitions (``with store.write() as tx: …``).

@@ -57,6 +57,8 @@ class MissedSlotsRecord:
     catchup: str
     slot_count: int
     slots: tuple[datetime, ...]
+    #: when the monitor alerted on it (None: not yet)
+    alerted_at: datetime | None = None
 
 
 #: A missed-slots record lists this many slots at most (a minute cron down for a week misses
@@ -97,6 +99,7 @@ def missed_slots_record(row: Any) -> MissedSlotsRecord:
         catchup=row["catchup"],
         slot_count=row["slot_count"],
         slots=tuple(datetime.fromisoformat(s) for s in row["slots"]),
+        alerted_at=aware(row["alerted_at"]),
     )
 
 

@@ -207,6 +207,17 @@ class ScheduleStore:
         with Wrapped(self.engine, begin=False) as conn:
             return [missed_slots_record(row) for row in conn.execute(query).mappings()]
 
+    def missed_slots_to_alert(self, *, limit: int = 100) -> list[MissedSlotsRecord]:
+        """The "missed while down" records the monitor has not alerted on, oldest first."""
+        query = (
+            select(missed_slots)
+            .where(missed_slots.c.alerted_at.is_(None))
+            .order_by(missed_slots.c.id)
+            .limit(limit)
+        )
+        with Wrapped(self.engine, begin=False) as conn:
+            return [missed_slots_record(row) for row in conn.execute(query).mappings()]
+
     # -- schedule state -------------------------------------------------------------------
 
     def schedule_state(self, pipeline: str) -> ScheduleState:

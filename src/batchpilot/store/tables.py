@@ -137,6 +137,8 @@ missed_slots = Table(
     Column("catchup", String(10), nullable=False),
     Column("slot_count", Integer, nullable=False),
     Column("slots", JSON, nullable=False),  # ISO-8601 UTC instants, oldest first (capped)
+    # migration 0010: when the monitor alerted on the record (None: not yet)
+    Column("alerted_at", DateTime(timezone=True)),
     Index("ix_bp_missed_slots_pipeline", "pipeline"),
 )
 
