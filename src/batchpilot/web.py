@@ -26,7 +26,6 @@ from batchpilot.ui.actions import Dispatch, RunAction
 from batchpilot.ui.context import DashboardContext, DashboardSettings, OpenAlert
 from batchpilot.ui.router import mount_dashboard
 
-
 #: the actions after which a run waits in the queue for the dispatcher
 _QUEUEING = frozenset({RunAction.EXECUTE, RunAction.RETRY, RunAction.RESUME})
 
