@@ -59,8 +59,11 @@ WORKER_PRELOAD: tuple[str, ...] = (
     "psycopg",
     "sqlalchemy.dialects.postgresql.psycopg",
 )
-#: Seconds between two looks at a worker whose fork server died (it is no child of ours).
+#: Seconds between two looks at a worker whose fork server died (it is no child of ours),
+#: and between two tries to start a worker while a dead fork server is replaced.
 LOST_POLL_S = 0.05
+#: Seconds a worker start is tried again while the fork server refuses (it is dying).
+START_RETRY_S = 10.0
 
 
 class WarmWorker:
@@ -139,14 +142,17 @@ class ForkServerLauncher:
         the fork server imports (its first seconds). Raises :class:`WorkerStartError`
         when no worker can be forked (the fork server died and did not start again)."""
         args = (run_id, settings, str(log), dict(environment))
-        try:
-            return self._start(run_id, args)
-        except (OSError, EOFError):
-            self.ensure_running()  # a fork server killed a moment ago is started again
-        try:
-            return self._start(run_id, args)
-        except (OSError, EOFError) as exc:
-            raise WorkerStartError(run_id, first_line(exc)) from exc
+        deadline = time.monotonic() + START_RETRY_S
+        while True:
+            try:
+                return self._start(run_id, args)
+            except (OSError, EOFError) as exc:
+                # the fork server died, or is dying (it refuses before it is reaped): once it
+                # is gone, ensure_running starts another
+                if time.monotonic() >= deadline:
+                    raise WorkerStartError(run_id, first_line(exc)) from exc
+            time.sleep(LOST_POLL_S)
+            self.ensure_running()
 
     def _start(self, run_id: str, args: tuple[object, ...]) -> WarmWorker:
         process = self._context.Process(
