@@ -17,16 +17,17 @@ claimed. After ``--boundaries`` boundaries (default 2; ``--quick``: 1) have ever
 slot claimed, serve gets SIGTERM (its process group and any worker left are
 killed in a ``finally``). Measured from the store: for each slot, its run's
 ``created_at`` minus the slot's instant (the claim, done in the transaction that
-creates the run), p50 / p99 / max. Runs start in worker processes, each paying a
-Python start-up (~1.2 s of CPU here), so 500 runs a minute cannot all start on 2
-cores: the start lag of the runs that started before serve was stopped is printed
-as context.
+creates the run), p50 / p99 / max. Runs start in worker processes (forks of a
+warm fork server since 2026-12-02; each was a fresh Python paying ~1.2 s of CPU
+in imports before), and 500 runs a minute with ``--max-runs 1`` cannot all start
+at once: the start lag of the runs that started before serve was stopped is
+printed as context.
 
 **Start lag** (``--start-pipelines``, default 4): the same with K pipelines and
 ``--max-runs K``, until every run of every slot has started: slot to claim, slot
 to start (``started_at``, set by the worker once it drives the run), and a fresh
-``python`` importing the worker module on its own (median of 3), the part of the
-start that is process start-up.
+``python`` importing the worker module on its own (median of 3): what each run's
+start cost before workers were forked warm.
 
 **Cost** (``--schedules``, default 10,000; ``--quick``: 1,000), in this process:
 M pipelines (``* * * * *``, ``*/15 * * * *``, ``0 2 * * *`` in turn, in UTC,

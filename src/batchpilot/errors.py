@@ -30,6 +30,7 @@
     │   ├── UnknownPipeline       the state store knows no pipeline of that name
     │   └── RetentionError        a run's files could not be deleted
     ├── AddressInUse              ``serve`` cannot listen: another process holds the port
+    ├── WorkerStartError          no worker process could be started for a run
     └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
@@ -326,6 +327,18 @@ class AddressInUse(BatchpilotError):
         super().__init__(f"cannot serve HTTP on {host}:{port}: {reason} (pick another with --port)")
 
 
+class WorkerStartError(BatchpilotError):
+    """A run's worker process could not be started (its fork server is gone and did not
+    start again); the run stays queued."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"cannot start a worker process for run {run_id}: {reason}; the run stays queued "
+            "and is tried again (check the machine's free memory and process limit)"
+        )
+
+
 __all__ = [
     "ActionUnavailable",
     "AddressInUse",
@@ -350,5 +363,6 @@ __all__ = [
     "TemplateRenderError",
     "TokenError",
     "UnknownChannel",
+    "WorkerStartError",
     "first_line",
 ]

@@ -9,6 +9,7 @@ dashboard's buttons ``serve``'s way of running work — queued for its workers
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI
@@ -25,18 +26,22 @@ from batchpilot.ui.actions import Dispatch, RunAction
 from batchpilot.ui.context import DashboardContext, DashboardSettings, OpenAlert
 from batchpilot.ui.router import mount_dashboard
 
+#: the actions after which a run waits in the queue for the dispatcher
+_QUEUEING = frozenset({RunAction.EXECUTE, RunAction.RETRY, RunAction.RESUME})
 
-def serve_dispatch(service: RunService, commands: CommandSupervisor | None) -> Dispatch:
+
+def serve_dispatch(
+    service: RunService,
+    commands: CommandSupervisor | None,
+    runs_queued: threading.Event | None = None,
+) -> Dispatch:
     """How the dashboard's buttons reach ``serve``'s workers: a retry or resume marks the
     run queued (the dispatcher starts a worker), a compensation runs as a supervised
-    ``batchpilot compensate`` process, a triggered run is already queued."""
+    ``batchpilot compensate`` process, a triggered run is already queued. A queued run
+    sets ``runs_queued``, so the dispatcher starts it at once."""
 
     def dispatch(action: RunAction, run_id: str) -> None:
-        if action is RunAction.RETRY:
-            service.queue_retry(run_id)
-        elif action is RunAction.RESUME:
-            service.queue_resume(run_id)
-        elif action is RunAction.COMPENSATE:
+        if action is RunAction.COMPENSATE:
             if commands is None:
                 raise ActionUnavailable(
                     f"this server starts no side processes; run: batchpilot compensate {run_id}",
@@ -44,6 +49,13 @@ def serve_dispatch(service: RunService, commands: CommandSupervisor | None) -> D
                     run_id=run_id,
                 )
             commands.start_command(f"compensate-{run_id}", ["compensate", run_id])
+            return
+        if action is RunAction.RETRY:
+            service.queue_retry(run_id)
+        elif action is RunAction.RESUME:
+            service.queue_resume(run_id)
+        if runs_queued is not None and action in _QUEUEING:
+            runs_queued.set()
 
     return dispatch
 
@@ -99,7 +111,7 @@ def serve_web_app(
             settings=dashboard,
             pipelines=entries,
             alerts=open_alerts(context.store),
-            dispatch=serve_dispatch(service, commands),
+            dispatch=serve_dispatch(service, commands, context.runs_queued),
         ),
     )
     return app

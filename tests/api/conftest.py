@@ -96,6 +96,7 @@ class InProcessApi:
     settings: Settings
     tokens: Tokens
     folder: Path
+    context: ServeContext
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def api(tmp_path: Path) -> Iterator[InProcessApi]:
     context = ServeContext(settings=settings, store=store)
     app = create_app(context, entries=catalog.entries, poll_s=0.05)
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield InProcessApi(app, client, store, settings, standard_tokens(store), folder)
+        yield InProcessApi(app, client, store, settings, standard_tokens(store), folder, context)
     context.stopping.set()
     store.dispose()
 

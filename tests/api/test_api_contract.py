@@ -148,6 +148,15 @@ def test_execute_queues_a_run_and_the_same_idempotency_key_returns_it(api: InPro
     assert run.status is RunStatus.QUEUED and run.params["n"] == 3 and run.ds == "2026-11-30"
 
 
+def test_execute_wakes_serve_s_dispatcher_so_the_run_starts_at_once(api: InProcessApi):
+    queued = api.context.runs_queued
+    assert not queued.is_set()
+    url = "/api/v1/pipelines/hello/execute"
+    answer = api.client.post(url, json={}, headers=api.tokens.header("run"))
+    assert answer.status_code == 202
+    assert queued.is_set()  # the dispatcher's wait ends now, not at its next look
+
+
 def test_a_run_reads_the_same_as_runs_show_output_json(api: InProcessApi):
     service = RunService(settings=api.settings, store=api.store)
     result = service.start(load_pipeline(str(api.folder / "hello.yaml")))

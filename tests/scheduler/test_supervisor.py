@@ -108,3 +108,22 @@ def test_the_dispatcher_holds_a_schedule_s_runs_back_beyond_max_active_runs(tmp_
     dispatcher.submit_startable()
     assert supervisor.waiting == ["slot-1", "slot-2", "manual"]
     store.dispose()
+
+
+def test_given_a_python_the_supervisor_runs_each_worker_as_a_fresh_worker_module_process(
+    tmp_path: Path,
+):
+    settings = Settings(home=tmp_path / "home")
+    store = RunStore.for_home(settings.home)
+    run_id = queue(settings, store, "fresh")
+    supervisor = RunSupervisor(settings, python=sys.executable)  # python -m ...scheduler.worker
+    supervisor.submit(run_id)
+    ends = []
+    deadline = time.monotonic() + 120
+    while not ends and time.monotonic() < deadline:
+        ends += supervisor.poll()
+        supervisor.wait_for_end(0.1)
+    assert [(e.run_id, e.exit_code) for e in ends] == [(run_id, 0)]
+    assert store.get_run(run_id).status is RunStatus.SUCCESS
+    assert (settings.home / "serve" / "workers" / f"{run_id}.log").exists()
+    store.dispose()

@@ -76,6 +76,7 @@ def create_app(
         entries=entries,
         scheduling=scheduling,
         stopping=context.stopping,
+        runs_queued=context.runs_queued,
         commands=commands,
         poll_s=poll_s,
         timezone=timezone,

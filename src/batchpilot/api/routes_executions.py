@@ -142,7 +142,9 @@ def cancel_execution(run_id: RunId, state: State) -> RunDetail:
 def retry_execution(run_id: RunId, state: State, body: RetryRequest | None = None) -> RunDetail:
     """The run is queued again in the same run; ``serve``'s workers run the chosen tasks."""
     body = body or RetryRequest()
-    return _detail(state.service.queue_retry(run_id, task=body.task, downstream=body.downstream))
+    run = state.service.queue_retry(run_id, task=body.task, downstream=body.downstream)
+    state.runs_queued.set()
+    return _detail(run)
 
 
 @router.post(
@@ -155,7 +157,9 @@ def retry_execution(run_id: RunId, state: State, body: RetryRequest | None = Non
 )
 def resume_execution(run_id: RunId, state: State) -> RunDetail:
     """The run is queued again; ``serve``'s workers continue it."""
-    return _detail(state.service.queue_resume(run_id))
+    run = state.service.queue_resume(run_id)
+    state.runs_queued.set()
+    return _detail(run)
 
 
 @router.post(

@@ -127,6 +127,7 @@ def execute_pipeline(
     claim = state.service.queue(
         spec, run_id=new_run_id(), ds=ds, params=body.params, idempotency_key=idempotency_key
     )
+    state.runs_queued.set()
     run = state.store.get_run(claim.run_id)
     return Accepted(run_id=run.run_id, status=run.status.value, created=claim.created)
 

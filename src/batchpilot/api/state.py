@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -29,6 +29,8 @@ class ApiState:
     entries: Callable[[], list[CatalogEntry]]
     scheduling: bool
     stopping: threading.Event
+    #: set after a run was queued, so ``serve``'s dispatcher starts it at once
+    runs_queued: threading.Event = field(default_factory=threading.Event)
     #: ``serve``'s supervisor of side processes (backfills, compensations); None: not offered
     commands: CommandSupervisor | None = None
     #: seconds between two looks at the store by the event streams

@@ -10,7 +10,8 @@ slot) key, in the transaction that creates its run (see
   overlap, room for a run);
 - :mod:`~batchpilot.scheduler.tick`: one pass of (pipelines, store, clock);
 - :mod:`~batchpilot.scheduler.supervisor` and :mod:`~batchpilot.scheduler.worker`:
-  runs in worker processes, at most N at once (shared with ``backfill``);
+  runs in worker processes, at most N at once (shared with ``backfill``), forked
+  warm by :mod:`~batchpilot.scheduler.warm_workers`;
 - :mod:`~batchpilot.scheduler.serve`: the process, as components with start/stop;
 - :mod:`~batchpilot.scheduler.describe`: what ``pipelines list`` shows.
 """

@@ -7,9 +7,10 @@ all ``--dry-run`` does). :class:`BackfillRunner` then records the backfill
 window: whenever fewer than ``concurrency`` runs are in flight it claims the
 next slot (the claim and the run are one transaction, so a slot is never run
 twice) and hands the run to a worker process
-(:class:`~batchpilot.scheduler.supervisor.RunSupervisor`); it polls the workers
-every ``poll_s`` (0.2 s), so a run that ends is replaced at once, never after
-a whole batch.
+(:class:`~batchpilot.scheduler.supervisor.RunSupervisor`, warm forks of one
+fork server); it looks at the workers and the store as soon as a worker exits
+and at least every ``poll_s`` (0.2 s), so a run that ends is replaced at once,
+never after a whole batch.
 
 Interrupted (Ctrl-C, SIGTERM), the runner stops its workers, leaving their
 runs resumable; killed, it leaves them to finish on their own. Started again
@@ -22,8 +23,6 @@ store, to start nothing more.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -226,7 +225,7 @@ class BackfillRunner:
         store: RunStore,
         listener: BackfillListener | None = None,
         poll_s: float = BACKFILL_POLL_S,
-        python: str = sys.executable,
+        python: str | None = None,
     ) -> None:
         self.preview = preview
         self.request = preview.request
@@ -298,7 +297,7 @@ class BackfillRunner:
             self._check_followed()
             self.listener.waiting(report)
             if pending or self._in_flight:
-                time.sleep(self.poll_s)
+                self.supervisor.wait_for_end(self.poll_s)
 
     def _start(self, backfill_id: str, outcome: SlotOutcome) -> bool:
         """Claim (or reclaim, or pick up) the slot's run and hand it to a worker; False when

@@ -12,7 +12,9 @@ A component has ``start()`` (spawn its thread) and ``stop()`` (end it and wait):
 - :class:`RunDispatcher` hands queued runs to a :class:`RunSupervisor` (worker
   processes, at most ``max_runs``), holding a schedule's runs back while
   ``max_active_runs`` of them run, and pauses a schedule after its failures.
-  It looks every ``dispatch_s``, and at once when a pass queued runs;
+  It looks every ``dispatch_s``, and at once when runs were queued
+  (``runs_queued``: set by a pass, the API's execute, retry and resume, and the
+  dashboard's buttons);
 - :class:`RetentionLoop`, when ``BATCHPILOT_RETENTION`` or ``retention:`` in the home's
   ``settings.yaml`` is set, deletes ended runs
   older than it at start and then every :data:`RETENTION_EVERY`.
@@ -109,7 +111,8 @@ class ServeContext:
     clock: Clock = field(default_factory=SystemClock)
     say: Say = _quiet
     stopping: threading.Event = field(default_factory=threading.Event)
-    #: set when runs were queued, so the dispatcher looks at once
+    #: set when runs were queued (a pass, the API, the dashboard), so the dispatcher looks
+    #: at once
     runs_queued: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -274,13 +277,14 @@ class RunDispatcher(_Looping):
         self.stop_grace_s = options.stop_grace_s
 
     def pause(self) -> bool:
-        """Wait ``dispatch_s``, or less when a pass queued runs; True when stopping."""
-        queued = self.context.runs_queued
-        queued.wait(self.interval_s)
-        queued.clear()
+        """Wait ``dispatch_s``, or less when runs were queued (by a pass, the API or the
+        dashboard); True when stopping."""
+        self.context.runs_queued.wait(self.interval_s)
         return self.context.stopping.is_set()
 
     def step(self) -> None:
+        # cleared before the store is read: a run queued from now on wakes the next pause
+        self.context.runs_queued.clear()
         self.submit_startable()
         for end in self.supervisor.poll():
             self.on_end(end.run_id, end.exit_code)

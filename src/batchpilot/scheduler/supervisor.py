@@ -4,9 +4,14 @@
 ids, call :meth:`~RunSupervisor.poll` now and then (it starts waiting runs
 while fewer than ``max_runs`` run, and returns the ends it saw), and
 :meth:`~RunSupervisor.stop` at the end. Each worker
-(:mod:`batchpilot.scheduler.worker`) is a separate Python process in its own
-process group, so a run that crashes or is killed for memory never takes the
-caller down, and a Ctrl-C in the caller's terminal reaches only the caller.
+(:mod:`batchpilot.scheduler.worker`) is a separate process in its own process
+group, so a run that crashes or is killed for memory never takes the caller
+down, and a Ctrl-C in the caller's terminal reaches only the caller. Workers
+are forked from a warm fork server (:mod:`batchpilot.scheduler.warm_workers`),
+started with the supervisor, so a run starts in tens of milliseconds; given a
+``python``, they are fresh ``python -m batchpilot.scheduler.worker RUN_ID``
+processes of that interpreter instead (a second or two of imports each). Each
+worker's output is appended to ``<home>/serve/workers/<run id>.log``.
 The supervisor does not read the store: what a run's end means is the
 caller's business (``RunEnd.exit_code``, then the store).
 """
@@ -16,15 +21,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
+from batchpilot.scheduler.warm_workers import ForkServerLauncher, WarmWorker, wait_for_any
 from batchpilot.settings import Settings
 
 DEFAULT_MAX_RUNS = 4
@@ -36,17 +41,49 @@ WORKER_MODULE = "batchpilot.scheduler.worker"
 @dataclass(frozen=True)
 class RunEnd:
     """A worker that exited: its run and exit code (see :mod:`batchpilot.scheduler.worker`;
-    negative: killed by that signal)."""
+    negative: killed by that signal; 255: lost with the fork server that started it)."""
 
     run_id: str
     exit_code: int
 
 
+class _Worker(Protocol):
+    """A worker process as the supervisor follows it (warm or fresh)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def signal_group(self, signum: int) -> None: ...
+
+    def wait(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
-class _Worker:
-    run_id: str
+class _FreshWorker:
+    """A ``python -m batchpilot.scheduler.worker RUN_ID`` process."""
+
     process: subprocess.Popen[bytes]
     log: IO[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def signal_group(self, signum: int) -> None:
+        with suppress(ProcessLookupError, PermissionError):  # it exited already
+            os.killpg(self.process.pid, signum)
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def close(self) -> None:
+        self.log.close()
 
 
 def worker_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
@@ -69,8 +106,12 @@ class RunSupervisor:
         *,
         max_runs: int = DEFAULT_MAX_RUNS,
         environment: Mapping[str, str] | None = None,
-        python: str = sys.executable,
+        python: str | None = None,
     ) -> None:
+        """``environment`` (default: this process's) is the workers' environment, with the
+        settings' home and state store; ``python``: run each worker in a fresh process of
+        that interpreter instead of forking it warm. Starts the fork server (not waiting
+        for its imports)."""
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs}")
         self.settings = settings
@@ -80,6 +121,7 @@ class RunSupervisor:
         self._waiting: deque[str] = deque()
         self._running: dict[str, _Worker] = {}
         self.log_dir: Path = settings.home / "serve" / "workers"
+        self._launcher = ForkServerLauncher() if python is None else None
 
     # -- what it holds --------------------------------------------------------------------
 
@@ -100,7 +142,7 @@ class RunSupervisor:
     def pid_of(self, run_id: str) -> int | None:
         """The process id of the run's worker, while it runs."""
         worker = self._running.get(run_id)
-        return worker.process.pid if worker else None
+        return worker.pid if worker else None
 
     # -- acting ---------------------------------------------------------------------------
 
@@ -113,18 +155,36 @@ class RunSupervisor:
 
     def poll(self) -> list[RunEnd]:
         """Collect the workers that exited and start waiting runs into the free places;
-        returns the ends seen, in the order found."""
+        returns the ends seen, in the order found. A fork server that died is started
+        again. Raises :class:`WorkerStartError` when a worker cannot be started (that run
+        stays first in line)."""
         ends = self._collect()
+        if self._launcher is not None:
+            self._launcher.ensure_running()
         while self._waiting and len(self._running) < self.max_runs:
-            self._start(self._waiting.popleft())
+            run_id = self._waiting.popleft()
+            try:
+                self._start(run_id)
+            except BaseException:
+                self._waiting.appendleft(run_id)
+                raise
         return ends
+
+    def wait_for_end(self, timeout_s: float) -> None:
+        """Block until a worker may have exited, at most ``timeout_s`` seconds (the whole
+        time with fresh-process workers, which give nothing to wait on)."""
+        warm = [w for w in self._running.values() if isinstance(w, WarmWorker)]
+        if warm and len(warm) == len(self._running):
+            wait_for_any(warm, timeout_s)
+        else:
+            time.sleep(timeout_s)
 
     def stop(self, *, grace_s: float = STOP_GRACE_S) -> list[RunEnd]:
         """Forget waiting runs, send SIGTERM to every worker's process group (the engine
         leaves their runs resumable), wait up to ``grace_s``, then SIGKILL what is left."""
         self._waiting.clear()
         for worker in self._running.values():
-            _signal_group(worker.process, signal.SIGTERM)
+            worker.signal_group(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while self._running and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -132,37 +192,37 @@ class RunSupervisor:
             if not self._running:
                 return ends
         for worker in self._running.values():
-            _signal_group(worker.process, signal.SIGKILL)
-            worker.process.wait()
+            worker.signal_group(signal.SIGKILL)
+            worker.wait()
         return self._collect()
 
     def _collect(self) -> list[RunEnd]:
         ends = []
         for run_id, worker in list(self._running.items()):
-            code = worker.process.poll()
+            code = worker.poll()
             if code is not None:
-                worker.log.close()
+                worker.close()
                 del self._running[run_id]
                 ends.append(RunEnd(run_id, code))
         return ends
 
     def _start(self, run_id: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{run_id}.log").open("ab")
+        log = self.log_dir / f"{run_id}.log"
+        if self._launcher is not None:
+            self._running[run_id] = self._launcher.start(run_id, self.settings, log, self._env)
+            return
+        assert self.python is not None
+        output = log.open("ab")
         process = subprocess.Popen(
             [self.python, "-m", WORKER_MODULE, run_id],
             env=self._env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: signals reach it and its children
         )
-        self._running[run_id] = _Worker(run_id, process, log)
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with suppress(ProcessLookupError, PermissionError):  # it exited already
-        os.killpg(process.pid, signum)
+        self._running[run_id] = _FreshWorker(process, output)
 
 
 __all__ = [

@@ -1,9 +1,11 @@
 """A worker process: drives one existing run to its end, then exits.
 
-``python -m batchpilot.scheduler.worker RUN_ID`` (started by
-:class:`~batchpilot.scheduler.supervisor.RunSupervisor`, in its own process
-group) reads its settings from the ``BATCHPILOT_*`` environment the supervisor
-passes, and calls ``RunService.execute``. SIGTERM stops the run resumably.
+:class:`~batchpilot.scheduler.supervisor.RunSupervisor` forks its workers from
+a warm fork server (:mod:`batchpilot.scheduler.warm_workers`), each calling
+:func:`drive_run` with the supervisor's settings. ``python -m
+batchpilot.scheduler.worker RUN_ID`` does the same in a fresh interpreter,
+with its settings read from the ``BATCHPILOT_*`` environment. Either way the
+run is driven by ``RunService.execute``, and SIGTERM stops it resumably.
 
 Exit codes: 0 the run succeeded, 1 it failed or was cancelled, 3 it was
 interrupted (SIGTERM), 4 another process drives it, 2 it could not be started
@@ -59,22 +61,34 @@ def _record_not_started(store: RunStore, run_id: str, reason: str) -> None:
         pass  # the store is unreachable: serve's next start finds the run and acts
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise ``KeyboardInterrupt`` in this (the main) thread, which the engine
+    turns into a resumable stop."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def drive_run(run_id: str, settings: Settings) -> int:
+    """:func:`run_worker` in a worker process whose SIGTERM handler is
+    :func:`stop_on_sigterm`'s: an interrupt anywhere is :data:`EXIT_INTERRUPTED`."""
+    try:
+        return run_worker(run_id, settings)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m batchpilot.scheduler.worker RUN_ID``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m batchpilot.scheduler.worker RUN_ID", file=sys.stderr)
         return EXIT_NOT_STARTED
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()
     try:
         settings = Settings.from_env()
     except BatchpilotError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_NOT_STARTED
-    try:
-        return run_worker(args[0], settings)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    return drive_run(args[0], settings)
 
 
 if __name__ == "__main__":
