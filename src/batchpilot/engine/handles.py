@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -165,8 +165,14 @@ def wait_for_attempts(
             wake.append(limit)
     timeout = max(0.0, min(wake, default=now) - now)
     if running and pool is not None:
-        pool.wait_for_any(lambda: any(f.done() for f in running), timeout)
-        done = [f for f in running if f.done()]
+        done: Collection[Future[AttemptOutcome]] = []
+
+        def any_done() -> bool:
+            nonlocal done
+            done = [f for f in running if f.done()]
+            return bool(done)
+
+        pool.wait_for_any(any_done, timeout)
     elif running:
         done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
     else:

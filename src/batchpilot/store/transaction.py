@@ -109,6 +109,10 @@ class _DriverStatement:
             raise DBAPIError.instance(self.sql, args, exc, self.dbapi_error) from exc
 
 
+#: the stored text of each task state (``.value`` of an enum member is a Python property)
+_STATE_VALUES: dict[TaskState, str] = {state: state.value for state in TaskState}
+_RUNNING = TaskState.RUNNING.value
+
 _ATTEMPT_COLUMNS = ["run_id", "task_id", "attempt", "kind", "state", "started_at", "log_path"]
 
 
@@ -168,25 +172,25 @@ class Transaction:
         self, run_id: str, task_id: str, attempt: int, *, log_path: str, kind: str = "run"
     ) -> datetime:
         """Mark the task running and open its attempt record; returns the start time."""
-        now = utcnow()
+        now, cursor = utcnow(), self._cursor
         self._hot.start_task.execute(
-            self._cursor,
+            cursor,
             {
                 "k_run": run_id,
                 "k_task": task_id,
-                "state": TaskState.RUNNING.value,
+                "state": _RUNNING,
                 "attempts": attempt,
                 "now": now,
             },
         )
         self._hot.insert_attempt.execute(
-            self._cursor,
+            cursor,
             {
                 "run_id": run_id,
                 "task_id": task_id,
                 "attempt": attempt,
                 "kind": kind,
-                "state": TaskState.RUNNING.value,
+                "state": _RUNNING,
                 "started_at": now,
                 "log_path": log_path,
             },
@@ -209,24 +213,24 @@ class Transaction:
         output: dict[str, Any] | None = None,
     ) -> None:
         """Close an attempt and set the task's new state (success, failed or retry)."""
-        now = utcnow()
+        now, cursor = utcnow(), self._cursor
         self._hot.finish_attempt.execute(
-            self._cursor,
+            cursor,
             {
                 "k_run": run_id,
                 "k_task": task_id,
                 "k_attempt": attempt,
-                "state": (attempt_state or state).value,
+                "state": _STATE_VALUES[attempt_state or state],
                 "now": now,
                 "error": error,
             },
         )
         self._hot.finish_task.execute(
-            self._cursor,
+            cursor,
             {
                 "k_run": run_id,
                 "k_task": task_id,
-                "state": state.value,
+                "state": _STATE_VALUES[state],
                 "now": now,
                 "error": error,
                 "rows_in": rows_in,
