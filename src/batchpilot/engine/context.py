@@ -124,12 +124,31 @@ class RunContext:
 
     def template_variables(self, task_id: str = "") -> dict[str, Any]:
         """Variables a config template sees: params, pipeline_dir, run_id, ds, ds_nodash,
-        pipeline, task_id."""
+        pipeline, task_id. A new dict each call (the caller may add to it)."""
+        if not self.pipeline_dir:  # the folder is the working directory at each call
+            return template_context(
+                self.spec,
+                params=self.params,
+                run_id=self.run_id,
+                ds=self.ds,
+                task_id=task_id,
+                pipeline_dir=self.pipeline_dir,
+            )
+        run_wide = self._run_template_variables
+        return {
+            **run_wide,
+            "params": dict(run_wide["params"]),
+            "trigger": dict(run_wide["trigger"]),
+            "task_id": task_id,
+        }
+
+    @cached_property
+    def _run_template_variables(self) -> Mapping[str, Any]:
+        """The template variables every task of the run shares, worked out once."""
         return template_context(
             self.spec,
             params=self.params,
             run_id=self.run_id,
             ds=self.ds,
-            task_id=task_id,
             pipeline_dir=self.pipeline_dir,
         )

@@ -201,13 +201,15 @@ def follow_stored_run(
     status = RunStatus.UNKNOWN
     try:
         while True:
+            # The run first: once it has ended, the tasks read next are their final states
+            # (a run ends after its tasks), so a follower never misses the last ones.
+            current = store.get_run(run.run_id)
             for task in store.get_tasks(run.run_id):
                 if known.get(task.task_id) is not task.state:
                     known[task.task_id] = task.state
                     listener.task_state_changed(
                         task.task_id, task.state, attempt=task.attempts, error=task.error
                     )
-            current = store.get_run(run.run_id)
             if current.status.is_terminal():
                 status = current.status
                 return RunResult.load(store, run.run_id)

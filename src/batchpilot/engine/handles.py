@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from batchpilot.engine.outputs import TaskOutput
 from batchpilot.engine.task_logs import AttemptLog, ExternalLog
+from batchpilot.engine.workers import DaemonThreadPool
 from batchpilot.errors import StepError
 from batchpilot.steps.base import StepContext
 
@@ -145,8 +146,12 @@ def wait_for_attempts(
     *,
     wake_at: Iterable[float],
     grace_s: float,
+    pool: DaemonThreadPool | None = None,
 ) -> list[tuple[AttemptHandle, AttemptOutcome]]:
     """Wait until an attempt ends, one passes its deadline, or the earliest of ``wake_at``.
+
+    ``pool``: the pool the attempts run on, whose own wait is cheaper than
+    ``concurrent.futures.wait`` (the engine waits once per scheduling step).
 
     Attempts past their timeout are asked to stop; those that ignored a stop for
     ``grace_s`` (stuck in C code) are given up on with an error. Ended and
@@ -159,7 +164,16 @@ def wait_for_attempts(
         if limit is not None:
             wake.append(limit)
     timeout = max(0.0, min(wake, default=now) - now)
-    if running:
+    if running and pool is not None:
+        done: Collection[Future[AttemptOutcome]] = []
+
+        def any_done() -> bool:
+            nonlocal done
+            done = [f for f in running if f.done()]
+            return bool(done)
+
+        pool.wait_for_any(any_done, timeout)
+    elif running:
         done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
     else:
         time.sleep(timeout)

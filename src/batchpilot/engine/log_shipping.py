@@ -10,7 +10,7 @@ log whose local file is gone is read back from the storage.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from batchpilot.engine.context import RunContext
 from batchpilot.engine.handles import AttemptHandle
@@ -30,14 +30,22 @@ def remote_logs_of(settings: Settings) -> RemoteLogs | None:
     )
 
 
-@contextmanager
-def shipped_log(run: RunContext, handle: AttemptHandle, *, own_file: bool) -> Iterator[None]:
+_NOT_SHIPPED = nullcontext()
+
+
+def shipped_log(
+    run: RunContext, handle: AttemptHandle, *, own_file: bool
+) -> AbstractContextManager[None]:
     """Ship the attempt's log file while the block runs and once more after it
     (``own_file``: it writes one; an Airflow worker's task log is Airflow's to ship)."""
     remote = remote_logs_of(run.settings) if own_file else None
     if remote is None:
-        yield
-        return
+        return _NOT_SHIPPED
+    return _shipping(run, handle, remote)
+
+
+@contextmanager
+def _shipping(run: RunContext, handle: AttemptHandle, remote: RemoteLogs) -> Iterator[None]:
     go = handle.go
     log = remote.ship(
         pipeline=run.spec.name,

@@ -175,7 +175,9 @@ class RunExecutor:
             if not self._running and not self.board.has_waiting():
                 return
             wake_at = [time.monotonic() + CANCEL_POLL_S, *self.board.retry_at.values()]
-            finished = wait_for_attempts(self._running, wake_at=wake_at, grace_s=STOP_GRACE_S)
+            finished = wait_for_attempts(
+                self._running, wake_at=wake_at, grace_s=STOP_GRACE_S, pool=pool
+            )
 
     def _schedule(self, finished: list[tuple[AttemptHandle, AttemptOutcome]]) -> _Tick:
         """One scheduling step, in one store transaction: record the ended attempts, the

@@ -103,6 +103,8 @@ _install_lock = threading.Lock()
 
 
 def _install_stdio_router() -> None:
+    if isinstance(sys.stdout, _StdioRouter) and isinstance(sys.stderr, _StdioRouter):
+        return  # installed by an earlier attempt (the usual case: no lock to take)
     with _install_lock:
         if not isinstance(sys.stdout, _StdioRouter):
             sys.stdout = _StdioRouter(sys.stdout)  # type: ignore[assignment]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -29,6 +30,8 @@ class DaemonThreadPool:
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._lock = threading.Lock()
+        # one token per ended callable: what :meth:`wait_for_any` waits on
+        self._ended: queue.SimpleQueue[None] = queue.SimpleQueue()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Schedule ``fn(*args)``; its result or exception lands in the returned Future."""
@@ -45,6 +48,27 @@ class DaemonThreadPool:
                 self._idle -= 1
         return future
 
+    def wait_for_any(self, done: Callable[[], bool], timeout: float) -> None:
+        """Return once ``done()`` is true, checking it each time a callable submitted here
+        ends, or after ``timeout`` seconds (a cheaper wait than ``concurrent.futures.wait``,
+        which hooks a waiter on every Future for each wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                while True:  # tokens of ends that came before this check
+                    self._ended.get_nowait()
+            except queue.Empty:
+                pass
+            if done():
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                self._ended.get(timeout=remaining)
+            except queue.Empty:
+                return
+
     def shutdown(self) -> None:
         """Let idle threads end; busy ones finish (or are abandoned) on their own."""
         for _ in self._threads:
@@ -56,10 +80,23 @@ class DaemonThreadPool:
             if item is _STOP:
                 return
             future, fn, args = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:
-                    future.set_exception(exc)
-            with self._lock:
-                self._idle += 1
+            if not future.set_running_or_notify_cancel():
+                with self._lock:
+                    self._idle += 1
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                self._ended_with(future, None, exc)
+            else:
+                self._ended_with(future, result, None)
+
+    def _ended_with(self, future: Future[Any], result: Any, error: BaseException | None) -> None:
+        # Idle before the Future is done: work submitted once it is done finds this thread.
+        with self._lock:
+            self._idle += 1
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+        self._ended.put(None)

@@ -8,7 +8,6 @@ that says which bound was hit, before anything runs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from batchpilot.errors import SpecError
@@ -33,11 +32,12 @@ MAX_WORKERS = 256
 MAX_DURATION_S = 7 * 86400.0
 
 
-@dataclass(frozen=True)
-class _Size:
-    values: int
-    chars: int
-    depth: int
+#: a measured value: (values, characters of text, depth)
+_Size = tuple[int, int, int]
+_SCALAR: _Size = (1, 0, 0)
+#: the types a parsed document is made of, measured without ``isinstance`` checks
+_PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
+_CONTAINERS = (Mapping, list, tuple, set, frozenset)
 
 
 def check_document_size(
@@ -50,17 +50,17 @@ def check_document_size(
     Shared sub-trees (what an alias produces) are measured once, so the check costs time in
     proportion to the file, never to its expansion. Raises :class:`SpecError` naming the bound.
     """
-    size = _DocumentMeter().measure(document, 1)
-    if size.values > MAX_DOCUMENT_VALUES:
+    values, chars, _ = _DocumentMeter().measure(document, 1)
+    if values > MAX_DOCUMENT_VALUES:
         raise SpecError(
-            f"the document expands to {size.values:,} values (YAML aliases included); "
+            f"the document expands to {values:,} values (YAML aliases included); "
             f"the limit is {MAX_DOCUMENT_VALUES:,}",
             path=path,
             field=field,
         )
-    if size.chars > MAX_DOCUMENT_CHARS:
+    if chars > MAX_DOCUMENT_CHARS:
         raise SpecError(
-            f"the document expands to {size.chars:,} characters of text (YAML aliases "
+            f"the document expands to {chars:,} characters of text (YAML aliases "
             f"included); the limit is {MAX_DOCUMENT_CHARS:,}",
             path=path,
             field=field,
@@ -85,10 +85,16 @@ class _DocumentMeter:
         self._open: set[int] = set()
 
     def measure(self, value: Any, depth: int) -> _Size:
-        if isinstance(value, str):
-            return _Size(1, len(value), 0)
-        if not isinstance(value, Mapping | list | tuple | set | frozenset):
-            return _Size(1, 0, 0)
+        kind = type(value)
+        if kind is str:
+            return (1, len(value), 0)
+        if kind in _PLAIN_SCALARS:
+            return _SCALAR
+        if kind is not dict and kind is not list:
+            if isinstance(value, str):
+                return (1, len(value), 0)
+            if not isinstance(value, _CONTAINERS):
+                return _SCALAR
         key = id(value)
         known = self._sizes.get(key)
         if known is None:
@@ -100,7 +106,7 @@ class _DocumentMeter:
             known = self._measure_container(value, depth)
             self._open.discard(key)
             self._sizes[key] = known
-        if depth + known.depth - 1 > MAX_NESTING_DEPTH:
+        if depth + known[2] - 1 > MAX_NESTING_DEPTH:
             raise nesting_error()
         return known
 
@@ -111,13 +117,14 @@ class _DocumentMeter:
             if item_key is not None:
                 values += 1
                 chars += len(item_key) if isinstance(item_key, str) else 0
-            size = self.measure(item, depth + 1)
-            values += size.values
-            chars += size.chars
-            deepest = max(deepest, size.depth)
+            item_values, item_chars, item_depth = self.measure(item, depth + 1)
+            values += item_values
+            chars += item_chars
+            if item_depth > deepest:
+                deepest = item_depth
             if values > MAX_DOCUMENT_VALUES or chars > MAX_DOCUMENT_CHARS:
                 break  # already past a bound: the caller reports it
-        return _Size(values, chars, deepest + 1)
+        return (values, chars, deepest + 1)
 
 
 def check_workers(workers: int | None) -> None:

@@ -22,17 +22,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from batchpilot.errors import RunNotFound, StoreError, first_line
 from batchpilot.states import RunStatus, RunTrigger, TaskState
 from batchpilot.store.alerts import AlertStore
+from batchpilot.store.callback_queue import CallbackQueue
 from batchpilot.store.migrate import migrate
 from batchpilot.store.outbox import OutboxStore
 from batchpilot.store.records import (
     ActiveRunRecord,
     AttemptRecord,
-    CallbackRecord,
     RunRecord,
     TaskRecord,
     active_run_record,
     attempt_record,
-    callback_record,
     run_record,
     task_record,
     utcnow,
@@ -46,7 +45,6 @@ from batchpilot.store.run_timings import RunHistoryStore
 from batchpilot.store.schedules import ScheduleStore
 from batchpilot.store.server_sessions import ServerSessionLedger
 from batchpilot.store.tables import attempts, runs, task_instances
-from batchpilot.store.tables import callbacks as callbacks_table
 from batchpilot.store.tokens import TokenStore
 from batchpilot.store.transaction import (
     HotStatements,
@@ -74,7 +72,9 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-class RunStore(ServerSessionLedger, OutboxStore, RunHistoryStore, RetentionStore, RunRequeue):
+class RunStore(
+    ServerSessionLedger, OutboxStore, RunHistoryStore, RetentionStore, RunRequeue, CallbackQueue
+):
     """Runs, task instances and attempts in a SQL database (SQLAlchemy Core)."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
@@ -416,65 +416,6 @@ class RunStore(ServerSessionLedger, OutboxStore, RunHistoryStore, RetentionStore
         query = query.order_by(attempts.c.started_at, attempts.c.task_id, attempts.c.attempt)
         with self._connect() as conn:
             return [attempt_record(r) for r in conn.execute(query).mappings()]
-
-    # -- callbacks --------------------------------------------------------------------------
-
-    def get_callbacks(
-        self, run_id: str, *, states: Sequence[str] | None = None
-    ) -> list[CallbackRecord]:
-        """Callbacks of a run (optionally only those in ``states``), oldest first."""
-        query = select(callbacks_table).where(callbacks_table.c.run_id == run_id)
-        if states:
-            query = query.where(callbacks_table.c.state.in_(list(states)))
-        query = query.order_by(callbacks_table.c.created_at, callbacks_table.c.callback_id)
-        with self._connect() as conn:
-            return [callback_record(r) for r in conn.execute(query).mappings()]
-
-    def mark_callback(
-        self,
-        run_id: str,
-        callback_id: str,
-        *,
-        state: str,
-        error: str | None = None,
-        attempts: int | None = None,
-    ) -> None:
-        """Record a callback's progress: ``running`` before it fires, then ``done``/``failed``."""
-        values: dict[str, Any] = {"state": state, "error": error}
-        if attempts is not None:
-            values["attempts"] = attempts
-        if state in ("done", "failed"):
-            values["fired_at"] = utcnow()
-        with self._begin() as conn:
-            conn.execute(
-                update(callbacks_table)
-                .where(
-                    callbacks_table.c.run_id == run_id, callbacks_table.c.callback_id == callback_id
-                )
-                .values(**values)
-            )
-
-    def add_callbacks(self, run_id: str, callbacks: Sequence[CallbackRecord]) -> None:
-        """Queue callbacks in their own transaction (see ``Transaction.add_callbacks``)."""
-        with self.write() as tx:
-            tx.add_callbacks(run_id, callbacks)
-
-    def ended_runs_with_unfired_callbacks(self) -> list[RunRecord]:
-        """Ended runs (success, failed, cancelled) with callbacks still pending or
-        interrupted: their process died between the run's end and its callbacks."""
-        unfired = (
-            select(callbacks_table.c.run_id)
-            .where(callbacks_table.c.state.in_(["pending", "running"]))
-            .distinct()
-        )
-        ended = [RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value]
-        query = (
-            select(runs)
-            .where(runs.c.status.in_(ended), runs.c.run_id.in_(unfired))
-            .order_by(runs.c.created_at)
-        )
-        with self._connect() as conn:
-            return [run_record(r) for r in conn.execute(query).mappings()]
 
     def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[RunRecord]:
         """Runs whose status is one of ``statuses``, oldest first."""
