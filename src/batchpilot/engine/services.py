@@ -46,7 +46,7 @@ from batchpilot.errors import RunStateError
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
-from batchpilot.store import RunRecord, RunStore
+from batchpilot.store import RunRecord, RunStore, RunSummaryRecord
 from batchpilot.store.schedule_records import RunClaim
 
 
@@ -322,7 +322,7 @@ class RunService:
         return [fresh.get(r.run_id, r) for r in runs]
 
 
-def run_summary(run: RunRecord) -> dict[str, Any]:
+def run_summary(run: RunSummaryRecord) -> dict[str, Any]:
     """A run as one row of ``runs list --output json``."""
     return {
         "run_id": run.run_id,
