@@ -14,6 +14,7 @@ from sqlalchemy import event, text
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from batchpilot.store.run_queries import RunCursor, RunFilter
+from batchpilot.store.tables import runs
 
 DAY = datetime(2026, 1, 1, tzinfo=UTC)
 FILTERS = {
@@ -76,3 +77,53 @@ def test_the_page_reads_neither_the_pipeline_nor_the_params(store: RunStore) -> 
     assert run.run_id == "r1" and run.status is RunStatus.FAILED
     assert not hasattr(run, "spec") and not hasattr(run, "params")
     assert store.get_run("r1").spec == {"big": 1}  # the run itself still has them
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    opened = RunStore(url)
+    yield opened
+    opened.dispose()
+
+
+def test_cursor_pages_list_every_run_once_newest_first_even_at_one_instant(
+    any_store: RunStore,
+) -> None:
+    instants = [DAY + timedelta(minutes=i // 3) for i in range(20)]  # three runs per instant
+    with any_store.engine.begin() as conn:
+        for i, created in enumerate(instants):
+            conn.execute(
+                runs.insert().values(
+                    run_id=f"r{i:02d}",
+                    pipeline="daily" if i % 2 else "hourly",
+                    status="failed" if i % 4 == 1 else "success",
+                    spec={},
+                    params={},
+                    ds="2026-01-01",
+                    created_at=created,
+                    needs_attention=False,
+                    executor="local",
+                    cancel_requested=False,
+                    triggered_by="manual",
+                )
+            )
+    for where in (RunFilter(), RunFilter(pipeline="daily")):
+        expected = sorted(
+            (
+                (created, f"r{i:02d}")
+                for i, created in enumerate(instants)
+                if where.pipeline in (None, "daily" if i % 2 else "hourly")
+            ),
+            reverse=True,
+        )
+        seen: list[str] = []
+        page = any_store.queries.page(where, limit=4)
+        seen += [run.run_id for run in page.runs]
+        while page.next_cursor is not None:
+            page = any_store.queries.page(where, after=page.next_cursor, limit=4)
+            seen += [run.run_id for run in page.runs]
+        assert seen == [run_id for _, run_id in expected]

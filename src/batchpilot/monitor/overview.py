@@ -31,6 +31,10 @@ from batchpilot.scheduler.slots import Slot, slots_between
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore, RunSummaryRecord
+from batchpilot.store.run_queries import PastSuccess
+
+#: A run as the rules read its times: one of the day's, or a past success (its baseline).
+TimedRun = RunSummaryRecord | PastSuccess
 
 SLOW_FACTOR = 2.0
 BASELINE_RUNS = 10
@@ -67,7 +71,7 @@ def day_window(day: date, zone: ZoneInfo) -> DayWindow:
     return DayWindow(day, zone, start, end)
 
 
-def run_duration_s(run: RunSummaryRecord, now: datetime | None = None) -> float | None:
+def run_duration_s(run: TimedRun, now: datetime | None = None) -> float | None:
     """Seconds from the run's start to its end (to ``now`` while it runs); None before it
     started, or for an unfinished run when ``now`` is not given."""
     if run.started_at is None:
@@ -83,7 +87,7 @@ class SuccessHistory:
     baseline of each of the day's runs is a slice of it found by bisection, so the
     overview costs O(runs · log history), not a sort of the history per run."""
 
-    def __init__(self, successes: Sequence[RunSummaryRecord]) -> None:
+    def __init__(self, successes: Sequence[TimedRun]) -> None:
         ordered = sorted(successes, key=_order)
         self._keys = [_order(s) for s in ordered]
         self._durations = [run_duration_s(s) for s in ordered]
@@ -98,14 +102,14 @@ class SuccessHistory:
         return sum(durations) / len(durations)
 
 
-def baseline_s(run: RunSummaryRecord, successes: Sequence[RunSummaryRecord]) -> float | None:
+def baseline_s(run: RunSummaryRecord, successes: Sequence[TimedRun]) -> float | None:
     """The mean duration of the last :data:`BASELINE_RUNS` successful runs of ``successes``
     (one pipeline's, any order) created before ``run``; None with fewer than
     :data:`MIN_BASELINE_RUNS` of them."""
     return SuccessHistory(successes).baseline_s(run)
 
 
-def is_slow(run: RunSummaryRecord, successes: Sequence[RunSummaryRecord]) -> bool:
+def is_slow(run: RunSummaryRecord, successes: Sequence[TimedRun]) -> bool:
     """True for a successful run that took more than :data:`SLOW_FACTOR` times its
     baseline (see :func:`baseline_s`)."""
     return _is_slow(run, baseline_s(run, successes))
@@ -118,7 +122,7 @@ def _is_slow(run: RunSummaryRecord, baseline: float | None) -> bool:
     return duration is not None and baseline is not None and duration > SLOW_FACTOR * baseline
 
 
-def verdict(run: RunSummaryRecord, successes: Sequence[RunSummaryRecord]) -> Verdict:
+def verdict(run: RunSummaryRecord, successes: Sequence[TimedRun]) -> Verdict:
     """How the run is shown in the day's table."""
     return _verdict(run, baseline_s(run, successes))
 
@@ -186,8 +190,8 @@ class DayOverview:
 
 def summarize_day(
     window: DayWindow,
-    runs: Sequence[RunSummaryRecord],
-    successes: Mapping[str, Sequence[RunSummaryRecord]],
+    runs: Sequence[TimedRun],
+    successes: Mapping[str, Sequence[TimedRun]],
     *,
     upcoming: int = 0,
     now: datetime | None = None,
@@ -281,7 +285,7 @@ def day_overview(
     return load_overview(store, window, upcoming=len(due), now=now, pipeline=pipeline)
 
 
-def _order(run: RunSummaryRecord) -> tuple[datetime, str]:
+def _order(run: TimedRun) -> tuple[datetime, str]:
     return (run.created_at, run.run_id)
 
 
