@@ -254,12 +254,17 @@ def load_overview(
     runs = store.queries.created_between(window.start, window.end)
     if pipeline is not None:
         runs = [run for run in runs if run.pipeline == pipeline]
-    wanted: dict[str, int] = {}
+    # a run's baseline lies among the day's successes before it and the BASELINE_RUNS
+    # successes before the day: only those are read (not as many again as the day holds)
+    successes: dict[str, list[TimedRun]] = {}
     for run in runs:
         if run.status is RunStatus.SUCCESS:
-            # the BASELINE_RUNS successes before each of the day's runs lie among these
-            wanted[run.pipeline] = wanted.get(run.pipeline, BASELINE_RUNS) + 1
-    successes = store.queries.recent_successes(wanted, before=window.end)
+            successes.setdefault(run.pipeline, []).append(run)
+    earlier = store.queries.recent_successes(
+        dict.fromkeys(successes, BASELINE_RUNS), before=window.start
+    )
+    for name, found in earlier.items():
+        successes[name].extend(found)
     return summarize_day(window, runs, successes, upcoming=upcoming, now=now)
 
 
