@@ -61,6 +61,8 @@ class ActiveRunRecord:
     cancel_requested: bool
     slot: datetime | None
     triggered_by: str
+    #: a remote executor's id of the run (Airflow's DAG run id) once it was started there
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ def active_run_record(row: Any) -> ActiveRunRecord:
         cancel_requested=bool(row["cancel_requested"]),
         slot=aware(row["slot"]),
         triggered_by=row["triggered_by"],
+        external_id=row["external_id"],
     )
 
 
