@@ -135,6 +135,21 @@ def test_execute_is_idempotent_and_a_worker_runs_the_run(shared_serve):
         tokens.secrets["read"] = tokens.secrets["read-again"]
 
 
+def test_execute_on_airflow_without_airflow_settings_is_a_409_naming_them(shared_serve):
+    serve, tokens = shared_serve
+    before = {run.run_id for run in tokens.store.list_runs(limit=1000)}
+    answer = serve.client.post(
+        "/pipelines/hello/execute", json={"on": "airflow"}, headers=tokens.header("run")
+    )
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["type"].endswith("airflow-not-configured")
+    for setting in ("BATCHPILOT_AIRFLOW_URL", "BATCHPILOT_AIRFLOW_USERNAME"):
+        assert setting in problem["detail"]
+    assert {run.run_id for run in tokens.store.list_runs(limit=1000)} == before  # no run
+
+
 def test_the_event_stream_tells_run_and_task_changes(shared_serve):
     serve, tokens = shared_serve
     with serve.client.stream("GET", "/events", headers=tokens.header("read")) as stream:

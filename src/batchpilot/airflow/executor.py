@@ -23,6 +23,7 @@ from batchpilot.engine.preflight import check_pipeline, merged_params
 from batchpilot.engine.results import RunResult
 from batchpilot.errors import BatchpilotError, RunStateError
 from batchpilot.settings import Settings
+from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.steps.registry import default_registry
 from batchpilot.store import RunRecord, RunStore
@@ -81,6 +82,45 @@ class AirflowExecutor:
             poll_s=airflow.poll_s,
         )
         run = remote.trigger_run(client, store, spec, params=params, ds=ds, run_id=run_id)
+        return self._follow(client, airflow, run, store=store, listener=listener)
+
+    def check_available(self) -> None:
+        """Raises :class:`AirflowConfigError` naming each ``BATCHPILOT_AIRFLOW_*`` setting
+        that is missing (the API's URL and login, the DAGs folder)."""
+        airflow = self.settings()
+        airflow.require_api()
+        airflow.require_dags_folder()
+
+    def execute_queued(
+        self,
+        run: RunRecord,
+        *,
+        settings: Settings,
+        store: RunStore,
+        listener: RunListener,
+        workers: int | None,
+    ) -> RunResult:
+        """Deploy the run's stored pipeline as a DAG, trigger its DAG run (once: a run
+        already triggered is only followed) and mirror it into the store until it ends.
+
+        Raises :class:`AirflowError` (config, login, deploy, trigger), then
+        :class:`AirflowRunNotFollowed` once the DAG run exists but cannot be followed.
+        """
+        airflow = self.settings()
+        client = self.client(airflow)
+        if not run.external_id:
+            spec = build_pipeline(run.spec, source_path=run.source_path)
+            client.login()
+            remote.deploy_pipeline(
+                client,
+                spec,
+                dags_folder=airflow.require_dags_folder(),
+                source=source_label(spec.source_path),
+                artifacts=airflow.artifacts,
+                parse_timeout_s=airflow.parse_timeout_s,
+                poll_s=airflow.poll_s,
+            )
+            run = remote.trigger_queued_run(client, store, run)
         return self._follow(client, airflow, run, store=store, listener=listener)
 
     def follow(self, run: RunRecord, *, store: RunStore, listener: RunListener) -> RunResult:

@@ -184,6 +184,24 @@ def trigger_run(
     return store.get_run(run_id)
 
 
+def trigger_queued_run(client: AirflowClient, store: RunStore, run: RunRecord) -> RunRecord:
+    """Trigger the DAG run of a run queued for Airflow (``serve``'s worker), with its
+    stored params and date, and record the DAG run's id on it. A run that already has
+    one (its worker died after triggering) is returned as it is, never triggered twice.
+    """
+    if run.external_id:
+        return run
+    logical_date = f"{run.ds}T00:00:00+00:00" if run.ds else None
+    dag_run = client.trigger(
+        dag_id_for(run.pipeline),
+        run_id=run.run_id,
+        conf=to_jsonable(dict(run.params)),
+        logical_date=logical_date,
+    )
+    store.set_external_id(run.run_id, str(dag_run.get("dag_run_id") or run.run_id))
+    return store.get_run(run.run_id)
+
+
 # -- following ------------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ import batchpilot.api.routes_executions as routes_executions
 import batchpilot.api.routes_logs as routes_logs
 import batchpilot.api.routes_monitor as routes_monitor
 import batchpilot.api.routes_pipelines as routes_pipelines
-from batchpilot.api.events import EventSourceFactory, RunChanges
+from batchpilot.api.events import EventFeed, EventSourceFactory, RunChanges
 from batchpilot.api.problems import install_problem_handlers
 from batchpilot.api.routes_events import package_version
 from batchpilot.api.state import ApiState
@@ -33,6 +33,7 @@ from batchpilot.executors import default_executors
 from batchpilot.scheduler.catalog import CatalogEntry
 from batchpilot.scheduler.commands import CommandSupervisor
 from batchpilot.scheduler.serve import ServeContext
+from batchpilot.shared_poll import SharedPoll
 
 API_PREFIX = "/api/v1"
 OPENAPI_URL = f"{API_PREFIX}/openapi.json"
@@ -81,7 +82,9 @@ def create_app(
         poll_s=poll_s,
         timezone=timezone,
     )
-    app.state.event_sources = [RunChanges, *event_sources]
+    # every /api/v1/events stream is fed by one feed that looks at the store each poll_s
+    feed = EventFeed([make(context.store) for make in (RunChanges, *event_sources)])
+    app.state.events = SharedPoll(feed.changes, interval_s=poll_s)
     install_problem_handlers(app)
     if cors_origins:
         app.add_middleware(

@@ -36,9 +36,14 @@ def require(scope: TokenScope) -> Callable[..., TokenRecord]:
 
     Raises a 401 problem (with ``WWW-Authenticate``) for a missing, unknown,
     revoked or expired token, and 403 when its scope is smaller than ``scope``.
+
+    The dependency is async and reads the token on the event loop: one indexed row
+    (well under a millisecond), where a sync dependency would cost every request a
+    second hand-off to the thread pool and back (a thread wake-up each way, which
+    on a busy machine is what the latency is made of).
     """
 
-    def authorized(
+    async def authorized(
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> TokenRecord:

@@ -1,10 +1,11 @@
 """What ``GET /api/v1/events`` tells: run and task state changes, seen by polling the store.
 
-An :class:`EventFeed` holds one client's view: each :class:`EventSource` it
-polls compares the store with what it saw last time and returns the changes
-as frames. :class:`RunChanges` watches the runs (new, changed status) and the
-tasks of runs that are active or just changed. Other packages add their own
-sources (the monitor's alerts) through ``create_app(event_sources=…)``.
+One :class:`EventFeed` per app holds what the streams saw last: each
+:class:`EventSource` it polls compares the store with that and returns the changes
+as frames, which every open stream receives. :class:`RunChanges` watches the runs
+(new, changed status) and the tasks of runs that are active or just changed. Other
+packages add their own sources (the monitor's alerts) through
+``create_app(event_sources=…)``.
 """
 
 from __future__ import annotations
@@ -86,17 +87,18 @@ def _run_event(run: RunRecord) -> dict[str, object]:
 
 
 class EventFeed:
-    """Every source's changes, in order, for one client."""
+    """Every source's changes, in order: one feed per app, shared by every open stream
+    (:class:`~batchpilot.shared_poll.SharedPoll`)."""
 
     def __init__(self, sources: Sequence[EventSource]) -> None:
         self.sources = list(sources)
 
-    def poll(self) -> tuple[list[str], bool]:
-        """The frames since the last poll; an event stream never ends by itself."""
+    def changes(self) -> list[str]:
+        """The frames since the last call (nothing on the first)."""
         frames: list[str] = []
         for source in self.sources:
             frames.extend(source.changes())
-        return frames, False
+        return frames
 
 
 #: builds a fresh source for a new client, given the store

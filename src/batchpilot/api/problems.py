@@ -17,7 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from batchpilot.airflow.errors import AirflowAuthError, AirflowError, AirflowNotFound
+from batchpilot.airflow.errors import (
+    AirflowAuthError,
+    AirflowConfigError,
+    AirflowError,
+    AirflowNotFound,
+)
 from batchpilot.engine import UnknownExecutor
 from batchpilot.errors import (
     BatchpilotError,
@@ -47,6 +52,9 @@ STATUS_BY_ERROR: tuple[tuple[type[BatchpilotError], int, str], ...] = (
     (RunStateError, 409, "run-state-conflict"),
     (TokenError, 400, "invalid-token-request"),
     (AirflowNotFound, 404, "airflow-not-found"),
+    # this server cannot run on Airflow until BATCHPILOT_AIRFLOW_* is set: not the client's fault
+    # in the request, but a state of the server it can read and have fixed (not a 5xx)
+    (AirflowConfigError, 409, "airflow-not-configured"),
     (AirflowAuthError, 502, "airflow-login-failed"),
     (AirflowError, 502, "airflow-error"),
     (StoreError, 503, "store-unavailable"),

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from batchpilot.api.auth import scoped
-from batchpilot.api.events import EventFeed, EventSourceFactory
 from batchpilot.api.models import Health, problem_responses
-from batchpilot.api.sse import EVENT_STREAM, SSE_HEADERS, polled_stream
+from batchpilot.api.sse import EVENT_STREAM, SSE_HEADERS, shared_stream
 from batchpilot.api.state import ApiState, api_state
 from batchpilot.store.tokens import TokenScope
 
@@ -41,11 +40,10 @@ def package_version() -> str:
 def events(request: Request, state: State) -> StreamingResponse:
     """``run`` events (``{run_id, pipeline, status, error}``) when a run appears or changes
     status, ``task`` events (``{run_id, pipeline, task_id, state, attempts}``) when a task
-    changes state, and a ``: keep-alive`` comment when nothing happened for a while."""
-    factories: list[EventSourceFactory] = request.app.state.event_sources
-    feed = EventFeed([make(state.store) for make in factories])
-    stream = polled_stream(
-        feed.poll, poll_s=state.poll_s, heartbeat_s=state.heartbeat_s, stopping=state.stopping
+    changes state, and a ``: keep-alive`` comment when nothing happened for a while. All
+    open streams are fed by one look at the store per interval."""
+    stream = shared_stream(
+        request.app.state.events, heartbeat_s=state.heartbeat_s, stopping=state.stopping
     )
     return StreamingResponse(stream, media_type=EVENT_STREAM, headers=SSE_HEADERS)
 

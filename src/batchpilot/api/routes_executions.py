@@ -23,7 +23,7 @@ from batchpilot.api.state import ApiState, api_state
 from batchpilot.engine import RunResult, run_summary
 from batchpilot.errors import RunStateError, SpecError
 from batchpilot.states import RunStatus
-from batchpilot.store import RunRecord
+from batchpilot.store import RunSummaryRecord
 from batchpilot.store.run_queries import RunFilter
 from batchpilot.store.tokens import TokenScope
 
@@ -40,7 +40,7 @@ def _detail(result: RunResult) -> RunDetail:
     return RunDetail.model_validate(result.to_dict())
 
 
-def _summary(run: RunRecord) -> RunSummary:
+def _summary(run: RunSummaryRecord) -> RunSummary:
     return RunSummary(
         **run_summary(run),
         created_at=run.created_at.isoformat(),

@@ -12,7 +12,6 @@ from batchpilot.api.models import (
     Accepted,
     BackfillAccepted,
     BackfillRequest,
-    ExecuteOn,
     ExecuteRequest,
     PipelineInfo,
     problem_responses,
@@ -109,15 +108,11 @@ def execute_pipeline(
 ) -> Accepted:
     """Check the params and date against the pipeline, then queue a run for ``serve``'s
     workers; never runs anything in the request. The same ``Idempotency-Key`` returns the
-    run it created the first time."""
+    run it created the first time. ``"on": "airflow"``: a worker deploys the pipeline's DAG
+    and triggers it on the Airflow that ``BATCHPILOT_AIRFLOW_*`` names, then mirrors it
+    (``POST /executions/{id}/monitor`` refreshes it); 409 naming the settings to set when
+    this server has no Airflow configured."""
     body = body or ExecuteRequest()
-    if body.on is ExecuteOn.AIRFLOW:
-        raise Problem(
-            400,
-            "executing on Airflow over the API is not supported yet; use "
-            f"'batchpilot run {name} --on airflow'",
-            slug="not-supported",
-        )
     spec = _spec(state, name)
     if body.date is not None:
         ds = parse_logical_date(body.date)
@@ -125,7 +120,12 @@ def execute_pipeline(
         zone = spec.schedule.zone if spec.schedule else None
         ds = datetime.now(zone).date().isoformat()
     claim = state.service.queue(
-        spec, run_id=new_run_id(), ds=ds, params=body.params, idempotency_key=idempotency_key
+        spec,
+        run_id=new_run_id(),
+        ds=ds,
+        params=body.params,
+        idempotency_key=idempotency_key,
+        on=body.on.value,
     )
     state.runs_queued.set()
     run = state.store.get_run(claim.run_id)

@@ -41,8 +41,9 @@ class ApiState:
     timezone: str = "UTC"
 
 
-def api_state(request: Request) -> ApiState:
-    """The shared state of the app serving ``request``."""
+async def api_state(request: Request) -> ApiState:
+    """The shared state of the app serving ``request`` (async: FastAPI runs a sync
+    dependency in its thread pool, a hand-off per request for reading an attribute)."""
     return request.app.state.api  # type: ignore[no-any-return]
 
 

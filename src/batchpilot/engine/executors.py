@@ -22,6 +22,7 @@ from batchpilot.engine.control import cancel_run
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.log_shipping import remote_logs_of
 from batchpilot.engine.logs import AttemptLog, Offsets, read_local_logs
+from batchpilot.engine.queued import execute_stored_run
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runs import start_run
 from batchpilot.errors import BatchpilotError
@@ -73,6 +74,24 @@ class Executor(Protocol):
 
         Raises :class:`SpecError` before any run is recorded for invalid input.
         """
+        ...
+
+    def check_available(self) -> None:
+        """Return if this executor can start runs; else raise a :class:`BatchpilotError`
+        naming what to set (checked before a run is queued for it)."""
+        ...
+
+    def execute_queued(
+        self,
+        run: RunRecord,
+        *,
+        settings: Settings,
+        store: RunStore,
+        listener: RunListener,
+        workers: int | None,
+    ) -> RunResult:
+        """Drive a run created queued for this executor (``serve``'s worker) to its end
+        with the pipeline stored with it; also a run whose driving process died."""
         ...
 
     def follow(self, run: RunRecord, *, store: RunStore, listener: RunListener) -> RunResult:
@@ -137,6 +156,23 @@ class LocalExecutor:
             workers=workers,
             listener=listener,
             run_id=run_id,
+        )
+
+    def check_available(self) -> None:
+        """This machine can always run pipelines."""
+
+    def execute_queued(
+        self,
+        run: RunRecord,
+        *,
+        settings: Settings,
+        store: RunStore,
+        listener: RunListener,
+        workers: int | None,
+    ) -> RunResult:
+        """Run it here (see :func:`execute_stored_run`)."""
+        return execute_stored_run(
+            run.run_id, settings=settings, store=store, listener=listener, workers=workers
         )
 
     def follow(self, run: RunRecord, *, store: RunStore, listener: RunListener) -> RunResult:

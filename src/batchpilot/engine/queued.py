@@ -39,6 +39,7 @@ def queued_run(
     params: Mapping[str, Any] | None = None,
     slot: datetime | None = None,
     triggered_by: RunTrigger = RunTrigger.MANUAL,
+    executor: str = "local",
 ) -> NewRun:
     """The record of a new queued run of ``spec`` (its params merged over the pipeline's
     defaults), unchecked: call :func:`check_queued_run` first for input from a user."""
@@ -52,6 +53,7 @@ def queued_run(
         task_ids=spec.node_ids,
         slot=slot,
         triggered_by=triggered_by,
+        executor=executor,
     )
 
 
@@ -111,15 +113,19 @@ def queue_checked_run(
     params: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
     triggered_by: RunTrigger = RunTrigger.MANUAL,
+    executor: str = "local",
 ) -> RunClaim:
     """Check, then create a queued run for ``serve`` to execute (``batchpilot trigger``,
     the API's execute). With ``idempotency_key`` a key used before returns that run
-    (``created`` False) and records nothing.
+    (``created`` False) and records nothing. ``executor`` names where ``serve``'s worker
+    will run it (``airflow``: triggered there and mirrored).
 
     Raises :class:`SpecErrors` before anything is recorded for invalid params or date.
     """
     check_queued_run(spec, settings=settings, params=params, ds=ds)
-    run = queued_run(spec, run_id=run_id, ds=ds, params=params, triggered_by=triggered_by)
+    run = queued_run(
+        spec, run_id=run_id, ds=ds, params=params, triggered_by=triggered_by, executor=executor
+    )
     if idempotency_key is not None:
         return store.schedules.create_run_once(run, idempotency_key=idempotency_key)
     store.create_run(
@@ -131,6 +137,7 @@ def queue_checked_run(
         source_path=run.source_path,
         task_ids=run.task_ids,
         triggered_by=run.triggered_by,
+        executor=run.executor,
     )
     return RunClaim(run.run_id, created=True)
 

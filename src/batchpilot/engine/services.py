@@ -38,7 +38,7 @@ from batchpilot.engine.executors import (
 )
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.logs import AttemptLog, Offsets
-from batchpilot.engine.queued import execute_stored_run, queue_checked_run
+from batchpilot.engine.queued import queue_checked_run
 from batchpilot.engine.requeue import requeue_for_resume, requeue_for_retry
 from batchpilot.engine.results import RunResult
 from batchpilot.engine.runs import resume_run, retry_run
@@ -46,7 +46,7 @@ from batchpilot.errors import RunStateError
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
-from batchpilot.store import RunRecord, RunStore
+from batchpilot.store import RunRecord, RunStore, RunSummaryRecord
 from batchpilot.store.schedule_records import RunClaim
 
 
@@ -104,10 +104,17 @@ class RunService:
         ds: str,
         params: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        on: str = LOCAL,
     ) -> RunClaim:
-        """Check, then queue a run of ``spec`` for ``serve`` (``batchpilot trigger``); the
-        same ``idempotency_key`` returns the same run. Raises :class:`SpecError` with
-        nothing recorded for invalid params or date."""
+        """Check, then queue a run of ``spec`` for ``serve`` (``batchpilot trigger``) to
+        execute on executor ``on``; the same ``idempotency_key`` returns the same run.
+
+        Raises :class:`SpecError` with nothing recorded for invalid params or date,
+        :class:`UnknownExecutor` for an unknown ``on``, and the executor's own error
+        when it cannot start runs (``airflow`` not configured: :class:`AirflowConfigError`
+        naming the setting).
+        """
+        self.executors.get(on).check_available()
         return queue_checked_run(
             spec,
             settings=self.settings,
@@ -116,6 +123,7 @@ class RunService:
             ds=ds,
             params=params,
             idempotency_key=idempotency_key,
+            executor=on,
         )
 
     def execute(
@@ -124,11 +132,20 @@ class RunService:
         """Drive a run created queued (a schedule's slot, a ``trigger``), or one whose
         process died, to its end with the pipeline stored with it (``serve``'s workers).
 
+        The run's executor drives it (``local``: here; ``airflow``: triggered there,
+        mirrored here until it ends).
+
         Raises :class:`RunStateError` when it ended well, was cancelled or a live
-        process drives it; :class:`RunInterrupted` on Ctrl-C/SIGTERM.
+        process drives it; :class:`RunInterrupted` on Ctrl-C/SIGTERM;
+        :class:`UnknownExecutor` for an executor this installation lacks.
         """
-        return execute_stored_run(
-            run_id, settings=self.settings, store=self.store, listener=listener, workers=workers
+        run = self.store.get_run(run_id)
+        return self.executors.for_run(run).execute_queued(
+            run,
+            settings=self.settings,
+            store=self.store,
+            listener=listener or RunListener(),
+            workers=workers,
         )
 
     def follow(self, run_id: str, *, listener: RunListener | None = None) -> RunResult:
@@ -322,7 +339,7 @@ class RunService:
         return [fresh.get(r.run_id, r) for r in runs]
 
 
-def run_summary(run: RunRecord) -> dict[str, Any]:
+def run_summary(run: RunSummaryRecord) -> dict[str, Any]:
     """A run as one row of ``runs list --output json``."""
     return {
         "run_id": run.run_id,

@@ -19,6 +19,7 @@ was created in):
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,7 +30,11 @@ from zoneinfo import ZoneInfo
 from batchpilot.scheduler.slots import Slot, slots_between
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import RunStatus
-from batchpilot.store import RunRecord, RunStore
+from batchpilot.store import RunStore, RunSummaryRecord
+from batchpilot.store.run_queries import PastSuccess
+
+#: A run as the rules read its times: one of the day's, or a past success (its baseline).
+TimedRun = RunSummaryRecord | PastSuccess
 
 SLOW_FACTOR = 2.0
 BASELINE_RUNS = 10
@@ -66,7 +71,7 @@ def day_window(day: date, zone: ZoneInfo) -> DayWindow:
     return DayWindow(day, zone, start, end)
 
 
-def run_duration_s(run: RunRecord, now: datetime | None = None) -> float | None:
+def run_duration_s(run: TimedRun, now: datetime | None = None) -> float | None:
     """Seconds from the run's start to its end (to ``now`` while it runs); None before it
     started, or for an unfinished run when ``now`` is not given."""
     if run.started_at is None:
@@ -77,33 +82,54 @@ def run_duration_s(run: RunRecord, now: datetime | None = None) -> float | None:
     return max(0.0, (end - run.started_at).total_seconds())
 
 
-def baseline_s(run: RunRecord, successes: Sequence[RunRecord]) -> float | None:
+class SuccessHistory:
+    """One pipeline's successful runs in creation order, with their durations: the
+    baseline of each of the day's runs is a slice of it found by bisection, so the
+    overview costs O(runs · log history), not a sort of the history per run."""
+
+    def __init__(self, successes: Sequence[TimedRun]) -> None:
+        ordered = sorted(successes, key=_order)
+        self._keys = [_order(s) for s in ordered]
+        self._durations = [run_duration_s(s) for s in ordered]
+
+    def baseline_s(self, run: RunSummaryRecord) -> float | None:
+        """See :func:`baseline_s`."""
+        end = bisect_left(self._keys, _order(run))
+        earlier = self._durations[max(0, end - BASELINE_RUNS) : end]
+        durations = [d for d in earlier if d is not None]
+        if len(durations) < MIN_BASELINE_RUNS:
+            return None
+        return sum(durations) / len(durations)
+
+
+def baseline_s(run: RunSummaryRecord, successes: Sequence[TimedRun]) -> float | None:
     """The mean duration of the last :data:`BASELINE_RUNS` successful runs of ``successes``
     (one pipeline's, any order) created before ``run``; None with fewer than
     :data:`MIN_BASELINE_RUNS` of them."""
-    earlier = sorted((s for s in successes if _order(s) < _order(run)), key=_order, reverse=True)[
-        :BASELINE_RUNS
-    ]
-    durations = [d for d in (run_duration_s(s) for s in earlier) if d is not None]
-    if len(durations) < MIN_BASELINE_RUNS:
-        return None
-    return sum(durations) / len(durations)
+    return SuccessHistory(successes).baseline_s(run)
 
 
-def is_slow(run: RunRecord, successes: Sequence[RunRecord]) -> bool:
+def is_slow(run: RunSummaryRecord, successes: Sequence[TimedRun]) -> bool:
     """True for a successful run that took more than :data:`SLOW_FACTOR` times its
     baseline (see :func:`baseline_s`)."""
+    return _is_slow(run, baseline_s(run, successes))
+
+
+def _is_slow(run: RunSummaryRecord, baseline: float | None) -> bool:
     if run.status is not RunStatus.SUCCESS:
         return False
     duration = run_duration_s(run)
-    baseline = baseline_s(run, successes)
     return duration is not None and baseline is not None and duration > SLOW_FACTOR * baseline
 
 
-def verdict(run: RunRecord, successes: Sequence[RunRecord]) -> Verdict:
+def verdict(run: RunSummaryRecord, successes: Sequence[TimedRun]) -> Verdict:
     """How the run is shown in the day's table."""
+    return _verdict(run, baseline_s(run, successes))
+
+
+def _verdict(run: RunSummaryRecord, baseline: float | None) -> Verdict:
     if run.status is RunStatus.SUCCESS:
-        return Verdict.SLOW if is_slow(run, successes) else Verdict.OK
+        return Verdict.SLOW if _is_slow(run, baseline) else Verdict.OK
     return {
         RunStatus.FAILED: Verdict.FAILED,
         RunStatus.RUNNING: Verdict.RUNNING,
@@ -116,7 +142,7 @@ def verdict(run: RunRecord, successes: Sequence[RunRecord]) -> Verdict:
 class JobOfDay:
     """One run of the day with its verdict and duration (to now while it runs)."""
 
-    run: RunRecord
+    run: RunSummaryRecord
     verdict: Verdict
     duration_s: float | None
     baseline_s: float | None
@@ -164,8 +190,8 @@ class DayOverview:
 
 def summarize_day(
     window: DayWindow,
-    runs: Sequence[RunRecord],
-    successes: Mapping[str, Sequence[RunRecord]],
+    runs: Sequence[TimedRun],
+    successes: Mapping[str, Sequence[TimedRun]],
     *,
     upcoming: int = 0,
     now: datetime | None = None,
@@ -173,12 +199,12 @@ def summarize_day(
     """The day's numbers from its runs (``runs``: those created in ``window``), each
     pipeline's recent successful runs (``successes``, see :func:`baseline_s`) and the
     count of schedule slots still due today (``upcoming``)."""
+    histories = {pipeline: SuccessHistory(found) for pipeline, found in successes.items()}
+    empty = SuccessHistory(())
     jobs = []
     for run in sorted(runs, key=_order):
-        history = successes.get(run.pipeline, ())
-        jobs.append(
-            JobOfDay(run, verdict(run, history), run_duration_s(run, now), baseline_s(run, history))
-        )
+        baseline = histories.get(run.pipeline, empty).baseline_s(run)
+        jobs.append(JobOfDay(run, _verdict(run, baseline), run_duration_s(run, now), baseline))
     count = {s: sum(1 for r in runs if r.status is s) for s in RunStatus}
     done = sum(1 for r in runs if r.status.is_terminal())
     return DayOverview(
@@ -228,12 +254,17 @@ def load_overview(
     runs = store.queries.created_between(window.start, window.end)
     if pipeline is not None:
         runs = [run for run in runs if run.pipeline == pipeline]
-    wanted: dict[str, int] = {}
+    # a run's baseline lies among the day's successes before it and the BASELINE_RUNS
+    # successes before the day: only those are read (not as many again as the day holds)
+    successes: dict[str, list[TimedRun]] = {}
     for run in runs:
         if run.status is RunStatus.SUCCESS:
-            # the BASELINE_RUNS successes before each of the day's runs lie among these
-            wanted[run.pipeline] = wanted.get(run.pipeline, BASELINE_RUNS) + 1
-    successes = store.queries.recent_successes(wanted, before=window.end)
+            successes.setdefault(run.pipeline, []).append(run)
+    earlier = store.queries.recent_successes(
+        dict.fromkeys(successes, BASELINE_RUNS), before=window.start
+    )
+    for name, found in earlier.items():
+        successes[name].extend(found)
     return summarize_day(window, runs, successes, upcoming=upcoming, now=now)
 
 
@@ -259,7 +290,7 @@ def day_overview(
     return load_overview(store, window, upcoming=len(due), now=now, pipeline=pipeline)
 
 
-def _order(run: RunRecord) -> tuple[datetime, str]:
+def _order(run: TimedRun) -> tuple[datetime, str]:
     return (run.created_at, run.run_id)
 
 
@@ -270,6 +301,7 @@ __all__ = [
     "DayOverview",
     "DayWindow",
     "JobOfDay",
+    "SuccessHistory",
     "Verdict",
     "baseline_s",
     "day_overview",

@@ -364,11 +364,13 @@ class RetentionLoop(_Looping):
 
 
 def _waits_here(run: ActiveRunRecord) -> bool:
-    """A queued run for ``serve``: local, unowned, not a backfill's (backfill drives its own)."""
+    """A queued run for ``serve``: unowned, not a backfill's (backfill drives its own), and
+    local or queued for a remote executor but not started there yet (the API's ``"on":
+    "airflow"``; a run ``batchpilot run --on airflow`` started is followed by that command)."""
     return (
         run.status is RunStatus.QUEUED
         and run.owner is None
-        and run.executor == "local"
+        and (run.executor == "local" or run.external_id is None)
         and run.triggered_by != RunTrigger.BACKFILL.value
     )
 

@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from batchpilot.engine import RunService
+from batchpilot.engine.executors import LOCAL, Executors
 from batchpilot.errors import BatchpilotError, RunInterrupted, RunStateError, first_line
 from batchpilot.settings import Settings
 from batchpilot.states import RunStatus
@@ -34,8 +35,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 def run_worker(run_id: str, settings: Settings) -> int:
     """Drive run ``run_id`` to its end; returns the worker's exit code (see the module)."""
     store = RunStore.for_home(settings.home, settings.database_url)
-    service = RunService(settings=settings, store=store)
     try:
+        service = RunService(settings=settings, store=store, executors=_executors(store, run_id))
         result = service.execute(run_id)
     except RunInterrupted:
         return EXIT_INTERRUPTED
@@ -49,6 +50,16 @@ def run_worker(run_id: str, settings: Settings) -> int:
     finally:
         store.dispose()
     return EXIT_SUCCESS if result.status is RunStatus.SUCCESS else EXIT_FAILED
+
+
+def _executors(store: RunStore, run_id: str) -> Executors | None:
+    """Every executor for a run queued for a remote one (``airflow``); None (this machine
+    only) for a local run, whose worker need not import the Airflow client to start."""
+    if store.get_run(run_id).executor == LOCAL:
+        return None
+    from batchpilot.executors import default_executors
+
+    return default_executors()
 
 
 def _record_not_started(store: RunStore, run_id: str, reason: str) -> None:

@@ -5,6 +5,7 @@ from batchpilot.store.records import (
     AttemptRecord,
     CallbackRecord,
     RunRecord,
+    RunSummaryRecord,
     TaskRecord,
     utcnow,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "CallbackRecord",
     "RunRecord",
     "RunStore",
+    "RunSummaryRecord",
     "ServerSession",
     "SlotClaimRequest",
     "TaskRecord",

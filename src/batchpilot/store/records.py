@@ -10,15 +10,13 @@ from batchpilot.states import RunStatus, TaskState
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One pipeline run as stored."""
+class RunSummaryRecord:
+    """A run as the lists show it: every column but the stored pipeline and params, so a
+    page of runs reads no JSON (:class:`RunQueries`). :class:`RunRecord` adds those."""
 
     run_id: str
     pipeline: str
     status: RunStatus
-    source_path: str | None
-    spec: dict[str, Any]
-    params: dict[str, Any]
     ds: str
     created_at: datetime
     started_at: datetime | None
@@ -40,6 +38,15 @@ class RunRecord:
         return slot_delay_s(self.triggered_by, self.slot, self.started_at)
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunRecord(RunSummaryRecord):
+    """One pipeline run as stored, with the pipeline and params it runs with."""
+
+    source_path: str | None
+    spec: dict[str, Any]
+    params: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class ActiveRunRecord:
     """What the scheduler reads of a queued or running run each pass: the few columns it
@@ -54,6 +61,8 @@ class ActiveRunRecord:
     cancel_requested: bool
     slot: datetime | None
     triggered_by: str
+    #: a remote executor's id of the run (Airflow's DAG run id) once it was started there
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,28 +136,39 @@ def aware(value: datetime | None) -> datetime | None:
 
 def run_record(row: Any) -> RunRecord:
     return RunRecord(
-        run_id=row["run_id"],
-        pipeline=row["pipeline"],
-        status=RunStatus(row["status"])
-        if row["status"] in RunStatus._value2member_map_
-        else RunStatus.UNKNOWN,
+        **_summary_fields(row),
         source_path=row["source_path"],
         spec=row["spec"],
         params=row["params"],
-        ds=row["ds"],
-        created_at=aware(row["created_at"]),  # type: ignore[arg-type]
-        started_at=aware(row["started_at"]),
-        ended_at=aware(row["ended_at"]),
-        owner=row["owner"],
-        heartbeat_at=aware(row["heartbeat_at"]),
-        error=row["error"],
-        needs_attention=bool(row["needs_attention"]),
-        executor=row["executor"],
-        external_id=row["external_id"],
-        cancel_requested=bool(row["cancel_requested"]),
-        slot=aware(row["slot"]),
-        triggered_by=row["triggered_by"],
     )
+
+
+def run_summary_record(row: Any) -> RunSummaryRecord:
+    """The record of a row of :data:`RUN_SUMMARY_COLUMNS` (or of every column)."""
+    return RunSummaryRecord(**_summary_fields(row))
+
+
+def _summary_fields(row: Any) -> dict[str, Any]:
+    status = row["status"]
+    known = status in RunStatus._value2member_map_
+    return {
+        "run_id": row["run_id"],
+        "pipeline": row["pipeline"],
+        "status": RunStatus(status) if known else RunStatus.UNKNOWN,
+        "ds": row["ds"],
+        "created_at": aware(row["created_at"]),
+        "started_at": aware(row["started_at"]),
+        "ended_at": aware(row["ended_at"]),
+        "owner": row["owner"],
+        "heartbeat_at": aware(row["heartbeat_at"]),
+        "error": row["error"],
+        "needs_attention": bool(row["needs_attention"]),
+        "executor": row["executor"],
+        "external_id": row["external_id"],
+        "cancel_requested": bool(row["cancel_requested"]),
+        "slot": aware(row["slot"]),
+        "triggered_by": row["triggered_by"],
+    }
 
 
 def active_run_record(row: Any) -> ActiveRunRecord:
@@ -164,6 +184,7 @@ def active_run_record(row: Any) -> ActiveRunRecord:
         cancel_requested=bool(row["cancel_requested"]),
         slot=aware(row["slot"]),
         triggered_by=row["triggered_by"],
+        external_id=row["external_id"],
     )
 
 

@@ -42,8 +42,11 @@ runs = Table(
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("slot", DateTime(timezone=True)),  # the logical time of a scheduled/backfill run
     Column("triggered_by", String(20), nullable=False, default="manual"),
-    Index("ix_bp_runs_created_at", "created_at"),
-    Index("ix_bp_runs_pipeline", "pipeline"),
+    # migration 0011: the run lists' pages, newest first, read along an index without a sort
+    Index("ix_bp_runs_created_run", "created_at", "run_id"),
+    Index("ix_bp_runs_pipeline_created", "pipeline", "created_at", "run_id"),
+    Index("ix_bp_runs_status_created", "status", "created_at", "run_id"),
+    Index("ix_bp_runs_pipeline_status_created", "pipeline", "status", "created_at", "run_id"),
     # migration 0009: the monitor's history (last successful runs) and its run-end sweep
     Index("ix_bp_runs_pipeline_status_ended", "pipeline", "status", "ended_at"),
     Index("ix_bp_runs_ended_at", "ended_at"),

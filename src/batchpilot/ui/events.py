@@ -3,18 +3,20 @@
 so the page's script re-reads its live parts without a reload.
 
 A run page follows its run (status, tasks' states and attempts); other pages follow
-the newest runs and every queued or running one.
+the newest runs and every queued or running one. Each of these marks is computed once
+per interval for all the pages that follow it (:mod:`batchpilot.shared_poll`): fifty
+open dashboards cost one query per interval, not fifty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-
-from starlette.concurrency import run_in_threadpool
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 
 from batchpilot.errors import BatchpilotError
+from batchpilot.shared_poll import SharedPoll, SharedPolls
 from batchpilot.store import RunStore
 
 POLL_S = 0.5
@@ -43,40 +45,54 @@ def runs_mark(store: RunStore) -> str:
     return _digest([f"{r}|{s}|{e}" for r, s, e in store.queries.recent_marks()])
 
 
+def shared_marks(store: RunStore, *, poll_s: float = POLL_S) -> SharedPolls[str]:
+    """The marks the open pages follow, each computed once per ``poll_s`` however many
+    pages follow it: key ``None`` the runs (:func:`runs_mark`), a run id that run
+    (:func:`run_mark`)."""
+
+    def make(key: Hashable) -> SharedPoll[str]:
+        if key is None:
+            return SharedPoll(lambda: runs_mark(store), interval_s=poll_s, replay_latest=True)
+        run_id = str(key)
+        return SharedPoll(lambda: run_mark(store, run_id), interval_s=poll_s, replay_latest=True)
+
+    return SharedPolls(make)
+
+
 async def change_events(
-    mark: Callable[[], str],
+    marks: SharedPolls[str],
+    key: str | None,
     *,
     still_allowed: Callable[[], Awaitable[bool]],
-    poll_s: float = POLL_S,
 ) -> AsyncIterator[str]:
-    """Server-sent events: a ``change`` event each time ``mark`` (run in a thread) gives a
-    new value, the first value included. Ends when ``still_allowed`` turns False
-    (session ended, token revoked, client gone)."""
+    """Server-sent events: a ``change`` event each time the mark of ``key`` in ``marks``
+    (see :func:`shared_marks`) gives a new value, the first value included. Ends when
+    ``still_allowed`` turns False (session ended, token revoked, client gone)."""
     last: str | None = None
-    since_keepalive = 0.0
-    since_check = 0.0
     yield "retry: 2000\n\n"
-    while True:
-        if since_check >= RECHECK_S:
-            since_check = 0.0
-            if not await still_allowed():
-                yield "event: logout\ndata: session ended\n\n"
-                return
-        current = await run_in_threadpool(mark)
-        if current != last:
-            last = current
-            since_keepalive = 0.0
-            yield f"event: change\ndata: {current}\n\n"
-        elif since_keepalive >= KEEPALIVE_S:
-            since_keepalive = 0.0
-            yield ": keepalive\n\n"
-        await asyncio.sleep(poll_s)
-        since_keepalive += poll_s
-        since_check += poll_s
+    async with marks.listen(key) as queue:
+        last_sent = last_check = time.monotonic()
+        while True:
+            if time.monotonic() - last_check >= RECHECK_S:
+                last_check = time.monotonic()
+                if not await still_allowed():
+                    yield "event: logout\ndata: session ended\n\n"
+                    return
+            try:
+                current = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S / 3)
+            except TimeoutError:
+                current = last
+            if current != last:
+                last = current
+                last_sent = time.monotonic()
+                yield f"event: change\ndata: {current}\n\n"
+            elif time.monotonic() - last_sent >= KEEPALIVE_S:
+                last_sent = time.monotonic()
+                yield ": keepalive\n\n"
 
 
 def _digest(parts: list[str]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-__all__ = ["POLL_S", "change_events", "run_mark", "runs_mark"]
+__all__ = ["POLL_S", "change_events", "run_mark", "runs_mark", "shared_marks"]

@@ -36,7 +36,7 @@ from batchpilot.ui.auth import (
     set_session_cookie,
 )
 from batchpilot.ui.context import DashboardContext
-from batchpilot.ui.events import change_events, run_mark, runs_mark
+from batchpilot.ui.events import change_events, shared_marks
 from batchpilot.ui.pipeline_view import pipeline_view
 from batchpilot.ui.rendering import Pages
 from batchpilot.ui.run_view import run_view
@@ -116,6 +116,7 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
     d = _Dashboard(context)
     router = APIRouter(include_in_schema=False)
     CurrentViewer = Annotated[Viewer, Depends(d.gate.viewer)]
+    marks = shared_marks(d.store)  # what the open pages follow, one look per interval
 
     # -- login ----------------------------------------------------------------------------
 
@@ -394,10 +395,7 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
             current = d.gate.viewer_or_none(request)
             return current is not None and current.session.session_id == session_id
 
-        if run:
-            stream = change_events(lambda: run_mark(d.store, run), still_allowed=still_allowed)
-        else:
-            stream = change_events(lambda: runs_mark(d.store), still_allowed=still_allowed)
+        stream = change_events(marks, run or None, still_allowed=still_allowed)
         return StreamingResponse(
             stream,
             media_type="text/event-stream",

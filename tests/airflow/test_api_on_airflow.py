@@ -1,0 +1,69 @@
+"""``POST /api/v1/pipelines/{name}/execute`` with ``"on": "airflow"`` against a real Airflow
+(the session's ``airflow standalone``): ``serve`` queues the run, its worker deploys the
+DAG and triggers it, and the run's record (executor ``airflow``) follows it to the end;
+``POST /executions/{id}/monitor`` refreshes it from Airflow."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from batchpilot.store import RunStore
+from batchpilot.store.tokens import TokenScope
+from tests.airflow.conftest import PIPELINES, AirflowServer
+from tests.api.conftest import LiveServe
+
+pytestmark = pytest.mark.airflow
+
+#: generous: waiting for Airflow to parse, schedule and run three tasks, not a speed claim
+WAIT_S = 300.0
+
+
+def test_execute_on_airflow_over_the_api_runs_the_dag_and_records_it(
+    airflow_server: AirflowServer, home: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    for name in ("chain.yaml", "airflow_test_steps.py"):
+        shutil.copy(PIPELINES / name, folder / name)
+    store = RunStore.for_home(home)
+    _, run_secret = store.tokens.create("ci", TokenScope.RUN)
+    serve = LiveServe(airflow_server.client_env(home), folder, tmp_path / "serve.log")
+    db = tmp_path / "target.db"
+    try:
+        headers = {"Authorization": f"Bearer {run_secret}"}
+        answer = serve.client.post(
+            "/pipelines/af_chain/execute",
+            json={"on": "airflow", "params": {"db": str(db), "count": 4}},
+            headers=headers,
+        )
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["run_id"]
+        assert store.get_run(run_id).executor == "airflow"
+
+        deadline = time.monotonic() + WAIT_S
+        shown = serve.client.post(f"/executions/{run_id}/monitor", headers=headers).json()
+        while shown["status"] not in ("success", "failed", "cancelled"):
+            assert time.monotonic() < deadline, f"run still {shown['status']}:\n{serve.output()}"
+            time.sleep(2)
+            shown = serve.client.post(f"/executions/{run_id}/monitor", headers=headers).json()
+        assert shown["status"] == "success", serve.output()
+        assert {task: view["state"] for task, view in shown["tasks"].items()} == {
+            "numbers": "success",
+            "save": "success",
+            "done": "success",
+        }
+        record = store.get_run(run_id)
+        assert record.executor == "airflow" and record.external_id == run_id
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*), min(run_id) FROM numbers").fetchone() == (
+                4,
+                run_id,
+            )
+    finally:
+        serve.kill()
+        store.dispose()
