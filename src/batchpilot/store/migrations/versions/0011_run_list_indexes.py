@@ -7,7 +7,7 @@ prefixes. Without them a page of one pipeline's runs sorted all of that pipeline
 (50 ms on 100,000 runs in SQLite), and the first page sorted its ties on ``run_id``.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 
 from alembic import op
