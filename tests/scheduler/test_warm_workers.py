@@ -21,7 +21,7 @@ from batchpilot.scheduler.warm_workers import EXIT_LOST
 from batchpilot.scheduler.worker import EXIT_NOT_STARTED, EXIT_SUCCESS
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import load_pipeline_file
-from batchpilot.states import RunStatus
+from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore
 
 WAIT_S = 120.0
@@ -154,6 +154,19 @@ def test_a_warm_worker_drives_its_run_with_the_callers_settings_and_environment(
     assert store.get_run(run_id).status is RunStatus.SUCCESS
     assert out.read_text() == f"from the caller|{home}"
     assert not (home.parent / "not-this-home").exists()
+
+
+def test_a_worker_of_a_caller_that_opened_the_store_skips_the_schema_check_and_runs(
+    home: Path, store: RunStore, queue_step, supervisors
+):
+    run_id, out = queue_step("migrated-run", "write_environment")
+    supervisor = supervisors(Settings(home=home), store_migrated=True)
+    assert supervisor.submit(run_id)
+    supervisor.poll()
+    assert ends_of(supervisor, 1) == [RunEnd(run_id, EXIT_SUCCESS)]
+    assert store.get_run(run_id).status is RunStatus.SUCCESS
+    assert [t.state for t in store.get_tasks(run_id)] == [TaskState.SUCCESS]
+    assert out.exists()
 
 
 def test_a_worker_s_output_lands_in_the_run_s_log_file(home: Path, supervisors):

@@ -235,7 +235,9 @@ class BackfillRunner:
         self.service = RunService(settings=settings, store=store)
         self.listener = listener or BackfillListener()
         self.poll_s = poll_s
-        self.supervisor = RunSupervisor(settings, max_runs=self.request.concurrency, python=python)
+        self.supervisor = RunSupervisor(
+            settings, max_runs=self.request.concurrency, python=python, store_migrated=True
+        )
         self._in_flight: dict[str, SlotOutcome] = {}
         self._followed: set[str] = set()
         self._cancel_sent = False

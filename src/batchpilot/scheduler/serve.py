@@ -394,7 +394,9 @@ class ServeProcess:
         catalog = PipelineCatalog(options.pipelines, settings=context.settings)
         catalog.seed_from_snapshot(snapshot_path(context.settings))
         self.scheduler = SchedulerLoop(context, catalog, options)
-        self.supervisor = RunSupervisor(context.settings, max_runs=options.max_runs)
+        self.supervisor = RunSupervisor(
+            context.settings, max_runs=options.max_runs, store_migrated=True
+        )
         self.dispatcher = RunDispatcher(
             context, self.supervisor, lambda: self.scheduler.pipelines, options
         )

@@ -107,16 +107,20 @@ class RunSupervisor:
         max_runs: int = DEFAULT_MAX_RUNS,
         environment: Mapping[str, str] | None = None,
         python: str | None = None,
+        store_migrated: bool = False,
     ) -> None:
         """``environment`` (default: this process's) is the workers' environment, with the
         settings' home and state store; ``python``: run each worker in a fresh process of
-        that interpreter instead of forking it warm. Starts the fork server (not waiting
-        for its imports)."""
+        that interpreter instead of forking it warm; ``store_migrated``: the caller opened
+        the settings' state store (which brought its schema to the newest revision), so a
+        forked worker skips that check. Starts the fork server (not waiting for its
+        imports)."""
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs}")
         self.settings = settings
         self.max_runs = max_runs
         self.python = python
+        self.store_migrated = store_migrated
         self._env = worker_environment(settings, os.environ if environment is None else environment)
         self._waiting: deque[str] = deque()
         self._running: dict[str, _Worker] = {}
@@ -210,7 +214,9 @@ class RunSupervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{run_id}.log"
         if self._launcher is not None:
-            self._running[run_id] = self._launcher.start(run_id, self.settings, log, self._env)
+            self._running[run_id] = self._launcher.start(
+                run_id, self.settings, log, self._env, migrate=not self.store_migrated
+            )
             return
         assert self.python is not None
         output = log.open("ab")

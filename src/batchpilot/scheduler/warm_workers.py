@@ -51,11 +51,12 @@ from batchpilot.steps.registry import BUILTIN_STEPS
 #: answer when the fork server cannot report an exit code any more).
 EXIT_LOST = 255
 #: What every worker needs, imported once in the fork server: the worker (the engine, the
-#: store, SQLAlchemy, pyarrow), the built-in steps (DuckDB, pandas) and the PostgreSQL
-#: driver. A module that is not installed is skipped.
+#: store, SQLAlchemy, pyarrow), the built-in steps (DuckDB, pandas) and the SQLite and
+#: PostgreSQL drivers. A module that is not installed is skipped.
 WORKER_PRELOAD: tuple[str, ...] = (
     "batchpilot.scheduler.worker",
     *sorted({target.partition(":")[0] for target in BUILTIN_STEPS.values()}),
+    "sqlite3",
     "psycopg",
     "sqlalchemy.dialects.postgresql.psycopg",
 )
@@ -136,12 +137,19 @@ class ForkServerLauncher:
         forkserver.ensure_running()
 
     def start(
-        self, run_id: str, settings: Settings, log: Path, environment: Mapping[str, str]
+        self,
+        run_id: str,
+        settings: Settings,
+        log: Path,
+        environment: Mapping[str, str],
+        *,
+        migrate: bool = True,
     ) -> WarmWorker:
-        """Fork a worker driving ``run_id``, its output appended to ``log``. Blocks while
-        the fork server imports (its first seconds). Raises :class:`WorkerStartError`
+        """Fork a worker driving ``run_id``, its output appended to ``log``; ``migrate=False``
+        when the caller opened the store already (the worker skips the schema check). Blocks
+        while the fork server imports (its first seconds). Raises :class:`WorkerStartError`
         when no worker can be forked (the fork server died and did not start again)."""
-        args = (run_id, settings, str(log), dict(environment))
+        args = (run_id, settings, str(log), dict(environment), migrate)
         deadline = time.monotonic() + START_RETRY_S
         while True:
             try:
@@ -200,7 +208,9 @@ def main_script_imports() -> list[str]:
     return names
 
 
-def _drive_in_fork(run_id: str, settings: Settings, log: str, environment: dict[str, str]) -> None:
+def _drive_in_fork(
+    run_id: str, settings: Settings, log: str, environment: dict[str, str], migrate: bool
+) -> None:
     """The worker, in a fresh fork of the fork server (see the module)."""
     os.setsid()
     stop_on_sigterm()
@@ -210,7 +220,7 @@ def _drive_in_fork(run_id: str, settings: Settings, log: str, environment: dict[
     os.close(fd)
     os.environ.clear()
     os.environ.update(environment)
-    code = drive_run(run_id, settings)
+    code = drive_run(run_id, settings, migrate=migrate)
     sys.stdout.flush()
     sys.stderr.flush()
     # A fork ends with os._exit, which skips the exit hooks a fresh interpreter runs (the

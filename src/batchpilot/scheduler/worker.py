@@ -32,9 +32,12 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_worker(run_id: str, settings: Settings) -> int:
-    """Drive run ``run_id`` to its end; returns the worker's exit code (see the module)."""
-    store = RunStore.for_home(settings.home, settings.database_url)
+def run_worker(run_id: str, settings: Settings, *, migrate: bool = True) -> int:
+    """Drive run ``run_id`` to its end; returns the worker's exit code (see the module).
+
+    ``migrate=False`` skips the store's schema check: the caller opened the same store
+    (``serve`` and ``backfill`` migrate it before they start workers)."""
+    store = RunStore.for_home(settings.home, settings.database_url, migrate=migrate)
     try:
         service = RunService(settings=settings, store=store, executors=_executors(store, run_id))
         result = service.execute(run_id)
@@ -78,11 +81,11 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-def drive_run(run_id: str, settings: Settings) -> int:
+def drive_run(run_id: str, settings: Settings, *, migrate: bool = True) -> int:
     """:func:`run_worker` in a worker process whose SIGTERM handler is
     :func:`stop_on_sigterm`'s: an interrupt anywhere is :data:`EXIT_INTERRUPTED`."""
     try:
-        return run_worker(run_id, settings)
+        return run_worker(run_id, settings, migrate=migrate)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 

@@ -87,19 +87,37 @@ class RunStore(
                 self.engine = create_engine(self.url, pool_pre_ping=True)
             if migrate:
                 self.migrate()
-            self._hot = HotStatements(self.engine.dialect)
             self._session: tuple[int, Any] | None = None
         except SQLAlchemyError as exc:
             reason = first_line(exc, driver=True)
             raise StoreError(f"cannot open the state store: {reason}") from exc
 
     @classmethod
-    def for_home(cls, home: Path, database_url: str | None = None) -> RunStore:
-        """The store of a batchpilot home: ``database_url`` or SQLite at ``home/state.db``."""
+    def for_home(
+        cls, home: Path, database_url: str | None = None, *, migrate: bool = True
+    ) -> RunStore:
+        """The store of a batchpilot home: ``database_url`` or SQLite at ``home/state.db``.
+
+        ``migrate=False`` skips the schema check, for a process whose parent opened (and so
+        migrated) the same store already (``serve``'s workers).
+        """
         if database_url:
-            return cls(database_url)
+            return cls(database_url, migrate=migrate)
         home.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{home / 'state.db'}")
+        return cls(f"sqlite:///{home / 'state.db'}", migrate=migrate)
+
+    @cached_property
+    def _hot(self) -> HotStatements:
+        """The per-task statements, compiled at the first :meth:`write` (not at every open:
+        a worker sets its run ``running`` before it needs them), for the dialect as the
+        first connection configured it."""
+        try:
+            with self.engine.connect():
+                pass  # the first connection initializes the dialect (server version, features)
+            return HotStatements(self.engine.dialect)
+        except SQLAlchemyError as exc:
+            reason = first_line(exc, driver=True)
+            raise StoreError(f"cannot open the state store: {reason}") from exc
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (see :func:`migrate.migrate`)."""
