@@ -116,7 +116,8 @@ def test_resume_after_a_fix_reruns_only_the_failed_task(cli: Cli, tmp_path: Path
     assert data["tasks"]["load"]["attempts"] == 2 and data["tasks"]["load"]["rows_out"] == 7
 
 
-def test_actions_on_unknown_runs_say_so_in_one_line_and_exit_2(cli: Cli):
+def test_actions_on_unknown_runs_say_so_in_one_line_and_exit_2(cli_in_process: Cli):
+    cli = cli_in_process  # argument handling only: no run, no subprocess needed
     for args in (
         ["resume", "nope"],
         ["runs", "show", "nope"],
