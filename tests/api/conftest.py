@@ -99,9 +99,9 @@ class InProcessApi:
     context: ServeContext
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[InProcessApi]:
-    """The API over a SQLite store and a folder holding ``hello``, called in process."""
+def hello_serve_context(tmp_path: Path) -> tuple[ServeContext, PipelineCatalog]:
+    """What ``serve`` gives the API: a SQLite store under ``tmp_path`` and a catalog of a
+    folder holding ``hello``."""
     folder = tmp_path / "pipelines"
     folder.mkdir()
     (folder / "hello.yaml").write_text(HELLO)
@@ -109,7 +109,14 @@ def api(tmp_path: Path) -> Iterator[InProcessApi]:
     store = RunStore(f"sqlite:///{tmp_path / 'state.db'}")
     catalog = PipelineCatalog(folder, settings=settings)
     catalog.refresh()
-    context = ServeContext(settings=settings, store=store)
+    return ServeContext(settings=settings, store=store), catalog
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[InProcessApi]:
+    """The API over a SQLite store and a folder holding ``hello``, called in process."""
+    context, catalog = hello_serve_context(tmp_path)
+    settings, store, folder = context.settings, context.store, catalog.folder
     app = create_app(context, entries=catalog.entries, poll_s=0.05)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield InProcessApi(app, client, store, settings, standard_tokens(store), folder, context)

@@ -17,12 +17,9 @@ import pytest
 
 from batchpilot.api import ApiServer, create_app
 from batchpilot.api.events import RunChanges
-from batchpilot.scheduler.catalog import PipelineCatalog
-from batchpilot.scheduler.serve import ServeContext
-from batchpilot.settings import Settings
 from batchpilot.shared_poll import SharedPoll
 from batchpilot.store import RunStore
-from tests.api.conftest import HELLO, WAIT_S, standard_tokens
+from tests.api.conftest import WAIT_S, hello_serve_context, standard_tokens
 
 STREAMS = 20
 
@@ -45,14 +42,8 @@ class CountedRunChanges(RunChanges):
 
 @pytest.fixture
 def live_api(tmp_path: Path) -> Iterator[tuple[str, ApiServer, RunStore, dict[str, str]]]:
-    folder = tmp_path / "pipelines"
-    folder.mkdir()
-    (folder / "hello.yaml").write_text(HELLO)
-    settings = Settings(home=tmp_path / "home")
-    store = RunStore(f"sqlite:///{tmp_path / 'state.db'}")
-    catalog = PipelineCatalog(folder, settings=settings)
-    catalog.refresh()
-    context = ServeContext(settings=settings, store=store)
+    context, catalog = hello_serve_context(tmp_path)
+    store = context.store
     CountedRunChanges.made = CountedRunChanges.looks = 0
     app = create_app(
         context, entries=catalog.entries, poll_s=0.05, event_sources=[CountedRunChanges]
