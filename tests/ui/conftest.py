@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 from pathlib import Path
 
 import httpx
@@ -28,6 +30,23 @@ from tests.conftest import REPO_ROOT
 
 PIPELINES = Path(__file__).resolve().parent / "pipelines"
 START_TIMEOUT_S = 60
+#: seconds a test's runs take to make at most: they start this far from midnight UTC
+RUNS_SPAN_S = 120.0
+
+
+def day_clear_of_midnight(span_s: float = RUNS_SPAN_S) -> date:
+    """Today (UTC, the dashboard server's zone), once at least ``span_s`` seconds remain
+    before midnight: runs made within ``span_s`` from now all fall on the day returned.
+
+    Closer to midnight than that, it waits until just after it. Tests read the overview
+    of this day (``/?day=...``), never the server's "today", which changes at 00:00.
+    """
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), time_of_day(), UTC)
+    left_s = (midnight - now).total_seconds()
+    if left_s < span_s:
+        time.sleep(left_s + 0.5)
+    return datetime.now(UTC).date()
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from batchpilot.store import RunStore
 from batchpilot.store.tokens import TokenScope
 from tests.conftest import REPO_ROOT
-from tests.ui.conftest import Dashboard
+from tests.ui.conftest import Dashboard, day_clear_of_midnight
 
 pytestmark = pytest.mark.browser
 
@@ -54,6 +54,7 @@ def test_a_failed_run_is_seen_read_retried_and_followed_to_success_live(
     run_store: RunStore,
     tmp_path: Path,
 ) -> None:
+    day = day_clear_of_midnight()  # the overview read is this day's, across midnight too
     for _ in range(3):
         run_pipeline("sleepy", sleep_s=0.0)
     failed = run_pipeline("flaky", marker=str(tmp_path / "warehouse-ready"))
@@ -68,6 +69,7 @@ def test_a_failed_run_is_seen_read_retried_and_followed_to_success_live(
     page.fill("#token", secret)
     page.click("form.login button[type=submit]")
     page.wait_for_url(f"{dashboard.url}/")
+    page.goto(f"{dashboard.url}/?day={day.isoformat()}")
 
     row = page.locator(f'tr[data-run="{failed}"]')
     assert row.get_attribute("data-verdict") == "failed"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,15 +24,25 @@ from batchpilot.monitor.overview import (
 from batchpilot.pipeline import load_pipeline
 from batchpilot.store import RunStore
 from batchpilot.store.tokens import TokenScope
-from tests.ui.conftest import Dashboard, log_in
+from tests.ui.conftest import Dashboard, day_clear_of_midnight, log_in
+
+
+@pytest.fixture(scope="module")
+def runs_day() -> date:
+    """The day (UTC) the module's runs are made on: the tests read its overview, not the
+    server's "today", so they pass across midnight."""
+    return day_clear_of_midnight()
 
 
 @pytest.fixture(scope="module")
 def day_of_runs(
-    dashboard: Dashboard, pipelines_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    dashboard: Dashboard,
+    pipelines_dir: Path,
+    runs_day: date,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, list[str]]:
-    """Real runs of today: three quick ones of ``ui_sleepy``, then a slow one, and a failed
-    run of ``ui_flaky``."""
+    """Real runs of ``runs_day``: three quick ones of ``ui_sleepy``, then a slow one, and a
+    failed run of ``ui_flaky``."""
     from batchpilot.engine import RunService
     from batchpilot.settings import Settings
 
@@ -44,7 +54,9 @@ def day_of_runs(
     slow = [service.start(sleepy, params={"sleep_s": 3.0}).run_id]
     marker = tmp_path_factory.mktemp("marker") / "tried"
     failed = [service.start(flaky, params={"marker": str(marker)}).run_id]
+    made_on = {store.get_run(r).created_at.astimezone(UTC).date() for r in quick + slow + failed}
     store.dispose()
+    assert made_on == {runs_day}, f"the runs were made on {made_on}, not on {runs_day}"
     return {"quick": quick, "slow": slow, "failed": failed}
 
 
@@ -77,9 +89,9 @@ def run_rows(page: str) -> list[str]:
     return re.findall(r'<tr data-run="([^"]+)"', page)
 
 
-def expected_overview(run_store: RunStore, pipelines_dir: Path) -> DayOverview:
+def expected_overview(run_store: RunStore, pipelines_dir: Path, day: date) -> DayOverview:
     now = datetime.now(UTC)
-    window = day_window(now.date(), ZoneInfo("UTC"))  # the server's zone: the default
+    window = day_window(day, ZoneInfo("UTC"))  # the server's zone: the default
     specs = [load_pipeline(p) for p in sorted(pipelines_dir.glob("*.yaml"))]
     due = slots_still_due(specs, window, now)
     return load_overview(run_store, window, upcoming=len(due), now=now)
@@ -90,10 +102,11 @@ def test_the_overview_shows_the_monitors_numbers_of_today(
     day_of_runs: dict[str, list[str]],
     run_store: RunStore,
     pipelines_dir: Path,
+    runs_day: date,
 ) -> None:
-    page = client.get("/")
+    page = client.get("/", params={"day": runs_day.isoformat()})
     assert page.status_code == 200
-    expected = expected_overview(run_store, pipelines_dir)
+    expected = expected_overview(run_store, pipelines_dir, runs_day)
     numbers = page_numbers(page.text)
     assert numbers == {
         "done": str(expected.done),
@@ -111,12 +124,11 @@ def test_the_overview_shows_the_monitors_numbers_of_today(
 
 
 def test_each_number_links_to_the_runs_behind_it(
-    client: httpx.Client, day_of_runs: dict[str, list[str]], run_store: RunStore
+    client: httpx.Client, day_of_runs: dict[str, list[str]], runs_day: date
 ) -> None:
-    overview = client.get("/").text
+    overview = client.get("/", params={"day": runs_day.isoformat()}).text
     targets = links(overview)
-    today = datetime.now(UTC).date().isoformat()
-    assert targets["failed"] == f"/runs?day={today}&status=failed"
+    assert targets["failed"] == f"/runs?day={runs_day.isoformat()}&status=failed"
     assert run_rows(client.get(targets["failed"]).text) == day_of_runs["failed"]
     assert run_rows(client.get(targets["slow"]).text) == day_of_runs["slow"]
     successes = run_rows(client.get(targets["success_rate"]).text)
@@ -126,9 +138,9 @@ def test_each_number_links_to_the_runs_behind_it(
 
 
 def test_the_jobs_table_shows_each_status_by_icon_and_word(
-    client: httpx.Client, day_of_runs: dict[str, list[str]]
+    client: httpx.Client, day_of_runs: dict[str, list[str]], runs_day: date
 ) -> None:
-    page = client.get("/").text
+    page = client.get("/", params={"day": runs_day.isoformat()}).text
     verdicts = dict(re.findall(r'<tr data-run="([^"]+)" data-verdict="([a-z]+)">', page))
     assert verdicts[day_of_runs["failed"][0]] == "failed"
     assert verdicts[day_of_runs["slow"][0]] == "slow"
