@@ -31,6 +31,8 @@
     │   └── RetentionError        a run's files could not be deleted
     ├── AddressInUse              ``serve`` cannot listen: another process holds the port
     ├── WorkerStartError          no worker process could be started for a run
+    ├── RunNotFollowed            a run goes on elsewhere (Airflow), no longer followed here
+    │                             (``lost``: the place stopped answering, not a Ctrl-C)
     └── RunInterrupted            Ctrl-C or SIGTERM stopped a run; it can be resumed
 
 Every error carries its context as attributes and reads as a sentence a user
@@ -229,6 +231,19 @@ class RunInterrupted(BatchpilotError):
         )
 
 
+class RunNotFollowed(BatchpilotError):
+    """A run that executes elsewhere (on Airflow) goes on there, but this process stopped
+    following it: on request (Ctrl-C, SIGTERM), or ``lost`` (the place stopped answering,
+    refused the login, or no longer knows the run). Subclassed by each remote executor."""
+
+    #: True when following failed (Airflow unreachable…), False when it was stopped on request
+    lost: bool = False
+
+    def __init__(self, run_id: str, message: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
+
+
 class MonitorError(BatchpilotError):
     """Statistics, metrics or retention cannot do what was asked."""
 
@@ -352,6 +367,7 @@ __all__ = [
     "NotifyError",
     "PermanentStepError",
     "RunInterrupted",
+    "RunNotFollowed",
     "RunNotFound",
     "RunStateError",
     "RunTakenOver",

@@ -11,7 +11,8 @@
         ├── AirflowConfigError       a BATCHPILOT_AIRFLOW_* setting is missing or invalid
         ├── DagImportError           Airflow could not import the deployed DAG file
         ├── DagNotParsed             Airflow did not pick the DAG file up in time
-        └── AirflowRunNotFollowed    a triggered run goes on, but is no longer followed (exit 1)
+        └── AirflowRunNotFollowed    a triggered run goes on, but is no longer followed (exit 1;
+            │                        also a batchpilot.errors.RunNotFollowed)
             ├── AirflowFollowStopped Ctrl-C while following
             └── AirflowRunLost       Airflow stopped answering while following
 
@@ -21,7 +22,7 @@ pipeline, not about Airflow). Messages never contain a password.
 
 from __future__ import annotations
 
-from batchpilot.errors import BatchpilotError
+from batchpilot.errors import BatchpilotError, RunNotFollowed
 
 
 class AirflowError(BatchpilotError):
@@ -93,12 +94,11 @@ class DagNotParsed(AirflowError):
         )
 
 
-class AirflowRunNotFollowed(AirflowError):
+class AirflowRunNotFollowed(AirflowError, RunNotFollowed):
     """A run Airflow accepted goes on there, but this process stopped following it."""
 
     def __init__(self, run_id: str, message: str) -> None:
-        self.run_id = run_id
-        super().__init__(message)
+        RunNotFollowed.__init__(self, run_id, message)
 
 
 class AirflowFollowStopped(AirflowRunNotFollowed):
@@ -114,6 +114,8 @@ class AirflowFollowStopped(AirflowRunNotFollowed):
 
 class AirflowRunLost(AirflowRunNotFollowed):
     """Airflow stopped answering while a run was followed; ``reason`` is why."""
+
+    lost = True
 
     def __init__(self, run_id: str, reason: BatchpilotError) -> None:
         self.reason = reason

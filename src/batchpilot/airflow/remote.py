@@ -297,8 +297,13 @@ class RemoteRunFollower:
         dag_run = self.client.get_dag_run(self.dag_id, self.dag_run_id)
         instances = self.client.task_instances(self.dag_id, self.dag_run_id)
         record = self.store.get_run(self.run_id)
-        if record.status is RunStatus.QUEUED and dag_run.get("state") == "running":
+        dag_state = dag_run.get("state")
+        if record.status is RunStatus.QUEUED and dag_state == "running":
             self.store.set_run_status(self.run_id, RunStatus.RUNNING)
+        elif record.status is RunStatus.UNKNOWN and dag_state in ("queued", "running"):
+            # followed again after it was lost: what Airflow says now replaces "unknown"
+            status = RunStatus.RUNNING if dag_state == "running" else RunStatus.QUEUED
+            self.store.set_run_status(self.run_id, status)
         cancelled: set[str] = set()
         if record.cancel_requested:  # Airflow's "failed"/"skipped" after a cancel say no more
             cancelled = {
@@ -345,7 +350,7 @@ class RemoteRunFollower:
             )
             if rows_out is not None:
                 self.listener.task_rows_reported(node_id, rows_out)
-        return dag_run.get("state")
+        return dag_state
 
     def finish(self, dag_state: str) -> RunStatus:
         """Record the run's final status from Airflow's (cancelled when it was asked to stop)."""

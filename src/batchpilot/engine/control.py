@@ -173,6 +173,17 @@ def dead_runs(*, settings: Settings, store: RunStore) -> list[RunRecord]:
     ]
 
 
+def remote_runs_in_flight(store: RunStore) -> list[RunRecord]:
+    """Runs started on a remote executor (Airflow: their DAG run exists) that the store
+    does not show ended, ``unknown`` ones (their follower lost track) included, oldest
+    first: what a follower must mirror until they end."""
+    return [
+        run
+        for run in store.runs_in_status([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.UNKNOWN])
+        if run.executor != "local" and run.external_id
+    ]
+
+
 def is_dead(run: RunRecord, *, settings: Settings) -> bool:
     """Whether a queued or running run has no live process driving it (killed, its
     machine gone), as :func:`dead_runs` sees it."""

@@ -25,6 +25,7 @@ from batchpilot.engine.control import (
     dead_runs,
     is_dead,
     reap_runs,
+    remote_runs_in_flight,
     stored_spec,
 )
 from batchpilot.engine.executors import (
@@ -238,6 +239,11 @@ class RunService:
     def dead_runs(self) -> list[RunRecord]:
         """Queued or running runs whose process died (none drives them; resumable)."""
         return dead_runs(settings=self.settings, store=self.store)
+
+    def remote_runs_in_flight(self) -> list[RunRecord]:
+        """Runs executing on a remote executor (Airflow) that have not ended in the store:
+        each needs a follower (:meth:`execute` follows one already triggered)."""
+        return remote_runs_in_flight(self.store)
 
     def list_runs(
         self, *, limit: int = 20, pipeline: str | None = None, warn: Warn = _ignore

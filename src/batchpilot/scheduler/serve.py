@@ -22,7 +22,16 @@ A component has ``start()`` (spawn its thread) and ``stop()`` (end it and wait):
 The REST API (:mod:`batchpilot.api`) is one more component on the same context,
 given as ``extra_components`` by the CLI (the scheduler never imports the API).
 :class:`ServeProcess` recovers runs whose process died (resume or reap),
-starts the components, and stops them in reverse order.
+follows again the runs in flight on a remote executor (Airflow), starts the
+components, and stops them in reverse order.
+
+A run on Airflow is followed by a worker too (it mirrors the DAG run into the
+store). Stopping ``serve`` stops the follower, not the run; at its next start
+``serve`` attaches a follower to every run the store shows in flight on Airflow,
+whatever ``--on-dead-runs`` says (nothing died). A follower that loses track of
+its run (Airflow unreachable for minutes, a login refused) records it
+``unknown`` with the reason, and the dispatcher follows it again
+:data:`REFOLLOW_AFTER_S` later, until it ends.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from pathlib import Path
 from typing import Protocol
 
 from batchpilot.engine import RunService
+from batchpilot.engine.executors import LOCAL
 from batchpilot.errors import first_line
 from batchpilot.monitor.retention import RetentionPolicy, clean_runs, default_deleters
 from batchpilot.scheduler.catalog import (
@@ -55,6 +65,7 @@ from batchpilot.scheduler.tick import (
     run_tick,
 )
 from batchpilot.scheduler.triggers import TriggerWatches, run_trigger_tick
+from batchpilot.scheduler.worker import EXIT_FOLLOW_LOST
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import RunStatus, RunTrigger
@@ -69,6 +80,8 @@ SLOT_MARGIN_S = 0.002
 MIN_WAIT_S = 0.005
 #: Seconds between two looks for queued runs and ended workers.
 DISPATCH_S = 0.25
+#: Seconds after a follower lost track of a run on Airflow before it is followed again.
+REFOLLOW_AFTER_S = 60.0
 #: How often ``serve`` cleans old runs when a retention is set.
 RETENTION_EVERY = timedelta(days=1)
 
@@ -93,6 +106,7 @@ class ServeOptions:
     stop_grace_s: float = STOP_GRACE_S
     #: False (``--no-scheduler``): no schedules or triggers fire; queued runs still execute
     scheduling: bool = True
+    refollow_after_s: float = REFOLLOW_AFTER_S
 
 
 Say = Callable[[str], None]
@@ -275,6 +289,10 @@ class RunDispatcher(_Looping):
         self.pipelines = pipelines
         self.interval_s = options.dispatch_s
         self.stop_grace_s = options.stop_grace_s
+        self.refollow_after_s = options.refollow_after_s
+        #: runs on Airflow whose follower lost track, and when to follow each again
+        #: (on time.monotonic())
+        self.refollow_at: dict[str, float] = {}
 
     def pause(self) -> bool:
         """Wait ``dispatch_s``, or less when runs were queued (by a pass, the API or the
@@ -286,8 +304,21 @@ class RunDispatcher(_Looping):
         # cleared before the store is read: a run queued from now on wakes the next pause
         self.context.runs_queued.clear()
         self.submit_startable()
+        self.submit_refollows()
         for end in self.supervisor.poll():
             self.on_end(end.run_id, end.exit_code)
+
+    def submit_refollows(self) -> None:
+        """Follow again the runs on Airflow whose follower lost track, once their wait is
+        over (a run that ended meanwhile, e.g. cancelled, is dropped)."""
+        now = time.monotonic()
+        for run_id, due in list(self.refollow_at.items()):
+            if now < due:
+                continue
+            del self.refollow_at[run_id]
+            if not self.context.store.get_run(run_id).status.is_terminal():
+                self.supervisor.submit(run_id)
+                self.context.say(f"following run {run_id} again")
 
     def submit_startable(self) -> None:
         """Submit the queued runs nobody took, oldest first, within each schedule's room."""
@@ -315,6 +346,13 @@ class RunDispatcher(_Looping):
         """Say how a run ended; pause its schedule after too many failures in a row."""
         store = self.context.store
         run = store.get_run(run_id)
+        if exit_code == EXIT_FOLLOW_LOST and not run.status.is_terminal():
+            self.refollow_at[run_id] = time.monotonic() + self.refollow_after_s
+            self.context.say(
+                f"lost track of run {run_id} of {run.pipeline} on {run.executor} "
+                f"({run.error}); following it again in {self.refollow_after_s:.0f}s"
+            )
+            return
         if not run.status.is_terminal() and not self.context.stopping.is_set():
             # The worker died (killed, out of memory): fail the run, resumable by hand.
             self.context.service.reap()
@@ -415,19 +453,34 @@ class ServeProcess:
         runs, and start every component."""
         self.scheduler.refresh_catalog()
         self.recover_dead_runs()
+        self.follow_remote_runs()
         for component in self.components:
             component.start()
 
+    def follow_remote_runs(self) -> list[str]:
+        """Attach a follower (a worker) to every run the store shows in flight on a remote
+        executor (Airflow): its follower stopped with the last ``serve``. Returns their ids."""
+        followed = []
+        for run in self.context.service.remote_runs_in_flight():
+            if self.supervisor.submit(run.run_id):
+                followed.append(run.run_id)
+                self.context.say(
+                    f"following run {run.run_id} of {run.pipeline} on {run.executor} again "
+                    f"(its follower stopped with the last serve; it is {run.status.value})"
+                )
+        return followed
+
     def recover_dead_runs(self) -> list[str]:
         """Runs whose process died: resumed by a worker (``resume``) or failed, resumable
-        by hand (``reap``). Returns their ids."""
+        by hand (``reap``). Returns their ids. Runs on a remote executor did not die with a
+        process: :meth:`follow_remote_runs` follows them again."""
         service = self.context.service
         if self.options.on_dead_runs is DeadRunPolicy.REAP:
             reaped = [r.run_id for r in service.reap()]
             for run_id in reaped:
                 self.context.say(f"reaped run {run_id} (its process had died)")
             return reaped
-        dead = [r.run_id for r in service.dead_runs()]
+        dead = [r.run_id for r in service.dead_runs() if r.executor == LOCAL]
         for run_id in dead:
             self.supervisor.submit(run_id)
             self.context.say(f"resuming run {run_id} (its process had died)")
@@ -443,6 +496,7 @@ class ServeProcess:
 
 __all__ = [
     "DISPATCH_S",
+    "REFOLLOW_AFTER_S",
     "RETENTION_EVERY",
     "TICK_S",
     "Component",

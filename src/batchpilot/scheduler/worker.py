@@ -9,7 +9,11 @@ run is driven by ``RunService.execute``, and SIGTERM stops it resumably.
 
 Exit codes: 0 the run succeeded, 1 it failed or was cancelled, 3 it was
 interrupted (SIGTERM), 4 another process drives it, 2 it could not be started
-(the run is then recorded ``failed`` with the reason, never left ``running``).
+(the run is then recorded ``failed`` with the reason, never left ``running``),
+5 it executes elsewhere (Airflow) and following it failed: the run is recorded
+``unknown`` with the reason, and ``serve`` follows it again later. A run that
+executes elsewhere and whose worker gets SIGTERM stays as it was (3): it goes on
+there, and ``serve`` follows it again when it starts.
 """
 
 from __future__ import annotations
@@ -20,12 +24,19 @@ from typing import Any
 
 from batchpilot.engine import RunService
 from batchpilot.engine.executors import LOCAL, Executors
-from batchpilot.errors import BatchpilotError, RunInterrupted, RunStateError, first_line
+from batchpilot.errors import (
+    BatchpilotError,
+    RunInterrupted,
+    RunNotFollowed,
+    RunStateError,
+    first_line,
+)
 from batchpilot.settings import Settings
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_INTERRUPTED, EXIT_TAKEN = 0, 1, 2, 3, 4
+EXIT_FOLLOW_LOST = 5
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -43,6 +54,12 @@ def run_worker(run_id: str, settings: Settings, *, migrate: bool = True) -> int:
         result = service.execute(run_id)
     except RunInterrupted:
         return EXIT_INTERRUPTED
+    except RunNotFollowed as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        if not exc.lost:
+            return EXIT_INTERRUPTED  # it goes on elsewhere; serve follows it again at start
+        _record_lost(store, run_id, first_line(exc))
+        return EXIT_FOLLOW_LOST
     except RunStateError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_TAKEN
@@ -73,6 +90,20 @@ def _record_not_started(store: RunStore, run_id: str, reason: str) -> None:
             store.set_run_status(run_id, RunStatus.FAILED, error=f"could not start: {reason}")
     except BatchpilotError:
         pass  # the store is unreachable: serve's next start finds the run and acts
+
+
+def _record_lost(store: RunStore, run_id: str, reason: str) -> None:
+    """A run executing elsewhere that its worker lost track of is recorded ``unknown`` with
+    the reason (not ``failed``: it may go on well there) until it is followed again."""
+    try:
+        if not store.get_run(run_id).status.is_terminal():
+            store.set_run_status(
+                run_id,
+                RunStatus.UNKNOWN,
+                error=f"{reason}; serve follows it again within a few minutes",
+            )
+    except BatchpilotError:
+        pass  # the store is unreachable: serve's next start finds the run and follows it
 
 
 def stop_on_sigterm() -> None:
