@@ -9,7 +9,7 @@ in a stable order: as named, and sorted within each folder.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from batchpilot.errors import SpecError
@@ -17,14 +17,20 @@ from batchpilot.spec.loader import PIPELINE_SUFFIXES, parse_document
 
 
 def discover_pipeline_files(
-    paths: Iterable[Path], *, suffixes: Iterable[str] = PIPELINE_SUFFIXES
+    paths: Iterable[Path],
+    *,
+    suffixes: Iterable[str] = PIPELINE_SUFFIXES,
+    is_pipeline: Callable[[Path], bool] | None = None,
 ) -> list[Path]:
     """The pipeline files named by ``paths``: files as given, and the pipelines under folders.
 
     ``suffixes`` (lower case, with the dot) chooses which files under a folder
     are looked at; a ``.py`` file among them counts without being imported.
+    ``is_pipeline`` (default :func:`looks_like_pipeline`) tells a YAML/JSON file under
+    a folder that holds a pipeline (``serve`` remembers its answers per file version).
     Never raises: an unreadable file is returned so that loading it reports why.
     """
+    looks = is_pipeline or looks_like_pipeline
     wanted = tuple(s.lower() for s in suffixes)
     found: list[Path] = []
     for path in paths:
@@ -35,7 +41,7 @@ def discover_pipeline_files(
             suffix = candidate.suffix.lower()
             if suffix not in wanted or not candidate.is_file():
                 continue
-            if suffix == ".py" or looks_like_pipeline(candidate):
+            if suffix == ".py" or looks(candidate):
                 found.append(candidate)
     return found
 

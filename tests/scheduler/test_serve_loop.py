@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from batchpilot.engine import new_run_id
 from batchpilot.scheduler.catalog import PipelineCatalog
 from batchpilot.scheduler.clock import FakeClock
 from batchpilot.scheduler.serve import (
@@ -23,6 +24,8 @@ from batchpilot.scheduler.serve import (
 )
 from batchpilot.scheduler.supervisor import RunSupervisor
 from batchpilot.settings import Settings
+from batchpilot.spec.loader import build_pipeline
+from batchpilot.spec.serialize import spec_to_document
 from batchpilot.store import RunStore
 from tests.scheduler.conftest import write_pipeline
 
@@ -89,3 +92,34 @@ def test_the_dispatcher_looks_at_once_when_runs_were_queued(context, tmp_path: P
     waiter.join()
     dispatcher.step()  # the look it woke for clears the event before it reads the store
     assert not context.runs_queued.is_set()  # seen, ready for the next pass
+
+
+def test_the_dispatcher_looks_less_often_while_idle_and_wakes_the_monitor_when_a_run_ended(
+    context, tmp_path: Path
+):
+    options = ServeOptions(pipelines=tmp_path, dispatch_s=0.01, dispatch_idle_s=0.5)
+    supervisor = RunSupervisor(context.settings, max_runs=1)
+    dispatcher = RunDispatcher(context, supervisor, dict, options)
+    dispatcher.step()
+    assert dispatcher.busy is False  # nothing queued or running: the next look in 0.5 s
+
+    spec = build_pipeline({"name": "hello", "nodes": [{"id": "a", "type": "empty"}]})
+    run_id = new_run_id()
+    context.store.create_run(
+        run_id=run_id,
+        pipeline=spec.name,
+        spec=spec_to_document(spec),
+        params={},
+        ds="2024-03-10",
+        source_path=None,
+        task_ids=spec.node_ids,
+    )
+    context.runs_queued.set()  # what the API's execute does
+    assert dispatcher.pause() is False  # woken at once, whatever the interval
+    dispatcher.step()
+    assert dispatcher.busy is True and supervisor.holds(run_id)
+    while not context.runs_ended.is_set():  # the worker ends; the monitor is told
+        supervisor.wait_for_end(1.0)
+        dispatcher.step()
+    assert context.store.get_run(run_id).status.value == "success"
+    supervisor.stop()

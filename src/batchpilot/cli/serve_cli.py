@@ -154,6 +154,7 @@ def serve(
         context.stopping,
         say=_say,
         pipelines=lambda: process.scheduler.pipelines,
+        runs_ended=context.runs_ended,
     )
     commands = CommandSupervisor(settings)
     # FastAPI and uvicorn load here, not at import: every other command starts without them

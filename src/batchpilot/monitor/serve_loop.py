@@ -6,11 +6,19 @@ finds runs whose ending no monitor has evaluated yet (``store.alerts``), so a
 run is evaluated once whether ``batchpilot run`` or a worker drove it, and a run
 that ended while ``serve`` was down is evaluated when it is back (within the
 lookback). Then it delivers what is due in the outbox.
+
+The deadlines and the outbox are looked at every :data:`MONITOR_INTERVAL_S`. Ended
+runs are looked for when ``serve``'s dispatcher says a worker ended
+(``runs_ended``: the loop wakes at once), and every :data:`EVALUATE_EVERY_S` for
+runs that ended without a worker of this ``serve`` (a queued run cancelled over the
+API, another ``serve`` on the same store); that look reads the store, and an idle
+``serve`` need not make it every 2 s.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
@@ -22,8 +30,11 @@ from batchpilot.notify import ChannelRegistry, Clock, deliver_due
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunStore
 
-#: How often the loop looks for ended runs and due messages.
+#: How often the loop checks the deadlines and delivers due messages.
 MONITOR_INTERVAL_S = 2.0
+#: How often the loop looks for ended runs unwoken (with ``runs_ended``; without, at
+#: every step).
+EVALUATE_EVERY_S = 10.0
 #: Runs that ended this long before ``serve`` started are still evaluated.
 LOOKBACK = timedelta(hours=1)
 #: Delivery rounds per step at most (each up to the deliverer's batch of messages).
@@ -48,13 +59,21 @@ class MonitorLoop:
         say: Say = lambda message: None,
         interval_s: float = MONITOR_INTERVAL_S,
         pipelines: Callable[[], Mapping[str, PipelineSpec]] | None = None,
+        runs_ended: threading.Event | None = None,
+        evaluate_every_s: float = EVALUATE_EVERY_S,
     ) -> None:
+        """``runs_ended`` (set by ``serve``'s dispatcher when a worker ended) wakes the loop
+        to evaluate at once; then unwoken looks for ended runs are every
+        ``evaluate_every_s``. Without it, every step looks."""
         self.store = store
         self.channels = channels
         self.clock = clock
         self.stopping = stopping
         self.say = say
         self.interval_s = interval_s
+        self.runs_ended = runs_ended
+        self.evaluate_every_s = evaluate_every_s
+        self._next_evaluation = 0.0  # on time.monotonic(): the first step looks
         self.since = clock.now() - LOOKBACK
         self.deadlines = (
             DeadlineWatch(store, clock, pipelines, channels) if pipelines is not None else None
@@ -72,16 +91,20 @@ class MonitorLoop:
 
     def stop(self) -> None:
         """Wait for the loop to end (``stopping`` is set by ``serve``)."""
+        if self.runs_ended is not None:
+            self.runs_ended.set()  # its wait ends now
         if self._thread is not None:
             self._thread.join()
 
     def step(self) -> None:
         """Alert on slots the scheduler missed, evaluate every run ended since the lookback
-        and not yet evaluated, check the deadlines (the pipelines' and the running runs'
-        tasks'), then deliver."""
+        and not yet evaluated (when a worker ended, or the unwoken look is due), check the
+        deadlines (the pipelines' and the running runs' tasks'), then deliver."""
+        evaluate = self.evaluation_due()  # first: a step that fails later never spins
         for verdict in self.missed_schedules.check():
             self.say(f"alert: missed schedule: {verdict.summary}")
-        self.evaluate_ended_runs()
+        if evaluate:
+            self.evaluate_ended_runs()
         if self.deadlines is not None:
             for verdict in self.deadlines.check():
                 if verdict.fired:
@@ -89,6 +112,18 @@ class MonitorLoop:
         for verdict in self.task_deadlines.check():
             self.say(f"alert: task deadline missed: {verdict.summary}")
         self.deliver()
+
+    def evaluation_due(self) -> bool:
+        """Whether this step looks for ended runs: always without ``runs_ended``; else when
+        it is set (cleared here, before the store is read) or the unwoken look is due."""
+        if self.runs_ended is None:
+            return True
+        now = time.monotonic()
+        if not self.runs_ended.is_set() and now < self._next_evaluation:
+            return False
+        self.runs_ended.clear()
+        self._next_evaluation = now + self.evaluate_every_s
+        return True
 
     def evaluate_ended_runs(self) -> int:
         """Evaluate the rules on runs whose ending is not evaluated yet; returns how many."""
@@ -121,8 +156,15 @@ class MonitorLoop:
                 self.step()
             except Exception as exc:  # the loop outlives any one failed step (store away…)
                 self.say(f"{self.name}: {type(exc).__name__}: {first_line(exc)}")
-            if self.stopping.wait(self.interval_s):
+            if self.pause():
                 break
 
+    def pause(self) -> bool:
+        """Wait ``interval_s``, or less when a worker ended; True when stopping."""
+        if self.runs_ended is None:
+            return self.stopping.wait(self.interval_s)
+        self.runs_ended.wait(self.interval_s)
+        return self.stopping.is_set()
 
-__all__ = ["LOOKBACK", "MONITOR_INTERVAL_S", "MonitorLoop"]
+
+__all__ = ["EVALUATE_EVERY_S", "LOOKBACK", "MONITOR_INTERVAL_S", "MonitorLoop"]

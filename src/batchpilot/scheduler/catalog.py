@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batchpilot.discovery import discover_pipeline_files
+from batchpilot.discovery import discover_pipeline_files, looks_like_pipeline
 from batchpilot.engine import check_queued_run
 from batchpilot.errors import SpecError, SpecErrors
 from batchpilot.pipeline import load_pipeline
@@ -100,6 +100,9 @@ class PipelineCatalog:
         self._entries: dict[Path, CatalogEntry] = {}
         #: errors that need every pipeline (an ``after`` on an unknown one, a cycle), by file
         self._graph_errors: dict[Path, str] = {}
+        #: whether each YAML/JSON file holds a pipeline, by the file's signature: a refresh
+        #: (every 2 s) parses only the files that changed
+        self._holds_pipeline: dict[Path, tuple[tuple[int, int] | None, bool]] = {}
 
     # -- reading ------------------------------------------------------------------------
 
@@ -111,7 +114,22 @@ class PipelineCatalog:
         """
         if not self.folder.is_dir():
             raise SpecError(f"the pipelines folder {self.folder} does not exist", path=self.folder)
-        found = {p.resolve(): p for p in discover_pipeline_files([self.folder])}
+        known = self._holds_pipeline
+        self._holds_pipeline = {}
+
+        def holds_pipeline(path: Path) -> bool:
+            signature = _signature(path)
+            seen = known.get(path)
+            answer = seen[1] if seen is not None and seen[0] == signature else None
+            if answer is None:
+                answer = looks_like_pipeline(path)
+            self._holds_pipeline[path] = (signature, answer)
+            return answer
+
+        found = {
+            p.resolve(): p
+            for p in discover_pipeline_files([self.folder], is_pipeline=holds_pipeline)
+        }
         removed = tuple(p for p in self._entries if p not in found)
         for path in removed:
             del self._entries[path]

@@ -12,9 +12,10 @@ A component has ``start()`` (spawn its thread) and ``stop()`` (end it and wait):
 - :class:`RunDispatcher` hands queued runs to a :class:`RunSupervisor` (worker
   processes, at most ``max_runs``), holding a schedule's runs back while
   ``max_active_runs`` of them run, and pauses a schedule after its failures.
-  It looks every ``dispatch_s``, and at once when runs were queued
-  (``runs_queued``: set by a pass, the API's execute, retry and resume, and the
-  dashboard's buttons);
+  It looks every ``dispatch_s`` (every ``dispatch_idle_s`` while no run is queued
+  or running), and at once when runs were queued (``runs_queued``: set by a pass,
+  the API's execute, retry and resume, and the dashboard's buttons); it sets
+  ``runs_ended`` when a worker ended, which wakes the monitor;
 - :class:`RetentionLoop`, when ``BATCHPILOT_RETENTION`` or ``retention:`` in the home's
   ``settings.yaml`` is set, deletes ended runs
   older than it at start and then every :data:`RETENTION_EVERY`.
@@ -78,8 +79,11 @@ TICK_S = 1.0
 #: :data:`MIN_WAIT_S`.
 SLOT_MARGIN_S = 0.002
 MIN_WAIT_S = 0.005
-#: Seconds between two looks for queued runs and ended workers.
+#: Seconds between two looks for queued runs and ended workers, while runs are queued or
+#: running; with none, :data:`DISPATCH_IDLE_S` (a run queued by this process, its API or
+#: its dashboard wakes the dispatcher at once either way).
 DISPATCH_S = 0.25
+DISPATCH_IDLE_S = 1.0
 #: Seconds after a follower lost track of a run on Airflow before it is followed again.
 REFOLLOW_AFTER_S = 60.0
 #: How often ``serve`` cleans old runs when a retention is set.
@@ -103,6 +107,7 @@ class ServeOptions:
     tick_s: float = TICK_S
     catalog_poll_s: float = CATALOG_POLL_S
     dispatch_s: float = DISPATCH_S
+    dispatch_idle_s: float = DISPATCH_IDLE_S
     stop_grace_s: float = STOP_GRACE_S
     #: False (``--no-scheduler``): no schedules or triggers fire; queued runs still execute
     scheduling: bool = True
@@ -128,6 +133,8 @@ class ServeContext:
     #: set when runs were queued (a pass, the API, the dashboard), so the dispatcher looks
     #: at once
     runs_queued: threading.Event = field(default_factory=threading.Event)
+    #: set when a worker ended (its run ended, mostly), so the monitor evaluates at once
+    runs_ended: threading.Event = field(default_factory=threading.Event)
 
     @property
     def service(self) -> RunService:
@@ -288,25 +295,35 @@ class RunDispatcher(_Looping):
         self.supervisor = supervisor
         self.pipelines = pipelines
         self.interval_s = options.dispatch_s
+        self.idle_interval_s = max(options.dispatch_s, options.dispatch_idle_s)
         self.stop_grace_s = options.stop_grace_s
+        #: whether the last look saw runs queued or running (or held any): looks are then
+        #: every ``dispatch_s``, else every ``dispatch_idle_s``
+        self.busy = True
         self.refollow_after_s = options.refollow_after_s
         #: runs on Airflow whose follower lost track, and when to follow each again
         #: (on time.monotonic())
         self.refollow_at: dict[str, float] = {}
 
     def pause(self) -> bool:
-        """Wait ``dispatch_s``, or less when runs were queued (by a pass, the API or the
-        dashboard); True when stopping."""
-        self.context.runs_queued.wait(self.interval_s)
+        """Wait ``dispatch_s`` (``dispatch_idle_s`` when the last look saw no run), or less
+        when runs were queued (by a pass, the API or the dashboard); True when stopping."""
+        self.context.runs_queued.wait(self.interval_s if self.busy else self.idle_interval_s)
         return self.context.stopping.is_set()
 
     def step(self) -> None:
         # cleared before the store is read: a run queued from now on wakes the next pause
         self.context.runs_queued.clear()
-        self.submit_startable()
+        active = self.submit_startable()
         self.submit_refollows()
-        for end in self.supervisor.poll():
+        ends = self.supervisor.poll()
+        for end in ends:
             self.on_end(end.run_id, end.exit_code)
+        if ends:
+            self.context.runs_ended.set()
+        self.busy = bool(
+            active or ends or self.refollow_at or self.supervisor.running or self.supervisor.waiting
+        )
 
     def submit_refollows(self) -> None:
         """Follow again the runs on Airflow whose follower lost track, once their wait is
@@ -320,8 +337,9 @@ class RunDispatcher(_Looping):
                 self.supervisor.submit(run_id)
                 self.context.say(f"following run {run_id} again")
 
-    def submit_startable(self) -> None:
-        """Submit the queued runs nobody took, oldest first, within each schedule's room."""
+    def submit_startable(self) -> int:
+        """Submit the queued runs nobody took, oldest first, within each schedule's room;
+        returns how many runs are queued or running."""
         store = self.context.store
         pipelines = self.pipelines()
         active = store.active_runs()
@@ -341,6 +359,7 @@ class RunDispatcher(_Looping):
                     continue
                 running[run.pipeline] = count + 1
             self.supervisor.submit(run.run_id)
+        return len(active)
 
     def on_end(self, run_id: str, exit_code: int) -> None:
         """Say how a run ended; pause its schedule after too many failures in a row."""
@@ -490,11 +509,13 @@ class ServeProcess:
         """Stop claiming, stop the workers (SIGTERM; their runs stay resumable), return."""
         self.context.stopping.set()
         self.context.runs_queued.set()  # the dispatcher's wait ends now
+        self.context.runs_ended.set()  # and the monitor's
         for component in reversed(self.components):
             component.stop()
 
 
 __all__ = [
+    "DISPATCH_IDLE_S",
     "DISPATCH_S",
     "REFOLLOW_AFTER_S",
     "RETENTION_EVERY",
