@@ -17,7 +17,7 @@ import yaml
 from batchpilot.engine.queued import queue_checked_run
 from batchpilot.scheduler.serve import RunDispatcher, ServeContext, ServeOptions
 from batchpilot.scheduler.supervisor import RunEnd, RunSupervisor
-from batchpilot.scheduler.warm_workers import EXIT_LOST
+from batchpilot.scheduler.warm_workers import EXIT_LOST, start_fork_server
 from batchpilot.scheduler.worker import EXIT_NOT_STARTED, EXIT_SUCCESS
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import load_pipeline_file
@@ -248,3 +248,17 @@ def test_a_killed_fork_server_is_started_again_and_its_running_worker_still_foll
 
     assert supervisor.stop(grace_s=30) == [RunEnd(running, EXIT_LOST)]
     assert gone(worker_pid) and gone(child_pid)
+
+
+def test_the_fork_server_serve_starts_first_thing_is_the_one_its_supervisor_forks_from(
+    home: Path, queue_step, supervisors
+):
+    start_fork_server()  # what `batchpilot serve` does before it opens the store or the API
+    (server,) = fork_server_pids()
+    supervisor = supervisors(Settings(home=home))
+    assert fork_server_pids() == [server]  # not a second one
+    run_id, _ = queue_step("first", "write_environment")
+    supervisor.submit(run_id)
+    supervisor.poll()
+    assert ends_of(supervisor, 1) == [RunEnd(run_id, EXIT_SUCCESS)]
+    assert fork_server_pids() == [server]

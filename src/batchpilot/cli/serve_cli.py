@@ -35,6 +35,7 @@ from batchpilot.scheduler.commands import CommandSupervisor
 from batchpilot.scheduler.describe import pipeline_rows
 from batchpilot.scheduler.serve import DeadRunPolicy, ServeContext, ServeOptions, ServeProcess
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS
+from batchpilot.scheduler.warm_workers import start_fork_server
 from batchpilot.settings import DEFAULT_SERVE_HOST as DEFAULT_HOST
 from batchpilot.settings import DEFAULT_SERVE_PORT as DEFAULT_PORT
 from batchpilot.settings import Settings
@@ -136,6 +137,8 @@ def serve(
     folder = _folder(pipelines)
     if not folder.is_dir():  # before the port is taken
         fail(f"the pipelines folder {folder} does not exist")
+    # the workers' fork server imports the engine (a second or two) while serve starts
+    start_fork_server()
     settings, store = _settings_and_store()
     with exit_codes(EXIT_INVALID):
         channels = ChannelRegistry.from_sources(os.environ, settings.home)

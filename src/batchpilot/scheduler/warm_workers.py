@@ -123,13 +123,22 @@ class WarmWorker:
             return False
 
 
+def start_fork_server(preload: Iterable[str] = WORKER_PRELOAD) -> None:
+    """Start this process's fork server now, importing ``preload`` (and the main script's
+    imports) in the background; returns at once. ``serve`` calls it first thing, so the
+    imports overlap its own start (the store, the catalog, the API) and its first run
+    waits only for what is left of them. Starting it again is a no-op while it runs."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([*preload, *main_script_imports()])
+    forkserver.ensure_running()
+
+
 class ForkServerLauncher:
     """Starts workers as forks of one warm fork server (see the module)."""
 
     def __init__(self, preload: Iterable[str] = WORKER_PRELOAD) -> None:
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload([*preload, *main_script_imports()])
-        self.ensure_running()  # now, so the first run is warm too
+        start_fork_server(preload)  # now (unless started already), so the first run is warm
 
     def ensure_running(self) -> None:
         """Start the fork server unless it runs (again, when it died); returns at once,
@@ -235,5 +244,6 @@ __all__ = [
     "ForkServerLauncher",
     "WarmWorker",
     "main_script_imports",
+    "start_fork_server",
     "wait_for_any",
 ]
