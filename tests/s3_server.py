@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.process_guard import guard_process
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MOTO_VERSION = "5.2.5"
 MOTO_VENV = REPO_ROOT / ".venv-moto"
@@ -159,6 +161,7 @@ def moto_server() -> Iterator[S3Server]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    guard_process(proc.pid)  # stopped below; and if pytest is killed
     try:
         deadline = time.monotonic() + START_TIMEOUT_S  # a hang guard, not a speed claim
         while not _answers(port):

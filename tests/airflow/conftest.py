@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.process_guard import guard_process
 
 AIRFLOW_VERSION = "3.3.2"
 AIRFLOW_VENV = REPO_ROOT / ".venv-airflow"
@@ -266,6 +267,7 @@ def airflow_server(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    guard_process(process.pid)  # stopped below; and if pytest is killed
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (_answers(url) and _scheduler_healthy(url)):

@@ -15,6 +15,7 @@ import pytest
 from tests.alerts.test_alerts_cli import write_pipeline
 from tests.cli_runner import Cli
 from tests.notify.servers import WebhookServer
+from tests.process_guard import guard_process
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def serve(cli: Cli, tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def start_serve(cli: Cli, folder: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "batchpilot", "serve", "--pipelines", str(folder)],
         env=cli.env,
         cwd=cli.cwd,
@@ -44,6 +45,8 @@ def start_serve(cli: Cli, folder: Path, log: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    guard_process(process.pid)  # killed by the fixture; and if pytest is killed
+    return process
 
 
 def test_serve_alerts_on_a_worker_run_and_sends_the_recovery(

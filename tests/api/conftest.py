@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -32,6 +33,7 @@ from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from batchpilot.store.tokens import TokenScope
 from tests.api.live_pipelines import PIPELINES, write_pipelines
+from tests.process_guard import guard_process
 
 #: generous: an event we wait for, never a speed claim
 WAIT_S = 90.0
@@ -141,6 +143,7 @@ class LiveServe:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        guard_process(self.process.pid)  # killed by the fixture; and if pytest is killed
         self.url = wait_until(self._url, "serve listening", self.output)
         self.client = httpx.Client(base_url=self.url + "/api/v1", timeout=60)
 
@@ -154,9 +157,17 @@ class LiveServe:
         return self.log.read_text(errors="replace")
 
     def kill(self) -> None:
-        """kill -9 of serve's process group (its workers live in groups of their own)."""
+        """kill -9 of serve's process group, and of its workers (in groups of their own:
+        a follower of a run on Airflow has no run owner to find them by)."""
+        try:
+            workers = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.Error:
+            workers = []
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        for worker in workers:
+            with contextlib.suppress(psutil.Error):
+                worker.kill()
         self.process.wait(timeout=30)
         self.client.close()
 

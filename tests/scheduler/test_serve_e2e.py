@@ -20,6 +20,7 @@ import pytest
 from batchpilot.states import RunStatus
 from batchpilot.store import RunRecord, RunStore
 from tests.cli_runner import Cli
+from tests.process_guard import guard_process
 from tests.scheduler.conftest import write_pipeline
 
 WAIT_S = 90.0
@@ -54,6 +55,7 @@ class Serve:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        guard_process(self.process.pid)  # killed by the fixture; and if pytest is killed
 
     def terminate(self) -> int:
         """SIGTERM; its exit code."""

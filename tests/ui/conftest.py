@@ -27,6 +27,7 @@ from batchpilot.settings import Settings
 from batchpilot.store import RunStore
 from batchpilot.store.tokens import TokenScope
 from tests.conftest import REPO_ROOT
+from tests.process_guard import guard_process
 
 PIPELINES = Path(__file__).resolve().parent / "pipelines"
 START_TIMEOUT_S = 60
@@ -155,6 +156,7 @@ def dashboard(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    guard_process(process.pid)  # stopped below; and if pytest is killed
     server = Dashboard(f"http://127.0.0.1:{port}", home, pipelines_dir, process)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
