@@ -15,8 +15,9 @@ import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import Engine, select, tuple_
+from sqlalchemy import Engine, Integer, Select, bindparam, select, tuple_
 
 from batchpilot.errors import StoreError
 from batchpilot.states import RunStatus
@@ -32,6 +33,7 @@ MAX_WINDOW_RUNS = 10_000
 #: Successful runs read at once, and at most in all, by :meth:`RunQueries.recent_successes`.
 SUCCESS_CHUNK = 1_000
 MAX_SUCCESSES_SCANNED = 50_000
+_INSTANT = runs.c.created_at.type
 
 
 class InvalidCursor(StoreError):
@@ -119,12 +121,28 @@ class RunQueries:
 
     def page(self, where: RunFilter, *, after: RunCursor | None = None, limit: int = 50) -> RunPage:
         """Up to ``limit`` runs matching ``where``, newest first, after the cursor ``after``."""
-        query = select(*RUN_SUMMARY_COLUMNS).where(*_conditions(where))
+        statement = _page_statement(
+            bool(where.pipeline),
+            bool(where.statuses),
+            where.created_from is not None,
+            where.created_until is not None,
+            after is not None,
+        )
+        values: dict[str, object] = {"limit": limit + 1}
+        if where.pipeline:
+            values["pipeline"] = where.pipeline
+        if where.statuses:
+            values["statuses"] = [status.value for status in where.statuses]
+        if where.created_from is not None:
+            values["created_from"] = as_utc(where.created_from)
+        if where.created_until is not None:
+            values["created_until"] = as_utc(where.created_until)
         if after is not None:
-            query = query.where(*_before(after))
-        query = query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit + 1)
+            values["after_created"] = as_utc(after.created_at)
+            values["after_run_id"] = after.run_id
         with Wrapped(self.engine, begin=False) as conn:
-            found = [run_summary_record(r) for r in conn.execute(query).mappings().all()]
+            rows = conn.execute(statement, values).mappings().all()
+        found = [run_summary_record(r) for r in rows]
         more = len(found) > limit
         found = found[:limit]
         cursor = RunCursor(found[-1].created_at, found[-1].run_id) if more and found else None
@@ -204,6 +222,38 @@ class RunQueries:
             found = {tuple(r) for r in conn.execute(newest)}
             found |= {tuple(r) for r in conn.execute(active)}
         return sorted(found)  # type: ignore[arg-type]
+
+
+@cache
+def _page_statement(
+    pipeline: bool, statuses: bool, created_from: bool, created_until: bool, after: bool
+) -> Select:  # type: ignore[type-arg]
+    """The page query for one shape of filter, every value a bound parameter: built once
+    per shape, so a request neither rebuilds it nor recomputes its cache key (together
+    about a millisecond of CPU, as much as reading the page itself)."""
+    conditions = []
+    if pipeline:
+        conditions.append(runs.c.pipeline == bindparam("pipeline"))
+    if statuses:
+        conditions.append(runs.c.status.in_(bindparam("statuses", expanding=True)))
+    if created_from:
+        conditions.append(runs.c.created_at >= bindparam("created_from", type_=_INSTANT))
+    if created_until:
+        conditions.append(runs.c.created_at < bindparam("created_until", type_=_INSTANT))
+    if after:  # the row value of :func:`_before`
+        conditions.append(
+            tuple_(runs.c.created_at, runs.c.run_id)
+            < tuple_(
+                bindparam("after_created", type_=_INSTANT),
+                bindparam("after_run_id", type_=runs.c.run_id.type),
+            )
+        )
+    return (
+        select(*RUN_SUMMARY_COLUMNS)
+        .where(*conditions)
+        .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
 
 
 def _before(cursor: RunCursor) -> list:  # type: ignore[type-arg]
