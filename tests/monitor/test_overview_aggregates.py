@@ -23,7 +23,7 @@ from batchpilot.monitor.overview import (
     summarize_day,
 )
 from batchpilot.states import RunStatus
-from batchpilot.store import RunStore, RunSummaryRecord
+from batchpilot.store import RunStore, RunSummaryRecord, run_aggregates
 from batchpilot.store.tables import runs
 
 END = datetime(2026, 11, 30, tzinfo=UTC)
@@ -103,8 +103,13 @@ def by_the_rules(store: RunStore, window: DayWindow, pipeline: str | None) -> ob
     return summarize_day(window, of_day, successes)
 
 
+@pytest.mark.parametrize("ranges", [run_aggregates.MAX_RANGES, 1], ids=["ranges", "one range"])
 @pytest.mark.parametrize("pipeline", [None, "p2"], ids=["every pipeline", "one pipeline"])
-def test_the_stored_overview_says_what_the_rules_say(store: RunStore, pipeline: str | None) -> None:
+def test_the_stored_overview_says_what_the_rules_say(
+    store: RunStore, pipeline: str | None, ranges: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # past MAX_RANGES pipelines, the earlier successes are read as one range
+    monkeypatch.setattr(run_aggregates, "MAX_RANGES", ranges)
     with store.engine.begin() as conn:
         conn.execute(insert(runs), three_days_of_runs())
     expected = by_the_rules(store, DAY, pipeline)

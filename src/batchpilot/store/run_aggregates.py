@@ -20,11 +20,9 @@ from sqlalchemy import (
     BigInteger,
     Engine,
     FunctionElement,
-    and_,
     case,
     func,
     literal,
-    or_,
     select,
     union_all,
 )
@@ -35,6 +33,9 @@ from batchpilot.store.records import aware
 from batchpilot.store.run_rows import as_utc
 from batchpilot.store.tables import runs
 from batchpilot.store.transaction import Wrapped
+
+#: Pipelines of a window read as one index range each (SQLite allows 500 terms in a UNION).
+MAX_RANGES = 400
 
 
 class micros_between(FunctionElement[int]):
@@ -126,27 +127,31 @@ class RunAggregates:
         since = self._baselines_since(start, end, runs_before=runs_before, pipeline=pipeline)
         if not since:
             return []
-        # each pipeline's successes from its bound on: one index range per pipeline
-        # (the bounds are values: as a join, PostgreSQL chose to scan the whole history)
-        before_window = select(
+        # each pipeline's successes from its bound on, as one index range per pipeline
+        # (the bounds are values: as a join, PostgreSQL scanned the whole history; as an
+        # OR of ranges, SQLite did)
+        columns = (
             runs.c.pipeline,
             runs.c.created_at,
             runs.c.run_id,
             duration.label("micros"),
             literal(0).label("in_window"),
-        ).where(
-            success,
-            runs.c.created_at < as_utc(start),
-            or_(
-                *(
-                    and_(runs.c.pipeline == name, runs.c.created_at >= as_utc(first))
-                    if first is not None
-                    else runs.c.pipeline == name
-                    for name, first in since.items()
-                )
-            ),
         )
-        both = union_all(in_window, before_window).subquery("successes")
+        before = [success, runs.c.created_at < as_utc(start)]
+        if len(since) <= MAX_RANGES:
+            ranges = [
+                select(*columns).where(
+                    *before,
+                    runs.c.pipeline == name,
+                    *([runs.c.created_at >= as_utc(first)] if first is not None else []),
+                )
+                for name, first in since.items()
+            ]
+        else:  # one range from the earliest bound: the same rows and more, read longer
+            known = [first for first in since.values() if first is not None]
+            earliest = [runs.c.created_at >= as_utc(min(known))] if len(known) == len(since) else []
+            ranges = [select(*columns).where(*before, *earliest, runs.c.pipeline.in_(since))]
+        both = union_all(in_window, *ranges).subquery("successes")
         slide = {
             "partition_by": both.c.pipeline,
             "order_by": (both.c.created_at, both.c.run_id),
