@@ -21,6 +21,7 @@ from sqlalchemy import (
     Engine,
     FunctionElement,
     case,
+    cast,
     func,
     literal,
     select,
@@ -162,7 +163,8 @@ class RunAggregates:
             both.c.created_at,
             both.c.micros,
             both.c.in_window,
-            func.sum(both.c.micros).over(**slide).label("total"),  # type: ignore[arg-type]
+            # (PostgreSQL sums BIGINT as NUMERIC: read as Decimal, ten times slower)
+            cast(func.sum(both.c.micros).over(**slide), BigInteger).label("total"),  # type: ignore[arg-type]
             func.count(both.c.micros).over(**slide).label("known"),  # type: ignore[arg-type]
         ).subquery("slid")
         query = (
