@@ -128,9 +128,11 @@ class RunAggregates:
         since = self._baselines_since(start, end, runs_before=runs_before, pipeline=pipeline)
         if not since:
             return []
-        # each pipeline's successes from its bound on, as one index range per pipeline
-        # (the bounds are values: as a join, PostgreSQL scanned the whole history; as an
-        # OR of ranges, SQLite did)
+        # each pipeline's successes from its bound on. Bounds within a window's length
+        # before the window share one range (every success there, a day's worth at
+        # most); a pipeline that ran rarely gets an index range of its own. The bounds
+        # are values: as a join, PostgreSQL scanned the whole history; as an OR of
+        # ranges, SQLite did.
         columns = (
             runs.c.pipeline,
             runs.c.created_at,
@@ -139,19 +141,31 @@ class RunAggregates:
             literal(0).label("in_window"),
         )
         before = [success, runs.c.created_at < as_utc(start)]
-        if len(since) <= MAX_RANGES:
-            ranges = [
+        horizon = start - (end - start)
+        near = {name: first for name, first in since.items() if first and first >= horizon}
+        far = {name: first for name, first in since.items() if name not in near}
+        ranges = []
+        if near:
+            ranges.append(
+                select(*columns).where(
+                    *before,
+                    runs.c.created_at >= as_utc(min(near.values())),
+                    runs.c.pipeline.in_(sorted(near)),
+                )
+            )
+        if len(far) <= MAX_RANGES:
+            ranges += [
                 select(*columns).where(
                     *before,
                     runs.c.pipeline == name,
                     *([runs.c.created_at >= as_utc(first)] if first is not None else []),
                 )
-                for name, first in since.items()
+                for name, first in far.items()
             ]
         else:  # one range from the earliest bound: the same rows and more, read longer
-            known = [first for first in since.values() if first is not None]
-            earliest = [runs.c.created_at >= as_utc(min(known))] if len(known) == len(since) else []
-            ranges = [select(*columns).where(*before, *earliest, runs.c.pipeline.in_(since))]
+            known = [first for first in far.values() if first is not None]
+            earliest = [runs.c.created_at >= as_utc(min(known))] if len(known) == len(far) else []
+            ranges.append(select(*columns).where(*before, *earliest, runs.c.pipeline.in_(far)))
         both = union_all(in_window, *ranges).subquery("successes")
         slide = {
             "partition_by": both.c.pipeline,
