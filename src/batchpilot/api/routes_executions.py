@@ -18,7 +18,7 @@ from batchpilot.api.models import (
     problem_responses,
 )
 from batchpilot.api.problems import Problem
-from batchpilot.api.state import ApiState, api_state
+from batchpilot.api.state import ApiState, api_state, read_store
 from batchpilot.engine import RunResult, run_summary
 from batchpilot.errors import RunStateError, SpecError
 from batchpilot.states import RunStatus
@@ -91,9 +91,9 @@ async def list_executions(
 ) -> RunPage:
     """A page of runs; ``next_cursor`` (``null`` on the last page) fetches the next one.
     Runs created while paging never shift a page."""
-    # async, so the page is read on the event loop: one indexed query of ~1 ms, where a
-    # sync route costs two hand-offs to the thread pool and back (the call, then the
-    # response's validation), which were most of this route's CPU time
+    # async: a sync route costs two hand-offs to the thread pool and back (the call,
+    # then the response's validation), which were most of this route's CPU time; the
+    # page itself is read on the loop from SQLite, in the pool from PostgreSQL
     where = RunFilter(
         pipeline=pipeline,
         statuses=_statuses(status_),
@@ -101,7 +101,9 @@ async def list_executions(
         created_until=_aware(until),
     )
     after = decode_cursor(cursor) if cursor else None
-    page = state.store.queries.page(where, after=after, limit=limit)
+    page = await read_store(
+        state.store, lambda: state.store.queries.page(where, after=after, limit=limit)
+    )
     return RunPage.model_validate(
         {
             "items": [_summary(r) for r in page.runs],
