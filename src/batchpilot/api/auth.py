@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from batchpilot.api.problems import Problem
+from batchpilot.api.state import read_store
 from batchpilot.store.tokens import TokenRecord, TokenScope
 
 #: The OpenAPI security scheme; errors are ours (problem details), not FastAPI's.
@@ -37,10 +38,12 @@ def require(scope: TokenScope) -> Callable[..., TokenRecord]:
     Raises a 401 problem (with ``WWW-Authenticate``) for a missing, unknown,
     revoked or expired token, and 403 when its scope is smaller than ``scope``.
 
-    The dependency is async and reads the token on the event loop: one indexed row
-    (well under a millisecond), where a sync dependency would cost every request a
-    second hand-off to the thread pool and back (a thread wake-up each way, which
-    on a busy machine is what the latency is made of).
+    The dependency is async and reads the token on the event loop when the store is
+    SQLite: one indexed row (well under a millisecond), where a sync dependency would
+    cost every request a hand-off to the thread pool and back (a thread wake-up each
+    way, which on a busy machine is what the latency is made of). On PostgreSQL the
+    read goes to the thread pool (:func:`read_store`), so requests waiting on the
+    server overlap.
     """
 
     async def authorized(
@@ -50,7 +53,8 @@ def require(scope: TokenScope) -> Callable[..., TokenRecord]:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise _unauthorized("send an API token: Authorization: Bearer <token>", None)
         store = request.app.state.api.store
-        token = store.tokens.authenticate(credentials.credentials)
+        secret = credentials.credentials
+        token = await read_store(store, lambda: store.tokens.authenticate(secret))
         if token is None:
             raise _unauthorized(
                 "the token is unknown, revoked or expired (batchpilot tokens list)",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from batchpilot.engine import RunService
 from batchpilot.scheduler.catalog import CatalogEntry
@@ -47,4 +48,17 @@ async def api_state(request: Request) -> ApiState:
     return request.app.state.api  # type: ignore[no-any-return]
 
 
-__all__ = ["ApiState", "api_state"]
+T = TypeVar("T")
+
+
+async def read_store(store: RunStore, read: Callable[[], T]) -> T:
+    """``read()``, a short read of the store by an async route: on the event loop when the
+    store is SQLite (a local file: the read is ~1 ms of CPU, and a hand-off to the thread
+    pool and back costs about as much), in the thread pool when it is a database server
+    (a round trip on the loop would stall every other request while it waits)."""
+    if store.engine.dialect.name == "sqlite":
+        return read()
+    return await run_in_threadpool(read)
+
+
+__all__ = ["ApiState", "api_state", "read_store"]

@@ -1,8 +1,11 @@
 """Today's jobs at a glance: the numbers the dashboard's overview and the API's ``/stats``
 show, computed once, here.
 
-Pure functions over run records (:func:`summarize_day`, :func:`is_slow`…) plus
-:func:`load_overview`, which reads what they need through the store's run queries.
+Pure functions over run records (:func:`summarize_day`, :func:`is_slow`…) state the
+rules; :func:`load_overview` reads the same numbers from the store's aggregates
+(counts by status and each success's baseline, computed by the database), so a day
+of 5,000 runs is never decoded into records, and lists the newest
+:data:`JOBS_SHOWN` of its runs.
 
 The rules, for the day ``day`` in time zone ``zone`` (a run belongs to the day it
 was created in):
@@ -13,8 +16,8 @@ was created in):
 - **running**, **queued**, **failed**, **cancelled**: the day's runs in that status;
 - **slow**: a successful run whose duration exceeds :data:`SLOW_FACTOR` times the
   mean duration of its pipeline's last :data:`BASELINE_RUNS` successful runs created
-  before it, when there are at least :data:`MIN_BASELINE_RUNS` of them (looked for
-  among the newest 50,000 successful runs of the day's pipelines).
+  before it, when there are at least :data:`MIN_BASELINE_RUNS` of them with a
+  duration.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from batchpilot.scheduler.slots import Slot, slots_between
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore, RunSummaryRecord
-from batchpilot.store.run_queries import PastSuccess
+from batchpilot.store.run_aggregates import SuccessBaseline
+from batchpilot.store.run_queries import PastSuccess, RunFilter
 
 #: A run as the rules read its times: one of the day's, or a past success (its baseline).
 TimedRun = RunSummaryRecord | PastSuccess
@@ -39,6 +43,8 @@ TimedRun = RunSummaryRecord | PastSuccess
 SLOW_FACTOR = 2.0
 BASELINE_RUNS = 10
 MIN_BASELINE_RUNS = 3
+#: The runs of the day the overview lists (the newest); the runs list has them all.
+JOBS_SHOWN = 50
 
 
 class Verdict(StrEnum):
@@ -150,7 +156,10 @@ class JobOfDay:
 
 @dataclass(frozen=True)
 class DayOverview:
-    """The numbers of one day (see the module's rules)."""
+    """The numbers of one day (see the module's rules). ``jobs``: the runs listed, oldest
+    first (every run of the day from :func:`summarize_day`, the newest
+    :data:`JOBS_SHOWN` from :func:`load_overview`); ``slow_ids``: every slow run of the
+    day, oldest first."""
 
     day: date
     timezone: str
@@ -165,10 +174,16 @@ class DayOverview:
     cancelled: int
     slow: int
     success_rate: float | None
+    slow_ids: tuple[str, ...] = ()
+
+    @property
+    def runs(self) -> int:
+        """How many runs the day holds."""
+        return self.scheduled - self.upcoming
 
     def slow_run_ids(self) -> list[str]:
         """The ids of the day's slow runs, oldest first."""
-        return [j.run.run_id for j in self.jobs if j.verdict is Verdict.SLOW]
+        return list(self.slow_ids)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (the API's ``/stats``)."""
@@ -205,22 +220,54 @@ def summarize_day(
     for run in sorted(runs, key=_order):
         baseline = histories.get(run.pipeline, empty).baseline_s(run)
         jobs.append(JobOfDay(run, _verdict(run, baseline), run_duration_s(run, now), baseline))
-    count = {s: sum(1 for r in runs if r.status is s) for s in RunStatus}
-    done = sum(1 for r in runs if r.status.is_terminal())
+    counts: dict[RunStatus, int] = {}
+    for run in runs:
+        counts[run.status] = counts.get(run.status, 0) + 1
+    slow = tuple(j.run.run_id for j in jobs if j.verdict is Verdict.SLOW)
+    return _day_numbers(window, counts, tuple(jobs), slow, upcoming)
+
+
+def _day_numbers(
+    window: DayWindow,
+    counts: Mapping[RunStatus, int],
+    jobs: tuple[JobOfDay, ...],
+    slow_ids: tuple[str, ...],
+    upcoming: int,
+) -> DayOverview:
+    done = sum(n for status, n in counts.items() if status.is_terminal())
+    success = counts.get(RunStatus.SUCCESS, 0)
     return DayOverview(
         day=window.day,
         timezone=window.zone.key,
-        jobs=tuple(jobs),
+        jobs=jobs,
         upcoming=upcoming,
         done=done,
-        scheduled=len(runs) + upcoming,
-        success=count[RunStatus.SUCCESS],
-        failed=count[RunStatus.FAILED],
-        running=count[RunStatus.RUNNING],
-        queued=count[RunStatus.QUEUED],
-        cancelled=count[RunStatus.CANCELLED],
-        slow=sum(1 for j in jobs if j.verdict is Verdict.SLOW),
-        success_rate=count[RunStatus.SUCCESS] / done if done else None,
+        scheduled=sum(counts.values()) + upcoming,
+        success=success,
+        failed=counts.get(RunStatus.FAILED, 0),
+        running=counts.get(RunStatus.RUNNING, 0),
+        queued=counts.get(RunStatus.QUEUED, 0),
+        cancelled=counts.get(RunStatus.CANCELLED, 0),
+        slow=len(slow_ids),
+        success_rate=success / done if done else None,
+        slow_ids=slow_ids,
+    )
+
+
+def stored_baseline_s(found: SuccessBaseline) -> float | None:
+    """:func:`baseline_s` from the store's parts of it (see
+    :meth:`~batchpilot.store.run_aggregates.RunAggregates.success_baselines`)."""
+    if found.earlier_count < MIN_BASELINE_RUNS:
+        return None
+    return found.earlier_total_us / 1e6 / found.earlier_count
+
+
+def is_stored_slow(found: SuccessBaseline) -> bool:
+    """:func:`is_slow` from the store's numbers, compared in whole microseconds."""
+    return (
+        found.duration_us is not None
+        and found.earlier_count >= MIN_BASELINE_RUNS
+        and found.duration_us * found.earlier_count > SLOW_FACTOR * found.earlier_total_us
     )
 
 
@@ -248,24 +295,31 @@ def load_overview(
     upcoming: int = 0,
     now: datetime | None = None,
     pipeline: str | None = None,
+    shown: int = JOBS_SHOWN,
 ) -> DayOverview:
-    """:func:`summarize_day` over the store's runs of ``window`` (of one ``pipeline`` when
-    given). Raises :class:`StoreError`."""
-    runs = store.queries.created_between(window.start, window.end)
-    if pipeline is not None:
-        runs = [run for run in runs if run.pipeline == pipeline]
-    # a run's baseline lies among the day's successes before it and the BASELINE_RUNS
-    # successes before the day: only those are read (not as many again as the day holds)
-    successes: dict[str, list[TimedRun]] = {}
-    for run in runs:
-        if run.status is RunStatus.SUCCESS:
-            successes.setdefault(run.pipeline, []).append(run)
-    earlier = store.queries.recent_successes(
-        dict.fromkeys(successes, BASELINE_RUNS), before=window.start
-    )
-    for name, found in earlier.items():
-        successes[name].extend(found)
-    return summarize_day(window, runs, successes, upcoming=upcoming, now=now)
+    """The numbers of :func:`summarize_day` for the store's runs of ``window`` (of one
+    ``pipeline`` when given), with the newest ``shown`` runs as its ``jobs``.
+
+    The counts and each success's baseline come from the store's aggregates (computed
+    by the database); only the runs listed are read as records. Raises
+    :class:`StoreError`."""
+    counts = store.aggregates.status_counts(window.start, window.end, pipeline=pipeline)
+    baselines = {
+        found.run_id: found
+        for found in store.aggregates.success_baselines(
+            window.start, window.end, runs_before=BASELINE_RUNS, pipeline=pipeline
+        )
+    }
+    slow = tuple(run_id for run_id, found in baselines.items() if is_stored_slow(found))
+    slow_set = set(slow)
+    where = RunFilter(pipeline=pipeline, created_from=window.start, created_until=window.end)
+    jobs = []
+    for run in reversed(store.queries.page(where, limit=shown).runs if shown else []):
+        found = baselines.get(run.run_id)
+        baseline = stored_baseline_s(found) if found is not None else None
+        verdict = Verdict.SLOW if run.run_id in slow_set else _verdict(run, None)
+        jobs.append(JobOfDay(run, verdict, run_duration_s(run, now), baseline))
+    return _day_numbers(window, counts, tuple(jobs), slow, upcoming)
 
 
 def unpaused(store: RunStore, specs: Sequence[PipelineSpec]) -> list[PipelineSpec]:
@@ -296,6 +350,7 @@ def _order(run: TimedRun) -> tuple[datetime, str]:
 
 __all__ = [
     "BASELINE_RUNS",
+    "JOBS_SHOWN",
     "MIN_BASELINE_RUNS",
     "SLOW_FACTOR",
     "DayOverview",
@@ -307,9 +362,11 @@ __all__ = [
     "day_overview",
     "day_window",
     "is_slow",
+    "is_stored_slow",
     "load_overview",
     "run_duration_s",
     "slots_still_due",
+    "stored_baseline_s",
     "summarize_day",
     "unpaused",
     "verdict",

@@ -148,13 +148,15 @@ def run_summary_record(row: Any) -> RunSummaryRecord:
     return RunSummaryRecord(**_summary_fields(row))
 
 
+_STATUS_BY_VALUE: dict[str, RunStatus] = dict(RunStatus._value2member_map_)  # type: ignore[arg-type]
+
+
 def _summary_fields(row: Any) -> dict[str, Any]:
-    status = row["status"]
-    known = status in RunStatus._value2member_map_
+    # called for every run of every page: dict lookups rather than RunStatus(...) calls
     return {
         "run_id": row["run_id"],
         "pipeline": row["pipeline"],
-        "status": RunStatus(status) if known else RunStatus.UNKNOWN,
+        "status": _STATUS_BY_VALUE.get(row["status"], RunStatus.UNKNOWN),
         "ds": row["ds"],
         "created_at": aware(row["created_at"]),
         "started_at": aware(row["started_at"]),

@@ -38,6 +38,7 @@ from batchpilot.store.records import (
 )
 from batchpilot.store.requeue import RunRequeue
 from batchpilot.store.retention import RetentionStore
+from batchpilot.store.run_aggregates import RunAggregates
 from batchpilot.store.run_history import RUN_BY_ID, TASKS_OF_RUN, RunHistory
 from batchpilot.store.run_queries import RunQueries
 from batchpilot.store.run_rows import NewRun, insert_run
@@ -182,6 +183,11 @@ class RunStore(
     def queries(self) -> RunQueries:
         """Filtered pages of runs and time windows (see ``store/run_queries.py``)."""
         return RunQueries(self.engine)
+
+    @cached_property
+    def aggregates(self) -> RunAggregates:
+        """Counts and duration baselines of a window of runs (see ``store/run_aggregates.py``)."""
+        return RunAggregates(self.engine)
 
     @cached_property
     def alerts(self) -> AlertStore:

@@ -23,7 +23,17 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, String, Table, insert, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 
 from batchpilot.errors import TokenError
 from batchpilot.store.records import aware, utcnow
@@ -47,6 +57,9 @@ api_tokens = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
 )
+
+#: The token of a secret's digest, built once: this runs on every API request.
+_BY_DIGEST = select(api_tokens).where(api_tokens.c.secret_sha256 == bindparam("digest"))
 
 
 class TokenScope(StrEnum):
@@ -174,11 +187,7 @@ class TokenStore:
         digest = secret_digest(secret)
         now = now or utcnow()
         with Wrapped(self.engine, begin=False) as conn:
-            row = (
-                conn.execute(select(api_tokens).where(api_tokens.c.secret_sha256 == digest))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_BY_DIGEST, {"digest": digest}).mappings().first()
         if row is None or not hmac.compare_digest(row["secret_sha256"], digest):
             return None
         record = _record(row)

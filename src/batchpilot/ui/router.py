@@ -229,9 +229,8 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
         if slow:
             if window is None:
                 return d.problem(request, viewer, 400, "the slow filter needs a day (day=...)")
-            stats = load_overview(d.store, window, now=context.clock())
-            rows = [j for j in reversed(stats.jobs) if j.verdict.value == "slow"]
-            runs = [j.run for j in rows if not pipeline or j.run.pipeline == pipeline]
+            stats = load_overview(d.store, window, pipeline=pipeline or None, shown=0)
+            runs = list(reversed(d.store.queries.runs_by_id(stats.slow_run_ids())))
         else:
             where = RunFilter(
                 pipeline=pipeline or None,
