@@ -121,6 +121,16 @@ def test_only_one_owner_can_claim_a_run(store: RunStore):
     assert store.heartbeat("r1", "host:2:b")
 
 
+def test_a_cancel_request_is_read_without_the_rest_of_the_run(store: RunStore):
+    make_run(store)
+    make_run(store, run_id="r2")
+    assert store.cancel_requested("r1") is False
+    store.request_cancel("r1")
+    assert store.cancel_requested("r1") is True
+    assert store.cancel_requested("r2") is False
+    assert store.cancel_requested("no-such-run") is False
+
+
 def test_terminal_status_records_end_and_releases_owner(store: RunStore):
     make_run(store)
     store.claim_run("r1", "me", stale_after_s=60)

@@ -1,6 +1,7 @@
 """What a task's attempt sees, as the executor hands it to a worker: its inputs (or,
 started early, the output it follows), its atomic group's connection, its rerun count
-and its row counter. The attempt itself runs on :mod:`batchpilot.engine.attempt`."""
+and its row counter; and which tasks' attempts run on the engine's own thread instead
+(:func:`never_blocking_tasks`). The attempt itself runs on :mod:`batchpilot.engine.attempt`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from batchpilot.engine.handles import AttemptHandle, AttemptOutcome
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.outputs import TaskOutput, upstream_inputs
 from batchpilot.engine.transactions import OpenTransactions, group_token
+from batchpilot.errors import SpecError
+from batchpilot.spec.model import PipelineSpec
+from batchpilot.steps.registry import StepRegistry
 
 
 class TaskDispatch:
@@ -103,3 +107,19 @@ class TaskDispatch:
             return None
         token = group_token(group, self._attempts.get(group.first, 1))
         return lambda: self._transactions.connection_for(group, token)
+
+
+def never_blocking_tasks(
+    spec: PipelineSpec, registry: StepRegistry, *, grouped: Mapping[str, object]
+) -> frozenset[str]:
+    """The tasks whose step declares (itself, not by inheritance) that it never blocks,
+    outside atomic groups (whose connection an attempt opens on its own thread)."""
+    found = set()
+    for node in spec.nodes:
+        try:
+            step_class = registry.get(node.type)
+        except SpecError:
+            continue  # reported when the attempt builds its step
+        if step_class.__dict__.get("never_blocks", False) and node.id not in grouped:
+            found.add(node.id)
+    return frozenset(found)

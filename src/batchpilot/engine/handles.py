@@ -66,6 +66,9 @@ class AttemptHandle:
     stop_deadline: float | None = None
     #: for an attempt started early (before its upstream ended): set by :meth:`begin`
     go: threading.Event | None = None
+    #: the attempt returns at once (run on the engine's thread): its log is written
+    #: in one go when it ends (see :class:`AttemptLog`)
+    buffered_log: bool = False
     _began: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread_id: int | None = None
@@ -130,7 +133,9 @@ class AttemptHandle:
             return ExternalLog(log)
         with self._lock:
             self._log_open = True
-            return AttemptLog(self.log_path, name=f"batchpilot.task.{self.task_id}")
+            return AttemptLog(
+                self.log_path, name=f"batchpilot.task.{self.task_id}", buffered=self.buffered_log
+            )
 
     def outcome_of(self, future: Future[AttemptOutcome]) -> AttemptOutcome:
         """The outcome a finished Future holds; a stop that landed after the

@@ -26,7 +26,7 @@ def watch_run(
         last_beat = time.monotonic()
         while not stop.wait(poll_s):
             try:
-                if store.get_run(run_id).cancel_requested:
+                if store.cancel_requested(run_id):
                     cancel_requested.set()
                 if time.monotonic() - last_beat >= heartbeat_s:
                     store.heartbeat(run_id, owner)

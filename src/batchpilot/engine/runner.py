@@ -1,7 +1,9 @@
 """Runs one pipeline run: the scheduling loop, and the store writes it makes.
 
 The engine thread alone writes task transitions. Steps run on a thread pool
-and hand back an :class:`AttemptOutcome`; each scheduling step (outcomes
+(those that never block, like ``empty``, on the engine thread itself, after the
+scheduling step that started them committed) and hand back an
+:class:`AttemptOutcome`; each scheduling step (outcomes
 recorded, skips decided, callbacks queued, attempts started) is committed in
 one transaction *before* any newly started attempt is submitted, so a
 process killed at any moment leaves a state that ``resume`` can continue.
@@ -23,7 +25,7 @@ from typing import Any
 from batchpilot.engine.board import TaskBoard
 from batchpilot.engine.callbacks import fire_pending_callbacks, task_callbacks
 from batchpilot.engine.context import RunContext
-from batchpilot.engine.dispatch import TaskDispatch
+from batchpilot.engine.dispatch import TaskDispatch, never_blocking_tasks
 from batchpilot.engine.early_start import EarlyStarts
 from batchpilot.engine.handles import (
     AttemptHandle,
@@ -58,6 +60,9 @@ from batchpilot.store import CallbackRecord
 STOP_GRACE_S = 5.0
 #: how often the engine looks for a cancel request
 CANCEL_POLL_S = 0.5
+#: at most this many attempts of steps that never block start in one scheduling step
+#: (they take no worker; the cap bounds how long other outcomes and a cancel wait)
+INLINE_PER_STEP = 100
 
 _Event = tuple[str, TaskState, int, str | None]
 
@@ -70,6 +75,8 @@ class _Tick:
     events: list[_Event] = field(default_factory=list)
     callbacks: list[CallbackRecord] = field(default_factory=list)
     started: list[AttemptHandle] = field(default_factory=list)
+    #: started attempts of steps that never block, run on the engine's thread
+    inline: list[AttemptHandle] = field(default_factory=list)
     began: list[tuple[Future[AttemptOutcome], AttemptHandle]] = field(default_factory=list)
 
 
@@ -93,6 +100,7 @@ class RunExecutor:
             connections=run.connections,
             registry=run.registry,
         )
+        self._inline = never_blocking_tasks(spec, run.registry, grouped=self.transactions.member_of)
         self._cancel_requested = threading.Event()
         self._cancelling = False
         self._running: dict[Future[AttemptOutcome], AttemptHandle] = {}
@@ -237,12 +245,51 @@ class RunExecutor:
         for child, live in early:
             follow = functools.partial(self.dispatch.run_task_attempt, live_input=live)
             self.early.start(pool, child, self.board.attempts.get(child, 0) + 1, follow)
+        if tick.inline:  # once the others are on their workers
+            self._run_inline(tick.inline)
+
+    def _run_inline(self, handles: list[AttemptHandle]) -> None:
+        """Run the attempts of steps that never block here, on the engine thread (no
+        hand-off to a worker and back), one after the other. Their outcomes are collected
+        with the others', as Futures; each is in ``_running`` before the first one runs,
+        so an interruption closes them all (those it kept from running are cancelled)."""
+        futures: list[Future[AttemptOutcome]] = [Future() for _ in handles]
+        for future, handle in zip(futures, handles, strict=True):
+            self._running[future] = handle
+        try:
+            for future, handle in zip(futures, handles, strict=True):
+                future.set_running_or_notify_cancel()
+                self.listener.task_state_changed(
+                    handle.task_id, TaskState.RUNNING, attempt=handle.attempt
+                )
+                handle.started = time.monotonic()
+                handle.buffered_log = True  # it returns at once: one write of its log
+                outcome = self.dispatch.run_task_attempt(handle)
+                future.set_result(outcome)
+                if isinstance(outcome.error, KeyboardInterrupt):
+                    raise KeyboardInterrupt  # Ctrl-C while the step ran: the run stops
+        except BaseException as exc:  # Ctrl-C: no Future is left for the stop to wait on
+            for future in futures:
+                if future.running():
+                    future.set_exception(exc)
+                future.cancel()
+            raise
 
     def _start_ready(self, tx: Any, tick: _Tick) -> None:
-        """Record as started the ready tasks there are free workers for."""
-        board = self.board
-        while board.ready and len(self._running) + len(tick.started) < self.workers:
-            task_id = board.pop_ready()
+        """Record as started the ready tasks there are free workers for, in pipeline order;
+        those whose step never blocks take no worker (up to ``INLINE_PER_STEP`` of them)."""
+        board, busy = self.board, len(self._running)
+        while board.ready:
+            task_id = board.ready[0][1]
+            if task_id in self._inline:
+                if len(tick.inline) >= INLINE_PER_STEP:
+                    return
+                started = tick.inline
+            elif busy + len(tick.started) < self.workers:
+                started = tick.started
+            else:
+                return
+            board.pop_ready()
             attempt = board.next_attempt(task_id)
             handle = AttemptHandle(
                 task_id=task_id,
@@ -252,7 +299,7 @@ class RunExecutor:
             )
             tx.start_attempt(self.run.run_id, task_id, attempt, log_path=str(handle.log_path))
             board.set_state(task_id, TaskState.RUNNING)
-            tick.started.append(handle)
+            started.append(handle)
 
     def _begin_early(self, tx: Any) -> list[tuple[Future[AttemptOutcome], AttemptHandle]]:
         """Ready tasks with an early attempt: record it as started (it has its worker)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import io
 import logging
+import os
 import sys
 import threading
 import time
@@ -18,11 +19,19 @@ _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
 
 
 class AttemptLog:
-    """The log file of one attempt; ``logger`` writes to it and so do ``print`` calls."""
+    """The log file of one attempt; ``logger`` writes to it and so do ``print`` calls.
 
-    def __init__(self, path: Path, *, name: str) -> None:
+    ``buffered``: for an attempt that returns at once (a step that never blocks, run
+    on the engine's thread), its lines are kept in memory and the file is written in
+    one go when the log closes, instead of line by line while the attempt runs.
+    """
+
+    def __init__(self, path: Path, *, name: str, buffered: bool = False) -> None:
         self.path = path
-        self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._buffered = buffered
+        self._file: TextIO = (
+            io.StringIO() if buffered else open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        )
         self.logger = logging.Logger(name, level=logging.DEBUG)  # not registered globally
         handler = logging.StreamHandler(self._file)
         handler.setFormatter(_FORMAT)
@@ -48,10 +57,22 @@ class AttemptLog:
         self.close()
 
     def close(self) -> None:
-        """Flush and close the file."""
+        """Flush and close the file (a buffered log: write it)."""
         for handler in self.logger.handlers:
             handler.flush()
+        if self._buffered:
+            assert isinstance(self._file, io.StringIO)
+            _append(self.path, self._file.getvalue())
         self._file.close()
+
+
+def _append(path: Path, text: str) -> None:
+    """Append ``text`` to the file at ``path`` (created if need be) in one write."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
 
 
 class ExternalLog:

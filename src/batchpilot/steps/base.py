@@ -246,6 +246,11 @@ class Step(ABC, Generic[ConfigT]):
     #: calling :meth:`StepContext.wait_for_start` before they commit anything: the
     #: engine then overlaps them with that task, and stops them if it fails
     starts_early: ClassVar[bool] = False
+    #: True for steps that run no user code and return at once (``empty``): the engine
+    #: runs their attempts on its own thread, skipping the hand-off to a worker thread,
+    #: as there is nothing to time out or cancel. Read from the class that declares it
+    #: only: a subclass that overrides :meth:`run` runs on a worker unless it says so too
+    never_blocks: ClassVar[bool] = False
 
     def __init__(self, config: ConfigT) -> None:
         self.config: ConfigT = config

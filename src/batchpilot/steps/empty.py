@@ -9,6 +9,7 @@ class EmptyStep(Step[StepConfig]):
     """Does nothing and succeeds; useful to join branches."""
 
     compensable = False
+    never_blocks = True
 
     type_name = "empty"
 

@@ -301,6 +301,13 @@ class RunStore(
         with self._begin() as conn:
             conn.execute(update(runs).where(runs.c.run_id == run_id).values(cancel_requested=True))
 
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether someone asked to cancel the run (what the engine's heartbeat polls: one
+        column, not the whole run with its stored pipeline); False for an unknown run."""
+        query = select(runs.c.cancel_requested).where(runs.c.run_id == run_id)
+        with self._connect() as conn:
+            return bool(conn.execute(query).scalar())
+
     def set_external_id(self, run_id: str, external_id: str) -> None:
         """Record the id a remote executor gave the run (an Airflow DAG run id)."""
         with self._begin() as conn:
