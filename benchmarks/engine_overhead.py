@@ -3,13 +3,16 @@
 Usage::
 
     python benchmarks/engine_overhead.py [--tasks N] [--quick] [--reps R] [--dagster-sqlite]
-                                         [--batchpilot-only]
+                                         [--batchpilot-only] [--python-tasks]
 
 Two graphs of no-op tasks: a chain (t0 -> t1 -> ... -> tN-1) and a fan-out
 (source -> N tasks -> sink, N + 2 tasks). Each tool runs in its own fresh
 subprocess; each graph is run ``--reps`` times and the median counts.
 
-- batchpilot: ``Pipeline.run()`` wall time, with every state transition of
+- batchpilot: each task an ``empty`` step (no ``run``), which the engine runs on its
+  own thread; ``--python-tasks`` makes each a ``python`` step calling a no-op function,
+  as Dagster's ops are, which runs on a worker thread under the step's timeout and
+  cancel. ``Pipeline.run()`` wall time, with every state transition of
   every task persisted to SQLite (WAL) under ``.bench/engine/home-*``. The
   state database is created (migrations) by a small warm-up run first, as it
   would exist on any machine that has run a pipeline before. Beside the wall
@@ -70,9 +73,23 @@ def task_count(shape: str, n: int) -> int:
 # --- batchpilot, run in a subprocess of the project venv ------------------------------------
 
 
-def build_pipeline(shape: str, n: int):  # -> batchpilot.Pipeline (imported lazily)
-    """Build the batchpilot pipeline for ``shape`` with ``n`` no-op tasks."""
-    from batchpilot import Pipeline, Task
+def noop() -> None:
+    """The body of a ``--python-tasks`` task: nothing, so orchestration is what is timed."""
+
+
+def build_pipeline(shape: str, n: int, python_tasks: bool = False):  # -> batchpilot.Pipeline
+    """Build the batchpilot pipeline for ``shape`` with ``n`` no-op tasks (``empty``
+    steps, or ``python`` steps calling :func:`noop`)."""
+    from functools import partial
+
+    from batchpilot import Pipeline
+
+    if python_tasks:
+        from batchpilot import Task as _Task
+
+        Task = partial(_Task, run=noop)
+    else:
+        from batchpilot import Task
 
     pipeline = Pipeline(f"{shape}_{n}")
     if shape == "chain":
@@ -92,7 +109,7 @@ def build_pipeline(shape: str, n: int):  # -> batchpilot.Pipeline (imported lazi
     return pipeline
 
 
-def batchpilot_worker(n: int, reps: int, workers: int) -> dict:
+def batchpilot_worker(n: int, reps: int, workers: int, python_tasks: bool) -> dict:
     """Runs inside the subprocess: time ``Pipeline.run()`` for each shape."""
     import batchpilot
     from batchpilot.settings import Settings
@@ -107,7 +124,7 @@ def batchpilot_worker(n: int, reps: int, workers: int) -> dict:
         if str(warm.status) != "success":
             raise SystemExit(f"warm-up run ended {warm.status}")
         for shape in SHAPES:
-            pipeline = build_pipeline(shape, n)
+            pipeline = build_pipeline(shape, n, python_tasks)
             started = time.perf_counter()
             pipeline.to_spec()
             out[f"{shape}_spec_s"] = time.perf_counter() - started
@@ -131,7 +148,7 @@ def batchpilot_worker(n: int, reps: int, workers: int) -> dict:
     return out
 
 
-def run_batchpilot(n: int, reps: int, workers: int) -> dict:
+def run_batchpilot(n: int, reps: int, workers: int, python_tasks: bool) -> dict:
     """Run :func:`batchpilot_worker` in a fresh project-venv subprocess."""
     cmd = [
         sys.executable,
@@ -143,6 +160,7 @@ def run_batchpilot(n: int, reps: int, workers: int) -> dict:
         str(reps),
         "--workers",
         str(workers),
+        *(["--python-tasks"] if python_tasks else []),
     ]
     return run_measured(cmd, cwd=REPO, log=BENCH / "engine" / "batchpilot.stderr.log").json()
 
@@ -197,6 +215,11 @@ def main() -> int:
         action="store_true",
         help="run batchpilot alone (no competitor venv); check only its ms/task target",
     )
+    parser.add_argument(
+        "--python-tasks",
+        action="store_true",
+        help="each task a python step calling a no-op function (default: empty steps)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.tasks or (200 if args.quick else 1000)
@@ -204,14 +227,16 @@ def main() -> int:
     if args.worker:
         import json
 
-        print(json.dumps(batchpilot_worker(n, args.reps, args.workers)), flush=True)
+        timings = batchpilot_worker(n, args.reps, args.workers, args.python_tasks)
+        print(json.dumps(timings), flush=True)
         return 0
 
     scratch("engine")
     results: dict[str, dict] = {}
     try:
-        progress(f"batchpilot: {n} no-op tasks, chain and fan-out, {args.reps} runs each")
-        results["batchpilot"] = run_batchpilot(n, args.reps, args.workers)
+        kind = "python" if args.python_tasks else "empty"
+        progress(f"batchpilot: {n} no-op {kind} tasks, chain and fan-out, {args.reps} runs each")
+        results["batchpilot"] = run_batchpilot(n, args.reps, args.workers, args.python_tasks)
         for name, runner in () if args.batchpilot_only else COMPETITORS.items():
             progress(f"{name}: same graphs, {args.reps} runs each")
             results[name] = runner(n, args.reps)
