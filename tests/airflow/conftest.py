@@ -2,9 +2,10 @@
 
 - ``airflow_python``: ``<repo>/.venv-airflow`` (gitignored) with
   apache-airflow==3.3.2 and batchpilot installed editable, created on first
-  use (~1-2 min) and reused while its probe passes. It is never mixed into the
-  project's venv. batchpilot's pins and Airflow's resolve together (pip check
-  is clean), so a plain ``pip install -e <repo>`` after Airflow is enough.
+  use with uv (~15 s, see ``tests/side_venvs.py``) and reused while its probe
+  passes. It is never mixed into the project's venv. batchpilot's pins and
+  Airflow's resolve together (pip check is clean), so both are installed in
+  one resolver run.
 - ``dag_test_home``: an AIRFLOW_HOME with a migrated SQLite metadata database,
   for ``dag.test()`` runs in subprocesses.
 - ``airflow_server``: ``airflow standalone`` (API server, scheduler with
@@ -21,7 +22,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import tomllib
 import urllib.error
@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from tests import side_venvs
 from tests.conftest import REPO_ROOT
 
 AIRFLOW_VERSION = "3.3.2"
@@ -69,42 +70,24 @@ def _healthy(python: Path) -> bool:
     )
 
 
-def _pip(python: Path, *args: str, log: Path) -> None:
-    with log.open("a") as out:
-        done = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *args], stdout=out, stderr=subprocess.STDOUT
-        )
-    if done.returncode != 0:
-        pytest.fail(
-            f"could not install {' '.join(args)} into {AIRFLOW_VENV} (see {log}). Fix: make sure "
-            f"the package registry is reachable, then delete {AIRFLOW_VENV} and run pytest "
-            "again, or create it by hand: python3.11 -m venv .venv-airflow && "
-            f".venv-airflow/bin/pip install apache-airflow=={AIRFLOW_VERSION} && "
-            ".venv-airflow/bin/pip install -e .",
-            pytrace=False,
-        )
-
-
 @pytest.fixture(scope="session")
 def airflow_python() -> Path:
     """The Python of the Airflow venv (created or refreshed when needed)."""
-    python = AIRFLOW_VENV / "bin" / "python"
-    if _healthy(python):
-        return python
-    if not python.exists():
-        base = getattr(sys, "_base_executable", None) or sys.executable
-        subprocess.run([base, "-m", "venv", str(AIRFLOW_VENV)], check=True)
-    log = AIRFLOW_VENV / "batchpilot-install.log"
-    # One resolver run for both, so a conflict between their pins is reported, not hidden.
-    _pip(python, f"apache-airflow=={AIRFLOW_VERSION}", "-e", str(REPO_ROOT), log=log)
-    (AIRFLOW_VENV / ".batchpilot-stamp").write_text(_install_stamp())
-    if not _healthy(python):
+    try:
+        return side_venvs.build(
+            AIRFLOW_VENV,
+            [f"apache-airflow=={AIRFLOW_VERSION}", "-e", str(REPO_ROOT)],
+            healthy=_healthy,
+            stamp=_install_stamp(),
+        )
+    except side_venvs.SideVenvError as exc:
         pytest.fail(
-            f"{AIRFLOW_VENV} does not import Airflow {AIRFLOW_VERSION} and batchpilot "
-            f"after installing (see {log}); delete it and run again",
+            f"{exc}. Fix: make sure the package registry is reachable, then delete "
+            f"{AIRFLOW_VENV} and run pytest again, or create it by hand: "
+            "python3.11 -m venv .venv-airflow && "
+            f".venv-airflow/bin/pip install apache-airflow=={AIRFLOW_VERSION} -e .",
             pytrace=False,
         )
-    return python
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
