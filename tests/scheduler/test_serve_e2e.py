@@ -22,6 +22,8 @@ from batchpilot.store import RunRecord, RunStore
 from tests.cli_runner import Cli
 from tests.scheduler.conftest import write_pipeline
 
+pytestmark = pytest.mark.slow  # each test starts `batchpilot serve` processes
+
 WAIT_S = 90.0
 ANY_PORT = ("--port", "0")
 
