@@ -9,8 +9,8 @@
 - ``dag_test_home``: an AIRFLOW_HOME with a migrated SQLite metadata database,
   for ``dag.test()`` runs in subprocesses.
 - ``airflow_server``: ``airflow standalone`` (API server, scheduler with
-  LocalExecutor, DAG processor, triggerer) on 127.0.0.1, once per session,
-  stopped by process group.
+  LocalExecutor, DAG processor, triggerer) on 127.0.0.1, once per session
+  (package-scoped: stopped by process group after the last Airflow test).
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def _scheduler_healthy(url: str) -> bool:
     return (health.get("scheduler") or {}).get("status") == "healthy"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow_server(
     airflow_python: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowServer]:
@@ -220,6 +220,10 @@ def airflow_server(
 
     A fresh home (so a fresh metadata database) every session; stopped by
     SIGTERM to its process group, then SIGKILL (standalone ignores SIGINT).
+    Package scope: the tests using it run one after another (one xdist group,
+    ``tests/conftest.py``), and it stops after the last of them instead of at
+    the end of the session: idle, its scheduler, DAG processor and API server
+    still took CPU from every test the worker ran after them.
     """
     home = tmp_path_factory.mktemp("airflow-server")
     (home / "dags").mkdir()
