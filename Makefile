@@ -11,8 +11,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# uv (pinned in the test extras) installs the same packages as pip from the same
+# registry, ~3x faster on a fresh clone; --system-certs: the platform's TLS certificates;
+# --compile-bytecode: as pip does, so no process compiles site-packages again
+UV_REQUIREMENT := $(shell grep -o '"uv==[^"]*"' pyproject.toml)
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet $(UV_REQUIREMENT)
+	$(BIN)/uv pip install --quiet --system-certs --compile-bytecode --python $(BIN)/python -e '.[test]'
 	touch $@
 
 # byte-compile the (editable) sources as a wheel install would, even where

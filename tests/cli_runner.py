@@ -35,6 +35,14 @@ class Cli:
         self.cwd = cwd
         self.in_process = in_process
 
+    def in_process_twin(self) -> Cli:
+        """The same commands with this one's environment (its home, its connections),
+        called in the test process: for polls while a real ``batchpilot`` process runs,
+        which need no interpreter start-up each."""
+        twin = Cli(Path(self.env["BATCHPILOT_HOME"]), self.cwd, in_process=True)
+        twin.env = self.env
+        return twin
+
     def __call__(self, *args: str, timeout: float = 120) -> CliResult:
         if self.in_process:
             return self._invoke(args)

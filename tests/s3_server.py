@@ -1,19 +1,18 @@
 """A real S3-compatible server for the tests: moto in server mode on 127.0.0.1.
 
 moto runs from its own virtual environment, ``<repo>/.venv-moto`` (gitignored),
-created on first use (~30 s) and reused while its probe passes. It is never
-mixed into the project's venv: moto needs boto3, whose botocore pins
-python-dateutil below 3, and the project's venv holds python-dateutil 4.
+created on first use with uv (~10 s, see ``tests/side_venvs.py``) and reused
+while its probe passes. It is never mixed into the project's venv: moto needs
+boto3, whose botocore pins python-dateutil below 3, and the project's venv holds
+python-dateutil 4.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import side_venvs
 from tests.process_guard import guard_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,44 +36,16 @@ REGION = "us-east-1"
 
 
 def moto_python() -> Path:
-    """The Python of the moto venv, created or repaired when its probe fails.
-
-    pytest-xdist workers may all get here at once on a fresh clone: one creates the venv
-    while the others wait on a lock file, then find it healthy.
-    """
-    python = MOTO_VENV / "bin" / "python"
-    if _healthy(python):
-        return python
-    with open(REPO_ROOT / ".venv-moto.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return _create(python)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _create(python: Path) -> Path:
-    if _healthy(python):  # another worker made it while this one waited
-        return python
-    if not python.exists():
-        base = getattr(sys, "_base_executable", None) or sys.executable
-        subprocess.run([base, "-m", "venv", str(MOTO_VENV)], check=True)
-    log = MOTO_VENV / "batchpilot-install.log"
-    with log.open("a") as out:
-        done = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", f"moto[server]=={MOTO_VERSION}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if done.returncode != 0 or not _healthy(python):
+    """The Python of the moto venv, created or repaired when its probe fails."""
+    try:
+        return side_venvs.build(MOTO_VENV, [f"moto[server]=={MOTO_VERSION}"], healthy=_healthy)
+    except side_venvs.SideVenvError as exc:
         pytest.fail(
-            f"could not install moto[server]=={MOTO_VERSION} into {MOTO_VENV} (see {log}). "
-            "Fix: make sure the package registry is reachable, then delete the folder and run "
-            f"pytest again, or by hand: python3.11 -m venv .venv-moto && "
+            f"{exc}. Fix: make sure the package registry is reachable, then delete "
+            f"{MOTO_VENV} and run pytest again, or by hand: python3.11 -m venv .venv-moto && "
             f".venv-moto/bin/pip install 'moto[server]=={MOTO_VERSION}'",
             pytrace=False,
         )
-    return python
 
 
 def _healthy(python: Path) -> bool:

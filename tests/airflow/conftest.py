@@ -2,14 +2,15 @@
 
 - ``airflow_python``: ``<repo>/.venv-airflow`` (gitignored) with
   apache-airflow==3.3.2 and batchpilot installed editable, created on first
-  use (~1-2 min) and reused while its probe passes. It is never mixed into the
-  project's venv. batchpilot's pins and Airflow's resolve together (pip check
-  is clean), so a plain ``pip install -e <repo>`` after Airflow is enough.
+  use with uv (~15 s, see ``tests/side_venvs.py``) and reused while its probe
+  passes. It is never mixed into the project's venv. batchpilot's pins and
+  Airflow's resolve together (pip check is clean), so both are installed in
+  one resolver run.
 - ``dag_test_home``: an AIRFLOW_HOME with a migrated SQLite metadata database,
   for ``dag.test()`` runs in subprocesses.
 - ``airflow_server``: ``airflow standalone`` (API server, scheduler with
-  LocalExecutor, DAG processor, triggerer) on 127.0.0.1, once per session,
-  stopped by process group.
+  LocalExecutor, DAG processor, triggerer) on 127.0.0.1, once per session
+  (package-scoped: stopped by process group after the last Airflow test).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import tomllib
 import urllib.error
@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from tests import side_venvs
 from tests.conftest import REPO_ROOT
 from tests.process_guard import guard_process
 
@@ -70,42 +71,24 @@ def _healthy(python: Path) -> bool:
     )
 
 
-def _pip(python: Path, *args: str, log: Path) -> None:
-    with log.open("a") as out:
-        done = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *args], stdout=out, stderr=subprocess.STDOUT
-        )
-    if done.returncode != 0:
-        pytest.fail(
-            f"could not install {' '.join(args)} into {AIRFLOW_VENV} (see {log}). Fix: make sure "
-            f"the package registry is reachable, then delete {AIRFLOW_VENV} and run pytest "
-            "again, or create it by hand: python3.11 -m venv .venv-airflow && "
-            f".venv-airflow/bin/pip install apache-airflow=={AIRFLOW_VERSION} && "
-            ".venv-airflow/bin/pip install -e .",
-            pytrace=False,
-        )
-
-
 @pytest.fixture(scope="session")
 def airflow_python() -> Path:
     """The Python of the Airflow venv (created or refreshed when needed)."""
-    python = AIRFLOW_VENV / "bin" / "python"
-    if _healthy(python):
-        return python
-    if not python.exists():
-        base = getattr(sys, "_base_executable", None) or sys.executable
-        subprocess.run([base, "-m", "venv", str(AIRFLOW_VENV)], check=True)
-    log = AIRFLOW_VENV / "batchpilot-install.log"
-    # One resolver run for both, so a conflict between their pins is reported, not hidden.
-    _pip(python, f"apache-airflow=={AIRFLOW_VERSION}", "-e", str(REPO_ROOT), log=log)
-    (AIRFLOW_VENV / ".batchpilot-stamp").write_text(_install_stamp())
-    if not _healthy(python):
+    try:
+        return side_venvs.build(
+            AIRFLOW_VENV,
+            [f"apache-airflow=={AIRFLOW_VERSION}", "-e", str(REPO_ROOT)],
+            healthy=_healthy,
+            stamp=_install_stamp(),
+        )
+    except side_venvs.SideVenvError as exc:
         pytest.fail(
-            f"{AIRFLOW_VENV} does not import Airflow {AIRFLOW_VERSION} and batchpilot "
-            f"after installing (see {log}); delete it and run again",
+            f"{exc}. Fix: make sure the package registry is reachable, then delete "
+            f"{AIRFLOW_VENV} and run pytest again, or create it by hand: "
+            "python3.11 -m venv .venv-airflow && "
+            f".venv-airflow/bin/pip install apache-airflow=={AIRFLOW_VERSION} -e .",
             pytrace=False,
         )
-    return python
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
@@ -230,7 +213,7 @@ def _scheduler_healthy(url: str) -> bool:
     return (health.get("scheduler") or {}).get("status") == "healthy"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow_server(
     airflow_python: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowServer]:
@@ -238,6 +221,10 @@ def airflow_server(
 
     A fresh home (so a fresh metadata database) every session; stopped by
     SIGTERM to its process group, then SIGKILL (standalone ignores SIGINT).
+    Package scope: the tests using it run one after another (one xdist group,
+    ``tests/conftest.py``), and it stops after the last of them instead of at
+    the end of the session: idle, its scheduler, DAG processor and API server
+    still took CPU from every test the worker ran after them.
     """
     home = tmp_path_factory.mktemp("airflow-server")
     (home / "dags").mkdir()

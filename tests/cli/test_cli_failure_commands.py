@@ -59,12 +59,14 @@ def start(cli: Cli, *args: str) -> subprocess.Popen[str]:
 
 
 def wait_for_running(cli: Cli, task: str, timeout: float = 60) -> str:
+    """The id of the run whose ``task`` is running, polled in this process."""
+    poll = cli.in_process_twin()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = cli("runs", "list", "-o", "json")
+        runs = poll("runs", "list", "-o", "json")
         if runs.code == 0 and runs.json():
             run_id = runs.json()[0]["run_id"]
-            shown = cli("runs", "show", run_id, "-o", "json").json()
+            shown = poll("runs", "show", run_id, "-o", "json").json()
             if shown["tasks"][task]["state"] == "running":
                 return run_id
         time.sleep(0.2)

@@ -2,7 +2,9 @@
 extract, a transform, an atomic SQL group and an append load; ``resume`` must finish
 every run with exactly the expected rows, no duplicates, and callbacks fired once.
 
-Set BATCHPILOT_FAULT_KILLS to change the number of kills (default 20)."""
+Set BATCHPILOT_FAULT_KILLS to change the number of kills (default 20). They are dealt
+to SHARDS tests, each with its own home, database and random kill moments, which
+pytest-xdist runs side by side (one chain of kills took ~400 s of a CI run's tail)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tests.resilience.test_kill_and_resume import wait_for_copy, wait_for_task_s
 
 ROWS = 20_000  # kills spread over the whole run, so fewer rows still land them mid-COPY
 KILLS = int(os.environ.get("BATCHPILOT_FAULT_KILLS", "20"))
+SHARDS = 4
 
 PIPELINE = """
 name: fault_suite
@@ -97,11 +100,18 @@ def query(dsn: str, sql: str, *args: object) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
 
 
+def kills_of_shard(shard: int) -> int:
+    """This shard's part of the KILLS kills (the parts add up to KILLS)."""
+    return KILLS // SHARDS + (1 if shard < KILLS % SHARDS else 0)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("shard", range(SHARDS))
 def test_random_sigkills_then_resume_lose_and_duplicate_nothing(
-    suite: Batchpilot, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+    suite: Batchpilot, pg_dsn: str, capsys: pytest.CaptureFixture[str], shard: int
 ):
-    rng = random.Random(int(os.environ.get("BATCHPILOT_FAULT_SEED", "20261121")))
+    seed = int(os.environ.get("BATCHPILOT_FAULT_SEED", "20261121"))
+    rng = random.Random(f"{seed}/{shard}")
     pipeline = str(suite.cwd / "fault_suite.yaml")
     # One clean run tells how long a run lasts once it exists, so kills spread over it.
     proc = suite.start("run", pipeline, "-q", "-o", "json")
@@ -114,7 +124,7 @@ def test_random_sigkills_then_resume_lose_and_duplicate_nothing(
     runs = [first]
     kills = 0
     resumes = 0
-    while kills < KILLS:
+    while kills < kills_of_shard(shard):
         known = set(runs)
         proc = suite.start("run", pipeline, "-q")
         run_id = suite.wait_for_new_run(known, proc)
@@ -170,7 +180,8 @@ def test_random_sigkills_then_resume_lose_and_duplicate_nothing(
     assert query(pg_dsn, "SELECT runs FROM totals")[0][0] == len(runs)
     with capsys.disabled():  # the counts belong in the CI log
         print(
-            f"\nfault injection: {kills} kills, {resumes} resumes, {len(runs)} runs, "
+            f"\nfault injection (shard {shard + 1}/{SHARDS}): {kills} kills, {resumes} resumes, "
+            f"{len(runs)} runs, "
             f"{len(runs) * ROWS} rows checked, 0 duplicate rows, 0 duplicate effects; "
             f"{len(redelivered)} callbacks re-delivered after a kill during their own run"
         )

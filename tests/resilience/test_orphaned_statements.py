@@ -109,7 +109,7 @@ def test_acting_on_a_dead_run_ends_its_statement_on_the_server(
 
 
 def _task_attempts(cli: Cli, run_id: str) -> int:
-    shown = cli("runs", "show", run_id, "-o", "json")
+    shown = cli.in_process_twin()("runs", "show", run_id, "-o", "json")  # a poll
     return shown.json()["tasks"]["slow_sql"]["attempts"] if shown.code == 0 else 0
 
 

@@ -23,6 +23,8 @@ from tests.cli_runner import Cli
 from tests.process_guard import guard_process
 from tests.scheduler.conftest import write_pipeline
 
+pytestmark = pytest.mark.slow  # each test starts `batchpilot serve` processes
+
 WAIT_S = 90.0
 ANY_PORT = ("--port", "0")
 
