@@ -20,7 +20,7 @@ from batchpilot.errors import ActionUnavailable
 from batchpilot.executors import default_executors
 from batchpilot.scheduler.catalog import CatalogEntry
 from batchpilot.scheduler.commands import CommandSupervisor
-from batchpilot.scheduler.serve import ServeContext
+from batchpilot.scheduler.components import ServeContext
 from batchpilot.store import RunStore
 from batchpilot.ui.actions import Dispatch, RunAction
 from batchpilot.ui.context import DashboardContext, DashboardSettings, OpenAlert

@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 
 from batchpilot.api import create_app
 from batchpilot.scheduler.catalog import PipelineCatalog
-from batchpilot.scheduler.serve import ServeContext
+from batchpilot.scheduler.components import ServeContext
 from batchpilot.settings import Settings
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore

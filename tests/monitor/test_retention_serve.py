@@ -13,12 +13,8 @@ import pytest
 from batchpilot.engine import RunService
 from batchpilot.errors import RunNotFound
 from batchpilot.scheduler.clock import FakeClock
-from batchpilot.scheduler.serve import (
-    RetentionLoop,
-    ServeContext,
-    ServeOptions,
-    ServeProcess,
-)
+from batchpilot.scheduler.components import ServeContext, ServeOptions
+from batchpilot.scheduler.serve import RetentionLoop, ServeProcess
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunStore, utcnow

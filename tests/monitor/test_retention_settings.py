@@ -12,7 +12,8 @@ import pytest
 
 from batchpilot.engine import RunService
 from batchpilot.errors import SettingsFileError
-from batchpilot.scheduler.serve import RetentionLoop, ServeContext, ServeOptions, ServeProcess
+from batchpilot.scheduler.components import ServeContext, ServeOptions
+from batchpilot.scheduler.serve import RetentionLoop, ServeProcess
 from batchpilot.settings import Settings
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunStore

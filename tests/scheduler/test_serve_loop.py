@@ -15,13 +15,9 @@ import pytest
 from batchpilot.engine import new_run_id
 from batchpilot.scheduler.catalog import PipelineCatalog
 from batchpilot.scheduler.clock import FakeClock
-from batchpilot.scheduler.serve import (
-    SLOT_MARGIN_S,
-    RunDispatcher,
-    SchedulerLoop,
-    ServeContext,
-    ServeOptions,
-)
+from batchpilot.scheduler.components import ServeContext, ServeOptions
+from batchpilot.scheduler.dispatcher import RunDispatcher
+from batchpilot.scheduler.serve import SLOT_MARGIN_S, SchedulerLoop
 from batchpilot.scheduler.supervisor import RunSupervisor
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from batchpilot.engine import new_run_id
-from batchpilot.scheduler.serve import DeadRunPolicy, ServeContext, ServeOptions, ServeProcess
+from batchpilot.scheduler.components import DeadRunPolicy, ServeContext, ServeOptions
+from batchpilot.scheduler.serve import ServeProcess
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.serialize import spec_to_document

@@ -70,7 +70,8 @@ def test_a_run_queued_for_serve_is_neither_dead_nor_reaped_but_one_whose_process
 
 def test_the_dispatcher_holds_a_schedule_s_runs_back_beyond_max_active_runs(tmp_path: Path):
     from batchpilot.engine.queued import queued_run
-    from batchpilot.scheduler.serve import RunDispatcher, ServeContext, ServeOptions
+    from batchpilot.scheduler.components import ServeContext, ServeOptions
+    from batchpilot.scheduler.dispatcher import RunDispatcher
     from batchpilot.states import RunTrigger
 
     settings = Settings(home=tmp_path / "home")

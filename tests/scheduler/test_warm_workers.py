@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from batchpilot.engine.queued import queue_checked_run
-from batchpilot.scheduler.serve import RunDispatcher, ServeContext, ServeOptions
+from batchpilot.scheduler.components import ServeContext, ServeOptions
+from batchpilot.scheduler.dispatcher import RunDispatcher
 from batchpilot.scheduler.supervisor import RunEnd, RunSupervisor
 from batchpilot.scheduler.warm_workers import EXIT_LOST, start_fork_server
 from batchpilot.scheduler.worker import EXIT_NOT_STARTED, EXIT_SUCCESS

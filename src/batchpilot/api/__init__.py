@@ -1,7 +1,7 @@
 """The REST API of ``batchpilot serve``: FastAPI under ``/api/v1``, bearer tokens with
 scopes, errors as RFC 9457 problem details, server-sent events.
 
-:func:`create_app` builds the app over a :class:`~batchpilot.scheduler.serve.ServeContext`;
+:func:`create_app` builds the app over a :class:`~batchpilot.scheduler.components.ServeContext`;
 :class:`ApiServer` runs it as one of ``serve``'s components.
 """
 

@@ -32,7 +32,7 @@ from batchpilot.engine import RunService
 from batchpilot.executors import default_executors
 from batchpilot.scheduler.catalog import CatalogEntry
 from batchpilot.scheduler.commands import CommandSupervisor
-from batchpilot.scheduler.serve import ServeContext
+from batchpilot.scheduler.components import ServeContext
 from batchpilot.shared_poll import SharedPoll
 
 API_PREFIX = "/api/v1"

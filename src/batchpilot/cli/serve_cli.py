@@ -32,8 +32,9 @@ from batchpilot.notify import ChannelRegistry
 from batchpilot.scheduler.catalog import PipelineCatalog, snapshot_path
 from batchpilot.scheduler.clock import SystemClock
 from batchpilot.scheduler.commands import CommandSupervisor
+from batchpilot.scheduler.components import DeadRunPolicy, ServeContext, ServeOptions
 from batchpilot.scheduler.describe import pipeline_rows
-from batchpilot.scheduler.serve import DeadRunPolicy, ServeContext, ServeOptions, ServeProcess
+from batchpilot.scheduler.serve import ServeProcess
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS
 from batchpilot.scheduler.warm_workers import start_fork_server
 from batchpilot.settings import DEFAULT_SERVE_HOST as DEFAULT_HOST

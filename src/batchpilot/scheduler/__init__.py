@@ -12,7 +12,10 @@ slot) key, in the transaction that creates its run (see
 - :mod:`~batchpilot.scheduler.supervisor` and :mod:`~batchpilot.scheduler.worker`:
   runs in worker processes, at most N at once (shared with ``backfill``), forked
   warm by :mod:`~batchpilot.scheduler.warm_workers`;
-- :mod:`~batchpilot.scheduler.serve`: the process, as components with start/stop;
+- :mod:`~batchpilot.scheduler.components`: what ``serve``'s components share (context,
+  options) and how one starts and stops;
+- :mod:`~batchpilot.scheduler.dispatcher`: queued runs to worker processes;
+- :mod:`~batchpilot.scheduler.serve`: the process (scheduler loop, retention, recovery);
 - :mod:`~batchpilot.scheduler.describe`: what ``pipelines list`` shows.
 """
 
