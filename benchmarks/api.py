@@ -64,9 +64,9 @@ import httpx
 from _bench_stores import STORES, bench_store_url, fill_in_sql
 from _common import progress, scratch
 from _open_loop import OpenLoopResult, run_open_loop
+from _serve_client import time_executes_to_running
 from sqlalchemy import insert, select
 
-from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from batchpilot.store.records import aware
 from batchpilot.store.run_queries import RunCursor
@@ -363,18 +363,8 @@ def part_execute(folder: Path) -> list[float]:
     store = RunStore.for_home(folder / "home")
     _, secret = store.tokens.create("bench-run", TokenScope.RUN)
     serve, url = start_serve(folder, serve_env(folder / "home", None))
-    times = []
     try:
-        headers = {"Authorization": f"Bearer {secret}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-            for _ in range(5):
-                began = time.perf_counter()
-                run_id = client.post("/pipelines/hello/execute", json={}).json()["run_id"]
-                while store.get_run(run_id).status is RunStatus.QUEUED:
-                    time.sleep(0.005)
-                times.append((time.perf_counter() - began) * 1000)
-                while not store.get_run(run_id).status.is_terminal():
-                    time.sleep(0.05)
+        times = time_executes_to_running(url, secret, store, 5)
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         serve.wait(timeout=60)

@@ -32,14 +32,13 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 from _common import progress, scratch
+from _serve_client import time_executes_to_running
 
 from batchpilot.engine import RunService
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
-from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from batchpilot.store.tokens import TokenScope
 
@@ -135,18 +134,8 @@ def measure_first_runs(root: Path) -> list[float]:
     store = RunStore.for_home(home)
     _, secret = store.tokens.create("bench-run", TokenScope.RUN)
     serve, url, _ = start_serve(folder, home, root / "serve-first.log")
-    times = []
     try:
-        headers = {"Authorization": f"Bearer {secret}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-            for _ in range(2):
-                began = time.perf_counter()
-                run_id = client.post("/pipelines/hello/execute", json={}).json()["run_id"]
-                while store.get_run(run_id).status is RunStatus.QUEUED:
-                    time.sleep(0.005)
-                times.append((time.perf_counter() - began) * 1000)
-                while not store.get_run(run_id).status.is_terminal():
-                    time.sleep(0.05)
+        times = time_executes_to_running(url, secret, store, 2)
     finally:
         stop(serve)
         store.dispose()
