@@ -47,15 +47,30 @@ def write(folder: Path, body: str) -> Path:
 
 
 def start(cli: Cli, *args: str) -> subprocess.Popen[str]:
+    """``batchpilot ARGS`` in its own process group, with faulthandler on (see
+    :func:`ended`)."""
     return subprocess.Popen(
         [sys.executable, "-m", "batchpilot", *args],
         cwd=cli.cwd,
-        env=cli.env,
+        env={**cli.env, "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
+
+
+def ended(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    """The process's stdout and stderr once it exits. A hang guard, not a speed claim: a
+    process still alive after ``timeout`` gets SIGABRT, so faulthandler writes every
+    thread's stack to its stderr, and the test fails showing where it hung."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        stacks = f"batchpilot still running after {timeout:g}s; stacks:\n{err}"
+        raise AssertionError(stacks) from None
 
 
 def wait_for_running(cli: Cli, task: str, timeout: float = 60) -> str:
@@ -91,7 +106,7 @@ nodes:
     run_id = wait_for_running(cli, "spin")
     cancelled = cli("cancel", run_id, "-o", "json")
     assert cancelled.code == 0, cancelled.stderr
-    out, _ = proc.communicate(timeout=60)  # a hang guard, not a speed claim
+    out, _ = ended(proc)
     assert proc.returncode == 1
     for data in (cancelled.json(), json.loads(out)):  # what cancel and the run's process print
         assert data["run_id"] == run_id and data["status"] == "cancelled"
@@ -134,7 +149,7 @@ nodes: [{{id: nap, type: python, config: {{callable: "steps_mod:nap_until_woken"
     proc = start(cli, "run", str(path), "-q", "-o", "json")
     run_id = wait_for_running(cli, "nap")
     os.killpg(proc.pid, signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = ended(proc)
     assert proc.returncode == 1
     printed = json.loads(out)
     assert printed["run_id"] == run_id and printed["status"] == "failed"
@@ -145,7 +160,7 @@ nodes: [{{id: nap, type: python, config: {{callable: "steps_mod:nap_until_woken"
     proc = start(cli, "resume", run_id, "-q", "-o", "json")  # interrupted again: same output
     wait_for_running(cli, "nap")
     os.killpg(proc.pid, signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    out, _ = ended(proc)
     assert proc.returncode == 1
     assert json.loads(out)["status"] == "failed"
 
@@ -166,7 +181,7 @@ nodes: [{id: nap, type: python, config: {callable: "steps_mod:sleepy"}}]
     proc = start(cli, "run", str(path), "-q", "-o", "json")
     run_id = wait_for_running(cli, "nap")
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
-    out, err = proc.communicate(timeout=60)
+    out, err = ended(proc)
     assert proc.returncode == 1
     printed = json.loads(out)
     assert printed["run_id"] == run_id and printed["status"] == "failed"
