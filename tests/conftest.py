@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from batchpilot.store import RunStore
 from tests.cli_runner import Cli
 from tests.process_guard import guard_process
 from tests.s3_server import S3Server, moto_server
@@ -142,6 +143,18 @@ def pg_url(pg_dsn: str) -> str:
     if host.startswith("/"):
         return f"postgresql://{auth}/{info['dbname']}?host={host}&port={port}"
     return f"postgresql://{auth}{host}:{port}/{info['dbname']}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    """A migrated state store: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    store = RunStore(url)
+    yield store
+    store.dispose()
 
 
 @pytest.fixture

@@ -79,22 +79,11 @@ def test_the_page_reads_neither_the_pipeline_nor_the_params(store: RunStore) -> 
     assert store.get_run("r1").spec == {"big": 1}  # the run itself still has them
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    opened = RunStore(url)
-    yield opened
-    opened.dispose()
-
-
 def test_cursor_pages_list_every_run_once_newest_first_even_at_one_instant(
-    any_store: RunStore,
+    state_store: RunStore,
 ) -> None:
     instants = [DAY + timedelta(minutes=i // 3) for i in range(20)]  # three runs per instant
-    with any_store.engine.begin() as conn:
+    with state_store.engine.begin() as conn:
         for i, created in enumerate(instants):
             conn.execute(
                 runs.insert().values(
@@ -121,9 +110,9 @@ def test_cursor_pages_list_every_run_once_newest_first_even_at_one_instant(
             reverse=True,
         )
         seen: list[str] = []
-        page = any_store.queries.page(where, limit=4)
+        page = state_store.queries.page(where, limit=4)
         seen += [run.run_id for run in page.runs]
         while page.next_cursor is not None:
-            page = any_store.queries.page(where, after=page.next_cursor, limit=4)
+            page = state_store.queries.page(where, after=page.next_cursor, limit=4)
             seen += [run.run_id for run in page.runs]
         assert seen == [run_id for _, run_id in expected]

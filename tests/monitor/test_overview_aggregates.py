@@ -6,9 +6,7 @@ before included), to the microsecond."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -28,17 +26,6 @@ from batchpilot.store.tables import runs
 
 END = datetime(2026, 11, 30, tzinfo=UTC)
 DAY = day_window((END - timedelta(days=1)).date(), ZoneInfo("UTC"))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    opened = RunStore(url)
-    yield opened
-    opened.dispose()
 
 
 def row(
@@ -111,15 +98,15 @@ def by_the_rules(store: RunStore, window: DayWindow, pipeline: str | None) -> ob
 @pytest.mark.parametrize("ranges", [run_aggregates.MAX_RANGES, 0], ids=["ranges", "one range"])
 @pytest.mark.parametrize("pipeline", [None, "p2"], ids=["every pipeline", "one pipeline"])
 def test_the_stored_overview_says_what_the_rules_say(
-    store: RunStore, pipeline: str | None, ranges: int, monkeypatch: pytest.MonkeyPatch
+    state_store: RunStore, pipeline: str | None, ranges: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # past MAX_RANGES pipelines whose baseline lies far back, their earlier successes are
     # read as one range
     monkeypatch.setattr(run_aggregates, "MAX_RANGES", ranges)
-    with store.engine.begin() as conn:
+    with state_store.engine.begin() as conn:
         conn.execute(insert(runs), three_days_of_runs())
-    expected = by_the_rules(store, DAY, pipeline)
-    found = load_overview(store, DAY, pipeline=pipeline)
+    expected = by_the_rules(state_store, DAY, pipeline)
+    found = load_overview(state_store, DAY, pipeline=pipeline)
     assert found.to_dict() == expected.to_dict()  # type: ignore[attr-defined]
     assert found.slow > 0 and found.done > found.slow
     assert found.slow_run_ids() == expected.slow_run_ids()  # type: ignore[attr-defined]
@@ -132,7 +119,7 @@ def test_the_stored_overview_says_what_the_rules_say(
 
 
 def test_a_run_exactly_twice_its_baseline_is_not_slow_and_a_microsecond_more_is(
-    store: RunStore,
+    state_store: RunStore,
 ) -> None:
     before = DAY.start - timedelta(hours=3)
     history = []
@@ -147,9 +134,9 @@ def test_a_run_exactly_twice_its_baseline_is_not_slow_and_a_microsecond_more_is(
         row("exactly", "exactly", "success", at, at, at + twice),
         row("more", "more", "success", at, at, at + twice + timedelta(microseconds=1)),
     ]
-    with store.engine.begin() as conn:
+    with state_store.engine.begin() as conn:
         conn.execute(insert(runs), [*history, *today])
-    found = load_overview(store, DAY)
+    found = load_overview(state_store, DAY)
     assert found.slow_run_ids() == ["more"]
     assert {j.run.run_id: j.verdict for j in found.jobs} == {
         "exactly": Verdict.OK,

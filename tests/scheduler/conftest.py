@@ -14,18 +14,6 @@ from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunStore
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def state_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    """A migrated state store: a SQLite file, then a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    store = RunStore(url)
-    yield store
-    store.dispose()
-
-
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[RunStore]:
     """A migrated SQLite state store (for rules the contract tests prove on both stores)."""
