@@ -14,15 +14,17 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from _common import scratch
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from batchpilot.store import RunStore
+from batchpilot.store.tables import run_specs, runs
 
 STORES = ("sqlite", "postgres")
 
@@ -67,24 +69,38 @@ def bench_store_url(kind: str, folder: Path) -> Iterator[str]:
                 shutil.rmtree(datadir, ignore_errors=True)
 
 
-def fill_in_sql(store: RunStore, select_rows: str, count: int) -> None:
+def fill_in_sql(store: RunStore, select_rows: str, count: int, spec_sql: str) -> None:
     """Insert ``count`` runs on PostgreSQL: ``select_rows`` is a SELECT whose ``{series}``
-    becomes ``generate_series(0, count - 1) AS i``, giving the columns of ``INSERT_COLUMNS``."""
+    becomes ``generate_series(0, count - 1) AS i``, giving the columns of ``INSERT_COLUMNS``;
+    each run's pipeline document is ``spec_sql``, a JSON expression over ``bp_runs``' columns."""
     statement = (
         f"INSERT INTO bp_runs ({', '.join(INSERT_COLUMNS)}) "
         f"{select_rows.replace('{series}', 'generate_series(0, :n - 1) AS i')}"
     )
     with store.engine.begin() as conn:
         conn.execute(text(statement), {"n": count})
+        conn.execute(
+            text(f"INSERT INTO bp_run_specs (run_id, spec) SELECT run_id, {spec_sql} FROM bp_runs")
+        )
     with store.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE bp_runs"))
+        autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+        autocommit.execute(text("VACUUM ANALYZE bp_runs"))
+        autocommit.execute(text("VACUUM ANALYZE bp_run_specs"))
+
+
+def insert_run_rows(conn: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert whole rows of runs on ``conn``, each with its pipeline document under
+    ``spec`` (stored apart, in ``bp_run_specs``)."""
+    conn.execute(insert(runs), [{k: v for k, v in row.items() if k != "spec"} for row in rows])
+    conn.execute(
+        insert(run_specs), [{"run_id": row["run_id"], "spec": row["spec"]} for row in rows]
+    )
 
 
 INSERT_COLUMNS = (
     "run_id",
     "pipeline",
     "status",
-    "spec",
     "params",
     "ds",
     "created_at",
@@ -96,4 +112,4 @@ INSERT_COLUMNS = (
     "triggered_by",
 )
 
-__all__ = ["INSERT_COLUMNS", "STORES", "bench_store_url", "fill_in_sql"]
+__all__ = ["INSERT_COLUMNS", "STORES", "bench_store_url", "fill_in_sql", "insert_run_rows"]

@@ -61,11 +61,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from _bench_stores import STORES, bench_store_url, fill_in_sql
+from _bench_stores import STORES, bench_store_url, fill_in_sql, insert_run_rows
 from _common import progress, scratch
 from _open_loop import OpenLoopResult, run_open_loop
 from _serve_client import time_executes_to_running
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from batchpilot.store import RunStore
 from batchpilot.store.records import aware
@@ -107,24 +107,26 @@ def fill(store: RunStore, count: int) -> None:
         )
         if len(batch) == 5000:
             with store.engine.begin() as conn:
-                conn.execute(insert(runs), batch)
+                insert_run_rows(conn, batch)
             batch = []
     if batch:
         with store.engine.begin() as conn:
-            conn.execute(insert(runs), batch)
+            insert_run_rows(conn, batch)
 
 
 PG_RUNS = """
 SELECT to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS') || '-' || lpad(to_hex(i), 6, '0'),
        'pipeline_' || lpad((i % 20)::text, 2, '0'),
        CASE i % 10 WHEN 8 THEN 'failed' WHEN 9 THEN 'cancelled' ELSE 'success' END,
-       json_build_object('name', 'pipeline_' || lpad((i % 20)::text, 2, '0'),
-                         'nodes', json_build_array(json_build_object('id', 'a', 'type', 'empty'))),
        '{}'::json, to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD'), t, t, t + interval '12 seconds',
        false, 'local', false, 'schedule'
 FROM {series},
      LATERAL (SELECT timestamptz '2026-01-01 00:00:00+00' + i * interval '30 seconds' AS t) AS x
 """
+PG_SPEC = (
+    "json_build_object('name', pipeline,"
+    " 'nodes', json_build_array(json_build_object('id', 'a', 'type', 'empty')))"
+)
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def part_listing(args: argparse.Namespace, folder: Path) -> tuple[list[Case], Ca
         store = RunStore(url)
         progress(f"filling {args.runs:,} runs ({args.store})")
         if args.store == "postgres":
-            fill_in_sql(store, PG_RUNS, args.runs)
+            fill_in_sql(store, PG_RUNS, args.runs, PG_SPEC)
         else:
             fill(store, args.runs)
         progress("filled")

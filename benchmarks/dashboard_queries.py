@@ -23,22 +23,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from _bench_stores import STORES, bench_store_url, fill_in_sql
+from _bench_stores import STORES, bench_store_url, fill_in_sql, insert_run_rows
 from _common import scratch
-from sqlalchemy import insert
 
 from batchpilot.monitor.overview import day_window, load_overview
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from batchpilot.store.run_queries import RunFilter
-from batchpilot.store.tables import runs
 
 DAYS = 200
 PG_RUNS = f"""
 SELECT to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS') || '-' || lpad(i::text, 7, '0'),
        'pipeline_' || lpad((i % 40)::text, 2, '0'),
        CASE WHEN i % 35 = 0 THEN 'failed' ELSE 'success' END,
-       '{{}}'::json, '{{}}'::json, to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD'), t, t,
+       '{{}}'::json, to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD'), t, t,
        t + (30 + i % 50) * interval '1 second', false, 'local', false, 'schedule'
 FROM {{series}},
      LATERAL (SELECT timestamptz '2026-11-30 00:00:00+00' - interval '{DAYS} days'
@@ -75,7 +73,7 @@ def seed(store: RunStore, count: int) -> datetime:
         )
     with store.engine.begin() as conn:
         for start in range(0, len(rows), 10_000):
-            conn.execute(insert(runs), rows[start : start + 10_000])
+            insert_run_rows(conn, rows[start : start + 10_000])
     return end - timedelta(days=1)
 
 
@@ -110,7 +108,7 @@ def main() -> None:
         store = RunStore(url)
         started = time.perf_counter()
         if args.store == "postgres":
-            fill_in_sql(store, PG_RUNS, args.runs)
+            fill_in_sql(store, PG_RUNS, args.runs, "'{}'::json")
             last_day = END - timedelta(days=1)
         else:
             last_day = seed(store, args.runs)

@@ -126,9 +126,10 @@ def _write_pipeline(folder: Path, rows: int) -> tuple[Path, Path, Path]:
 
 def _write_history(store: Any, document: dict[str, Any], count: int, rows: int) -> None:
     """``count`` successful runs ended before now, in bulk (a few minutes' wall each)."""
+    from _bench_stores import insert_run_rows
     from sqlalchemy import insert
 
-    from batchpilot.store.tables import runs, task_instances
+    from batchpilot.store.tables import task_instances
 
     start = datetime.now(UTC) - timedelta(days=count)
     run_rows, task_rows = [], []
@@ -169,7 +170,7 @@ def _write_history(store: Any, document: dict[str, Any], count: int, rows: int) 
                 }
             )
     with store.engine.begin() as conn:
-        conn.execute(insert(runs), run_rows)
+        insert_run_rows(conn, run_rows)
         conn.execute(insert(task_instances), task_rows)
 
 

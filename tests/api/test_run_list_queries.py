@@ -67,12 +67,13 @@ def test_the_page_reads_neither_the_pipeline_nor_the_params(store: RunStore) -> 
     with store.engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO bp_runs (run_id, pipeline, status, spec, params, ds, created_at,"
+                "INSERT INTO bp_runs (run_id, pipeline, status, params, ds, created_at,"
                 " needs_attention, executor, cancel_requested, triggered_by) VALUES"
-                " ('r1', 'daily', 'failed', '{\"big\": 1}', '{}', '2026-01-01',"
+                " ('r1', 'daily', 'failed', '{}', '2026-01-01',"
                 " '2026-01-01 10:00:00.000000', 0, 'local', 0, 'manual')"
             )
         )
+        conn.execute(text("INSERT INTO bp_run_specs (run_id, spec) VALUES ('r1', '{\"big\": 1}')"))
     (run,) = store.queries.page(RunFilter(pipeline="daily"), limit=50).runs
     assert run.run_id == "r1" and run.status is RunStatus.FAILED
     assert not hasattr(run, "spec") and not hasattr(run, "params")
@@ -90,7 +91,6 @@ def test_cursor_pages_list_every_run_once_newest_first_even_at_one_instant(
                     run_id=f"r{i:02d}",
                     pipeline="daily" if i % 2 else "hourly",
                     status="failed" if i % 4 == 1 else "success",
-                    spec={},
                     params={},
                     ds="2026-01-01",
                     created_at=created,

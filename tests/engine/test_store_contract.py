@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from datetime import UTC, datetime, timedelta
@@ -386,6 +387,36 @@ def test_migrating_an_older_store_marks_its_runs_manual(store_url: str, store: R
     upgraded = RunStore(store_url)
     run = upgraded.get_run("old")
     assert (run.slot, run.triggered_by, run.pipeline) == (None, "manual", "p")
+    upgraded.dispose()
+
+
+def test_moving_pipelines_out_of_the_run_rows_keeps_every_run_and_task(
+    store_url: str, store: RunStore
+):
+    """Migration 0012 (pipelines in ``bp_run_specs``), down and up again, loses nothing:
+    in SQLite, rebuilding ``bp_runs`` would have deleted every row that references it."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from batchpilot.store import migrate
+
+    make_run(store, "kept", tasks=("extract", "load"))
+    store.set_task_states("kept", ["extract"], TaskState.SKIPPED)
+    config = Config()
+    config.set_main_option("script_location", str(migrate._MIGRATIONS))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0011")
+        spec = conn.execute(text("SELECT spec FROM bp_runs WHERE run_id = 'kept'")).scalar_one()
+        assert (json.loads(spec) if isinstance(spec, str) else spec) == {"name": "p"}
+    store.dispose()
+    upgraded = RunStore(store_url)
+    assert upgraded.get_run("kept").spec == {"name": "p"}
+    assert [(t.task_id, t.state) for t in upgraded.get_tasks("kept")] == [
+        ("extract", TaskState.SKIPPED),
+        ("load", TaskState.PENDING),
+    ]
     upgraded.dispose()
 
 

@@ -40,7 +40,6 @@ def row(
         "run_id": run_id,
         "pipeline": pipeline,
         "status": status,
-        "spec": {},
         "params": {},
         "ds": created.date().isoformat(),
         "created_at": created,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from batchpilot.engine import RunService
 from batchpilot.errors import RetentionError, RunNotFound
@@ -24,6 +25,7 @@ from batchpilot.states import RunStatus, RunTrigger, TaskState
 from batchpilot.store import CallbackRecord, RunStore, utcnow
 from batchpilot.store.run_rows import NewRun
 from batchpilot.store.run_timings import RunTiming
+from batchpilot.store.tables import run_specs
 
 LATER = timedelta(days=31)
 
@@ -138,6 +140,8 @@ def test_a_runs_rows_go_in_one_transaction_and_ledgers_stay(store: RunStore):
     with pytest.raises(RunNotFound):
         store.get_run("sched")
     assert store.get_tasks("sched") == [] and store.get_attempts("sched") == []
+    with store.engine.connect() as conn:  # its pipeline went with it (a foreign key's cascade)
+        assert conn.execute(select(func.count()).select_from(run_specs)).scalar_one() == 0
     # the slot stays claimed: purging history must not make it due again
     again = store.schedules.claim_slot(
         NewRun(

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from batchpilot.states import RunStatus
 from batchpilot.store.records import CallbackRecord, RunRecord, callback_record, run_record, utcnow
 from batchpilot.store.tables import callbacks as callbacks_table
-from batchpilot.store.tables import runs
+from batchpilot.store.tables import runs, select_full_runs
 
 
 class CallbackQueue:
@@ -68,7 +68,7 @@ class CallbackQueue:
         )
         ended = [RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value]
         query = (
-            select(runs)
+            select_full_runs()
             .where(runs.c.status.in_(ended), runs.c.run_id.in_(unfired))
             .order_by(runs.c.created_at)
         )

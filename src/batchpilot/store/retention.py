@@ -1,7 +1,9 @@
 """Deleting old runs' rows: which runs retention may take, and one transaction per run.
 
-``RunStore`` inherits these methods. A run's rows are its ``bp_runs`` row and
-every row keyed by its id that describes only that run: task instances,
+``RunStore`` inherits these methods. A run's rows are its ``bp_runs`` row (and
+its pipeline in ``bp_run_specs``, part of the run: deleted with it by its foreign
+key, counted with ``runs``) and every row keyed by its id that describes only that
+run: task instances,
 attempts, callbacks, server sessions and its idempotency key (the key's run is
 gone, so the key is free again). Ledgers that must outlive their runs are kept
 on purpose: slot claims (purging history must not make a slot due again),

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, bindparam, select
 from batchpilot.errors import RunNotFound
 from batchpilot.states import RunStatus
 from batchpilot.store.records import RunRecord, TaskRecord, aware, run_record, task_record
-from batchpilot.store.tables import runs, task_instances
+from batchpilot.store.tables import runs, select_full_runs, task_instances
 from batchpilot.store.transaction import Wrapped
 
 
@@ -73,7 +73,7 @@ def _last_successful(*, bounded: bool) -> Any:
 _LAST_SUCCESSFUL = _last_successful(bounded=False)
 _LAST_SUCCESSFUL_BEFORE = _last_successful(bounded=True)
 #: A run by its exact id, and its task instances in pipeline order (built once).
-RUN_BY_ID = select(runs).where(runs.c.run_id == bindparam("run_id"))
+RUN_BY_ID = select_full_runs().where(runs.c.run_id == bindparam("run_id"))
 TASKS_OF_RUN = (
     select(task_instances)
     .where(task_instances.c.run_id == bindparam("run_id"))

@@ -1,4 +1,5 @@
-"""Writing a new run: its row and its pending task instances, inside a caller's transaction.
+"""Writing a new run: its row, its pipeline document and its pending task instances, inside
+a caller's transaction.
 
 ``RunStore.create_run`` and the scheduler's claims (:mod:`batchpilot.store.schedules`)
 share this, so a run created with its slot claim is the same run as any other.
@@ -13,7 +14,7 @@ from typing import Any
 
 from batchpilot.states import RunStatus, RunTrigger, TaskState
 from batchpilot.store.records import utcnow
-from batchpilot.store.tables import runs, task_instances
+from batchpilot.store.tables import run_specs, runs, task_instances
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,13 @@ def insert_run(conn: Any, run: NewRun) -> None:
 
 
 def insert_runs(conn: Any, new_runs: Sequence[NewRun]) -> None:
-    """Insert many runs and their task instances (pending) on ``conn``, two statements
-    in all (each executed for many rows); the caller's transaction commits them."""
+    """Insert many runs, their pipeline documents and their task instances (pending) on
+    ``conn``, three statements in all (each executed for many rows); the caller's
+    transaction commits them."""
     if not new_runs:
         return
     conn.execute(runs.insert(), [_run_row(run) for run in new_runs])
+    conn.execute(run_specs.insert(), [{"run_id": run.run_id, "spec": run.spec} for run in new_runs])
     tasks = [
         {
             "run_id": run.run_id,
@@ -72,7 +75,6 @@ def _run_row(run: NewRun) -> dict[str, Any]:
         "pipeline": run.pipeline,
         "status": RunStatus.QUEUED.value,
         "source_path": run.source_path,
-        "spec": run.spec,
         "params": run.params,
         "ds": run.ds,
         "created_at": run.created_at,

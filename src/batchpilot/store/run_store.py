@@ -45,7 +45,7 @@ from batchpilot.store.run_rows import NewRun, insert_run
 from batchpilot.store.run_timings import RunHistoryStore
 from batchpilot.store.schedules import ScheduleStore
 from batchpilot.store.server_sessions import ServerSessionLedger
-from batchpilot.store.tables import attempts, runs, task_instances
+from batchpilot.store.tables import attempts, runs, select_full_runs, task_instances
 from batchpilot.store.tokens import TokenStore
 from batchpilot.store.transaction import (
     HotStatements,
@@ -211,7 +211,7 @@ class RunStore(
             if row is None:
                 matches = (
                     conn.execute(
-                        select(runs)
+                        select_full_runs()
                         .where(runs.c.run_id.startswith(run_id, autoescape=True))
                         .limit(2)
                     )
@@ -225,7 +225,9 @@ class RunStore(
 
     def list_runs(self, *, limit: int = 50, pipeline: str | None = None) -> list[RunRecord]:
         """The newest runs first."""
-        query = select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
+        query = (
+            select_full_runs().order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
+        )
         if pipeline:
             query = query.where(runs.c.pipeline == pipeline)
         with self._connect() as conn:
@@ -451,7 +453,7 @@ class RunStore(
     def runs_in_status(self, statuses: Sequence[RunStatus]) -> list[RunRecord]:
         """Runs whose status is one of ``statuses``, oldest first."""
         query = (
-            select(runs)
+            select_full_runs()
             .where(runs.c.status.in_([s.value for s in statuses]))
             .order_by(runs.c.created_at)
         )

@@ -23,7 +23,7 @@ from batchpilot.store.records import (
     slot_delay_s,
     task_record,
 )
-from batchpilot.store.tables import runs, schedule_states, task_instances
+from batchpilot.store.tables import runs, schedule_states, select_full_runs, task_instances
 
 #: the statuses of runs that have ended
 ENDED_STATUSES: tuple[str, ...] = (
@@ -102,7 +102,7 @@ class RunHistoryStore:
     def last_ended_runs(self, pipeline: str, *, limit: int) -> list[RunRecord]:
         """The ``limit`` most recent ended runs of ``pipeline`` (newest first)."""
         query = (
-            select(runs)
+            select_full_runs()
             .where(runs.c.pipeline == pipeline, runs.c.status.in_(ENDED_STATUSES))
             .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
             .limit(limit)

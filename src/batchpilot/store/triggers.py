@@ -25,7 +25,7 @@ from batchpilot.store.records import RunRecord, aware, run_record, utcnow
 from batchpilot.store.run_rows import NewRun, as_utc, insert_run
 from batchpilot.store.schedule_records import RunClaim
 from batchpilot.store.schedules import _insert_if_absent
-from batchpilot.store.tables import runs, trigger_fires, trigger_states
+from batchpilot.store.tables import runs, select_full_runs, trigger_fires, trigger_states
 from batchpilot.store.transaction import Wrapped
 
 _ENDED = [RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value]
@@ -159,7 +159,7 @@ class TriggerStore:
         """Runs of ``pipeline`` that ended (success, failed, cancelled) at or after ``since``,
         in the order they ended."""
         query = (
-            select(runs)
+            select_full_runs()
             .where(
                 runs.c.pipeline == pipeline,
                 runs.c.status.in_(_ENDED),
