@@ -145,6 +145,14 @@ def pg_url(pg_dsn: str) -> str:
     return f"postgresql://{auth}{host}:{port}/{info['dbname']}"
 
 
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[RunStore]:
+    """A migrated SQLite state store (for rules the contract tests prove on both stores)."""
+    store = RunStore(f"sqlite:///{tmp_path / 'state.db'}")
+    yield store
+    store.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def state_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
     """A migrated state store: a SQLite file, then a fresh PostgreSQL database."""

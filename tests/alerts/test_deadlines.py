@@ -16,13 +16,13 @@ from batchpilot.monitor.deadlines import (
     latest_deadline,
 )
 from batchpilot.notify import Message
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.serialize import spec_to_document
 from batchpilot.states import RunStatus, RunTrigger
 from batchpilot.store import RunStore
 from batchpilot.store.run_rows import NewRun
 from batchpilot.store.tables import runs
-from tests.alerts.conftest import FakeClock
 
 PARIS = ZoneInfo("Europe/Paris")
 # 2026-03-02: Paris is UTC+1; the 02:00 slot is 01:00 UTC, the 06:00 deadline 05:00 UTC

@@ -8,9 +8,9 @@ import threading
 
 from batchpilot.monitor.serve_loop import MonitorLoop
 from batchpilot.notify import ChannelRegistry
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
-from tests.alerts.conftest import FakeClock
 from tests.alerts.history import add_run, pipeline_document
 
 

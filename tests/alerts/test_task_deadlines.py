@@ -15,10 +15,11 @@ from batchpilot.monitor.evaluate import evaluate_run
 from batchpilot.monitor.serve_loop import MonitorLoop
 from batchpilot.monitor.task_deadlines import decide_task_deadline
 from batchpilot.notify import ChannelRegistry, Message, parse_channel
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore, TaskRecord
 from batchpilot.store.tables import runs, task_instances
-from tests.alerts.conftest import START, FakeClock
+from tests.alerts.conftest import START
 from tests.alerts.history import add_run, pipeline_document
 from tests.cli_runner import Cli
 
