@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from batchpilot.store import RunStore
+from tests.cli_processes import CliProcesses
 from tests.cli_runner import Cli
 from tests.process_guard import guard_process
 from tests.s3_server import S3Server, moto_server
@@ -175,6 +176,16 @@ def python_executable() -> str:
 def cli(home: Path, tmp_path: Path) -> Cli:
     """Runs ``python -m batchpilot …`` with this test's home, from tmp_path."""
     return Cli(home, tmp_path)
+
+
+@pytest.fixture
+def cli_processes(cli: Cli, tmp_path: Path) -> Iterator[CliProcesses]:
+    """Starts ``batchpilot`` commands that run on (``cli_processes("serve", ...)``), with
+    the ``cli`` fixture's environment; at the end kills those still alive and every worker
+    they left running."""
+    processes = CliProcesses(cli, tmp_path)
+    yield processes
+    processes.kill_all()
 
 
 @pytest.fixture

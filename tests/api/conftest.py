@@ -29,10 +29,10 @@ from batchpilot.api import create_app
 from batchpilot.scheduler.catalog import PipelineCatalog
 from batchpilot.scheduler.components import ServeContext
 from batchpilot.settings import Settings
-from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from batchpilot.store.tokens import TokenScope
 from tests.api.live_pipelines import PIPELINES, write_pipelines
+from tests.cli_processes import kill_run_owners
 from tests.process_guard import guard_process
 
 #: generous: an event we wait for, never a speed claim
@@ -177,14 +177,6 @@ class LiveServe:
         code = self.process.wait(timeout=60)
         self.client.close()
         return code
-
-
-def kill_run_owners(store: RunStore) -> None:
-    """SIGKILL the process group of every run's worker still recorded as running."""
-    for run in store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
-        if run.owner:
-            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
-                os.killpg(int(run.owner.split(":")[1]), signal.SIGKILL)
 
 
 @dataclass
