@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,10 +17,7 @@ from batchpilot.states import RunStatus
 from batchpilot.store import RunRecord, RunStore
 from tests.cli_runner import Cli
 from tests.process_guard import guard_process
-
-#: seconds :meth:`CliProcess.wait_for` waits for an event: a guard against a hang on a
-#: loaded machine, not a timing claim
-WAIT_S = 90.0
+from tests.waiting import WAIT_S, wait_until
 
 
 class CliProcess:
@@ -57,13 +53,7 @@ class CliProcess:
     def wait_for(self, check: Callable[[], object], what: str, timeout_s: float = WAIT_S) -> object:
         """Poll ``check`` until it returns something truthy and return that (an event, not
         a timing claim); fails showing what the command said if ``timeout_s`` passes."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"{what} did not happen; {self.args[0]} said:\n{self.output()}")
+        return wait_until(check, what, self.output, timeout_s=timeout_s, interval_s=0.2)
 
 
 class CliProcesses:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,9 +25,7 @@ from batchpilot.spec.loader import build_pipeline
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from tests.airflow_run_records import record_airflow_run
-
-#: generous: a forked worker on a loaded machine; not a speed claim
-WAIT_S = 60.0
+from tests.waiting import wait_until
 
 
 class StandInAirflow:
@@ -132,10 +129,7 @@ class Serve:
 
 
 def wait_for(condition: Callable[[], bool], what: str, serve: Serve) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} within {WAIT_S}s; serve said: {serve.said}"
-        time.sleep(0.05)
+    wait_until(condition, what, lambda: f"serve said: {serve.said}", interval_s=0.05)
 
 
 @pytest.mark.parametrize("policy", [DeadRunPolicy.RESUME, DeadRunPolicy.REAP])
