@@ -15,6 +15,7 @@ import httpx
 
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
+from batchpilot.store.tokens import TokenScope
 
 SERVE = (sys.executable, "-m", "batchpilot", "serve")
 #: the pipeline :func:`time_executes_to_running` runs: one task that does nothing
@@ -80,3 +81,18 @@ def time_executes_to_running(url: str, secret: str, store: RunStore, count: int)
             while not store.get_run(run_id).status.is_terminal():
                 time.sleep(0.05)
     return times
+
+
+def time_executes_on_fresh_serve(pipelines: Path, home: Path, log: Path, count: int) -> list[float]:
+    """Start serve on ``pipelines`` (which holds ``hello``) with its state in ``home``,
+    give this client a ``run`` token, time ``count`` executes as
+    :func:`time_executes_to_running` does (the first sent the moment the API listens),
+    and stop serve."""
+    store = RunStore.for_home(home)
+    _, secret = store.tokens.create("bench-run", TokenScope.RUN)
+    serve, url = start_serve(pipelines, home, log)
+    try:
+        return time_executes_to_running(url, secret, store, count)
+    finally:
+        stop_serve(serve)
+        store.dispose()

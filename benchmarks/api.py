@@ -61,7 +61,7 @@ import httpx
 from _bench_stores import STORES, bench_store_url, fill_in_sql
 from _common import progress, scratch
 from _open_loop import OpenLoopResult, run_open_loop
-from _serve_client import HELLO_YAML, start_serve, stop_serve, time_executes_to_running
+from _serve_client import HELLO_YAML, start_serve, stop_serve, time_executes_on_fresh_serve
 from sqlalchemy import insert, select
 
 from batchpilot.store import RunStore
@@ -336,15 +336,9 @@ def report_listing(
 
 
 def part_execute(folder: Path) -> list[float]:
-    store = RunStore.for_home(folder / "home")
-    _, secret = store.tokens.create("bench-run", TokenScope.RUN)
-    serve, url = start_serve(pipelines_folder(folder), folder / "home", folder / "serve.log")
-    try:
-        times = time_executes_to_running(url, secret, store, 5)
-    finally:
-        stop_serve(serve)
-        store.dispose()
-    return times
+    return time_executes_on_fresh_serve(
+        pipelines_folder(folder), folder / "home", folder / "serve.log", 5
+    )
 
 
 def main() -> int:

@@ -30,13 +30,12 @@ from pathlib import Path
 
 import psutil
 from _common import progress, scratch
-from _serve_client import HELLO_YAML, start_serve, stop_serve, time_executes_to_running
+from _serve_client import HELLO_YAML, start_serve, stop_serve, time_executes_on_fresh_serve
 
 from batchpilot.engine import RunService
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
 from batchpilot.store import RunStore
-from batchpilot.store.tokens import TokenScope
 
 #: seconds serve is left to start (the fork server imports) before the idle window
 SETTLE_S = 15.0
@@ -93,15 +92,7 @@ def measure_idle(root: Path, runs: int, idle_s: float) -> tuple[float, float]:
 def measure_first_runs(root: Path) -> list[float]:
     home, folder = root / "home-first", root / "pipelines-first"
     write_pipelines(folder)
-    store = RunStore.for_home(home)
-    _, secret = store.tokens.create("bench-run", TokenScope.RUN)
-    serve, url = start_serve(folder, home, root / "serve-first.log")
-    try:
-        times = time_executes_to_running(url, secret, store, 2)
-    finally:
-        stop_serve(serve)
-        store.dispose()
-    return times
+    return time_executes_on_fresh_serve(folder, home, root / "serve-first.log", 2)
 
 
 def main() -> int:
