@@ -9,6 +9,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -119,23 +120,26 @@ def _with_database(dsn: str, dbname: str) -> str:
     return psycopg.conninfo.make_conninfo(**conninfo)
 
 
-@pytest.fixture
-def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
-    """A libpq DSN of a fresh, empty database, dropped after the test."""
-    dbname = f"bp_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+@contextmanager
+def fresh_database(server_dsn: str, prefix: str) -> Iterator[str]:
+    """A new, empty database ``<prefix>_<random>`` on the server: its libpq DSN, and the
+    database dropped afterwards."""
+    dbname = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    yield _with_database(pg_server_dsn, dbname)
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-        )
+    try:
+        yield _with_database(server_dsn, dbname)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
 
 
-@pytest.fixture
-def pg_url(pg_dsn: str) -> str:
-    """The fresh database as a URL (``postgresql://...``), as users write connections."""
-    info = psycopg.conninfo.conninfo_to_dict(pg_dsn)
+def url_of(dsn: str) -> str:
+    """A libpq DSN as a ``postgresql://`` URL, as users write connections (a server on a
+    unix socket: its folder in ``?host=``)."""
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
     user = info.get("user", "postgres")
     password = info.get("password") or ""
     host = info.get("host", "localhost")
@@ -144,6 +148,19 @@ def pg_url(pg_dsn: str) -> str:
     if host.startswith("/"):
         return f"postgresql://{auth}/{info['dbname']}?host={host}&port={port}"
     return f"postgresql://{auth}{host}:{port}/{info['dbname']}"
+
+
+@pytest.fixture
+def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A libpq DSN of a fresh, empty database, dropped after the test."""
+    with fresh_database(pg_server_dsn, "bp_test") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def pg_url(pg_dsn: str) -> str:
+    """The fresh database as a URL (``postgresql://...``), as users write connections."""
+    return url_of(pg_dsn)
 
 
 @pytest.fixture
