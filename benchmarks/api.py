@@ -49,10 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -64,7 +61,7 @@ import httpx
 from _bench_stores import STORES, bench_store_url, fill_in_sql, insert_run_rows
 from _common import progress, scratch
 from _open_loop import OpenLoopResult, run_open_loop
-from _serve_client import time_executes_to_running
+from _serve_client import HELLO_YAML, start_serve, stop_serve, time_executes_on_fresh_serve
 from sqlalchemy import select
 
 from batchpilot.store import RunStore
@@ -73,7 +70,6 @@ from batchpilot.store.run_queries import RunCursor
 from batchpilot.store.tables import runs
 from batchpilot.store.tokens import TokenScope
 
-SERVE = (sys.executable, "-m", "batchpilot", "serve")
 IDLE_S = 5.0
 STATUSES = ["success"] * 8 + ["failed", "cancelled"]
 
@@ -180,37 +176,12 @@ def cursor_at(store: RunStore, position: int) -> str:
     return RunCursor(aware(created), run_id).encode()
 
 
-def start_serve(folder: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:
-    """``batchpilot serve`` in its own process group, and the API's URL once it listens."""
+def pipelines_folder(folder: Path) -> Path:
+    """``folder/pipelines``, holding the ``hello`` pipeline that execute runs."""
     pipelines = folder / "pipelines"
     pipelines.mkdir(parents=True, exist_ok=True)
-    (pipelines / "hello.yaml").write_text("name: hello\nnodes:\n  - {id: a, type: empty}\n")
-    log = folder / "serve.log"
-    serve = subprocess.Popen(
-        [*SERVE, "--pipelines", str(pipelines), "--port", "0", *args],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = re.findall(r"API on (http://\S+/api/v1)", log.read_text())
-        if found:
-            return serve, found[-1]
-        if serve.poll() is not None:
-            break
-        time.sleep(0.1)
-    os.killpg(serve.pid, signal.SIGKILL)
-    raise SystemExit(f"serve did not start:\n{log.read_text()}")
-
-
-def serve_env(home: Path, url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHPILOT_")}
-    env["BATCHPILOT_HOME"] = str(home)
-    if url is not None:
-        env["BATCHPILOT_DATABASE_URL"] = url
-    return env
+    (pipelines / "hello.yaml").write_text(HELLO_YAML)
+    return pipelines
 
 
 def part_listing(args: argparse.Namespace, folder: Path) -> tuple[list[Case], Case, OpenLoopResult]:
@@ -226,12 +197,17 @@ def part_listing(args: argparse.Namespace, folder: Path) -> tuple[list[Case], Ca
         progress("filled")
         _, secret = store.tokens.create("bench", TokenScope.READ)
         half = cursor_at(store, args.runs // 2)
-        serve, base = start_serve(folder, serve_env(folder / "home", url), "--no-scheduler")
+        serve, base = start_serve(
+            pipelines_folder(folder),
+            folder / "home",
+            folder / "serve.log",
+            "--no-scheduler",
+            database_url=url,
+        )
         try:
             return measure_listing(args, base, secret, half, serve.pid)
         finally:
-            os.killpg(serve.pid, signal.SIGTERM)
-            serve.wait(timeout=60)
+            stop_serve(serve)
             store.dispose()
 
 
@@ -362,16 +338,9 @@ def report_listing(
 
 
 def part_execute(folder: Path) -> list[float]:
-    store = RunStore.for_home(folder / "home")
-    _, secret = store.tokens.create("bench-run", TokenScope.RUN)
-    serve, url = start_serve(folder, serve_env(folder / "home", None))
-    try:
-        times = time_executes_to_running(url, secret, store, 5)
-    finally:
-        os.killpg(serve.pid, signal.SIGTERM)
-        serve.wait(timeout=60)
-        store.dispose()
-    return times
+    return time_executes_on_fresh_serve(
+        pipelines_folder(folder), folder / "home", folder / "serve.log", 5
+    )
 
 
 def main() -> int:

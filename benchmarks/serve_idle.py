@@ -23,33 +23,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
 from _common import progress, scratch
-from _serve_client import time_executes_to_running
+from _serve_client import HELLO_YAML, start_serve, stop_serve, time_executes_on_fresh_serve
 
 from batchpilot.engine import RunService
 from batchpilot.pipeline import load_pipeline
 from batchpilot.settings import Settings
 from batchpilot.store import RunStore
-from batchpilot.store.tokens import TokenScope
 
-SERVE = (sys.executable, "-m", "batchpilot", "serve")
 #: seconds serve is left to start (the fork server imports) before the idle window
 SETTLE_S = 15.0
 
 
 def write_pipelines(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "hello.yaml").write_text("name: hello\nnodes:\n  - {id: a, type: empty}\n")
+    (folder / "hello.yaml").write_text(HELLO_YAML)
     (folder / "nightly.yaml").write_text(
         "name: nightly\nschedule: '0 3 * * *'\nmonitoring: {deadline: '06:00'}\n"
         "nodes:\n  - {id: extract, type: empty}\n  - {id: load, type: empty, depends_on: extract}\n"
@@ -63,39 +57,6 @@ def fill(home: Path, folder: Path, count: int) -> None:
     for i in range(count):
         service.start(specs[i % 2])
     store.dispose()
-
-
-def start_serve(folder: Path, home: Path, log: Path) -> tuple[subprocess.Popen, str, float]:
-    """serve in its own process group; its API URL once it listens, and when it did."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHPILOT_")}
-    env["BATCHPILOT_HOME"] = str(home)
-    serve = subprocess.Popen(
-        [*SERVE, "--pipelines", str(folder), "--port", "0"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = re.findall(r"API on (http://\S+/api/v1)", log.read_text())
-        if found:
-            return serve, found[-1], time.perf_counter()
-        if serve.poll() is not None:
-            break
-        time.sleep(0.01)
-    os.killpg(serve.pid, signal.SIGKILL)
-    raise SystemExit(f"serve did not start:\n{log.read_text()}")
-
-
-def stop(serve: subprocess.Popen) -> None:
-    with_group = serve.pid
-    try:
-        os.killpg(with_group, signal.SIGTERM)
-        serve.wait(timeout=60)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(with_group, signal.SIGKILL)
-        serve.wait()
 
 
 def cpu_s(pid: int) -> tuple[float, float]:
@@ -117,29 +78,21 @@ def measure_idle(root: Path, runs: int, idle_s: float) -> tuple[float, float]:
     write_pipelines(folder)
     progress(f"filling the store with {runs} runs")
     fill(home, folder, runs)
-    serve, _, _ = start_serve(folder, home, root / "serve-idle.log")
+    serve, _ = start_serve(folder, home, root / "serve-idle.log")
     try:
         time.sleep(SETTLE_S)
         (own, children), began = cpu_s(serve.pid), time.perf_counter()
         time.sleep(idle_s)
         (own_after, children_after), wall = cpu_s(serve.pid), time.perf_counter() - began
     finally:
-        stop(serve)
+        stop_serve(serve)
     return (own_after - own) / wall * 1000, (children_after - children) / wall * 1000
 
 
 def measure_first_runs(root: Path) -> list[float]:
     home, folder = root / "home-first", root / "pipelines-first"
     write_pipelines(folder)
-    store = RunStore.for_home(home)
-    _, secret = store.tokens.create("bench-run", TokenScope.RUN)
-    serve, url, _ = start_serve(folder, home, root / "serve-first.log")
-    try:
-        times = time_executes_to_running(url, secret, store, 2)
-    finally:
-        stop(serve)
-        store.dispose()
-    return times
+    return time_executes_on_fresh_serve(folder, home, root / "serve-first.log", 2)
 
 
 def main() -> int:

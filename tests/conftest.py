@@ -9,6 +9,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -16,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from batchpilot.store import RunStore
+from tests.cli_processes import CliProcesses
 from tests.cli_runner import Cli
 from tests.process_guard import guard_process
 from tests.s3_server import S3Server, moto_server
@@ -118,23 +120,26 @@ def _with_database(dsn: str, dbname: str) -> str:
     return psycopg.conninfo.make_conninfo(**conninfo)
 
 
-@pytest.fixture
-def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
-    """A libpq DSN of a fresh, empty database, dropped after the test."""
-    dbname = f"bp_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+@contextmanager
+def fresh_database(server_dsn: str, prefix: str) -> Iterator[str]:
+    """A new, empty database ``<prefix>_<random>`` on the server: its libpq DSN, and the
+    database dropped afterwards."""
+    dbname = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    yield _with_database(pg_server_dsn, dbname)
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-        )
+    try:
+        yield _with_database(server_dsn, dbname)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
 
 
-@pytest.fixture
-def pg_url(pg_dsn: str) -> str:
-    """The fresh database as a URL (``postgresql://...``), as users write connections."""
-    info = psycopg.conninfo.conninfo_to_dict(pg_dsn)
+def url_of(dsn: str) -> str:
+    """A libpq DSN as a ``postgresql://`` URL, as users write connections (a server on a
+    unix socket: its folder in ``?host=``)."""
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
     user = info.get("user", "postgres")
     password = info.get("password") or ""
     host = info.get("host", "localhost")
@@ -143,6 +148,27 @@ def pg_url(pg_dsn: str) -> str:
     if host.startswith("/"):
         return f"postgresql://{auth}/{info['dbname']}?host={host}&port={port}"
     return f"postgresql://{auth}{host}:{port}/{info['dbname']}"
+
+
+@pytest.fixture
+def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A libpq DSN of a fresh, empty database, dropped after the test."""
+    with fresh_database(pg_server_dsn, "bp_test") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def pg_url(pg_dsn: str) -> str:
+    """The fresh database as a URL (``postgresql://...``), as users write connections."""
+    return url_of(pg_dsn)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[RunStore]:
+    """A migrated SQLite state store (for rules the contract tests prove on both stores)."""
+    store = RunStore(f"sqlite:///{tmp_path / 'state.db'}")
+    yield store
+    store.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -167,6 +193,16 @@ def python_executable() -> str:
 def cli(home: Path, tmp_path: Path) -> Cli:
     """Runs ``python -m batchpilot …`` with this test's home, from tmp_path."""
     return Cli(home, tmp_path)
+
+
+@pytest.fixture
+def cli_processes(cli: Cli, tmp_path: Path) -> Iterator[CliProcesses]:
+    """Starts ``batchpilot`` commands that run on (``cli_processes("serve", ...)``), with
+    the ``cli`` fixture's environment; at the end kills those still alive and every worker
+    they left running."""
+    processes = CliProcesses(cli, tmp_path)
+    yield processes
+    processes.kill_all()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import update
 
 from batchpilot.monitor.deadlines import (
     DeadlineWatch,
@@ -16,13 +15,13 @@ from batchpilot.monitor.deadlines import (
     latest_deadline,
 )
 from batchpilot.notify import Message
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.serialize import spec_to_document
 from batchpilot.states import RunStatus, RunTrigger
 from batchpilot.store import RunStore
 from batchpilot.store.run_rows import NewRun
-from batchpilot.store.tables import runs
-from tests.alerts.conftest import FakeClock
+from tests.alerts.history import set_run_state
 
 PARIS = ZoneInfo("Europe/Paris")
 # 2026-03-02: Paris is UTC+1; the 02:00 slot is 01:00 UTC, the 06:00 deadline 05:00 UTC
@@ -102,16 +101,7 @@ def claim(  # type: ignore[no-untyped-def]
         ),
         advance_schedule=True,
     )
-    set_status(store, run_id, status, ended)
-
-
-def set_status(store: RunStore, run_id: str, status: RunStatus, ended: datetime | None) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(
-            update(runs)
-            .where(runs.c.run_id == run_id)
-            .values(status=status.value, started_at=SLOT, ended_at=ended)
-        )
+    set_run_state(store, run_id, status, started_at=SLOT, ended_at=ended)
 
 
 def titles(store: RunStore) -> list[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from batchpilot.monitor.evaluate import evaluate_run
 from batchpilot.notify import Message
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore
 from batchpilot.store.alerts import AlertState
-from tests.alerts.conftest import FakeClock
 from tests.alerts.history import Figures, add_run, pipeline_document
 
 ROUTED = {"oncall"}

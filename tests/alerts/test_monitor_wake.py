@@ -8,10 +8,21 @@ import threading
 
 from batchpilot.monitor.serve_loop import MonitorLoop
 from batchpilot.notify import ChannelRegistry
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
-from tests.alerts.conftest import FakeClock
 from tests.alerts.history import add_run, pipeline_document
+
+
+def add_failed_run(store: RunStore, clock: FakeClock) -> str:
+    """A run of ``nightly`` that failed just now (by ``clock``); returns its id."""
+    return add_run(
+        store,
+        pipeline_document("nightly"),
+        status=RunStatus.FAILED,
+        started_at=clock.now(),
+        duration_s=5,
+    )
 
 
 def test_ended_runs_are_evaluated_when_a_worker_ended_else_only_when_the_slow_look_is_due(
@@ -27,13 +38,7 @@ def test_ended_runs_are_evaluated_when_a_worker_ended_else_only_when_the_slow_lo
         evaluate_every_s=3600.0,
     )
     loop.step()  # the first step looks: runs that ended while serve was down
-    failed = add_run(
-        store,
-        pipeline_document("nightly"),
-        status=RunStatus.FAILED,
-        started_at=clock.now(),
-        duration_s=5,
-    )
+    failed = add_failed_run(store, clock)
     loop.step()
     assert store.alerts.list() == []  # nobody said a run ended; the slow look is an hour away
 
@@ -47,13 +52,7 @@ def test_ended_runs_are_evaluated_when_a_worker_ended_else_only_when_the_slow_lo
 def test_without_a_wake_up_event_every_step_evaluates(store: RunStore, clock: FakeClock) -> None:
     loop = MonitorLoop(store, ChannelRegistry([]), clock, threading.Event())
     loop.step()
-    failed = add_run(
-        store,
-        pipeline_document("nightly"),
-        status=RunStatus.FAILED,
-        started_at=clock.now(),
-        duration_s=5,
-    )
+    failed = add_failed_run(store, clock)
     loop.step()
     [alert] = store.alerts.list()
     assert alert.run_id == failed

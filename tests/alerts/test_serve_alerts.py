@@ -4,18 +4,15 @@ outbox: a real serve process, real workers, a real webhook on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.alerts.test_alerts_cli import write_pipeline
+from tests.cli_processes import CliProcesses
 from tests.cli_runner import Cli
 from tests.notify.servers import WebhookServer
-from tests.process_guard import guard_process
 
 
 @pytest.fixture
@@ -25,35 +22,11 @@ def webhook_server() -> Iterator[WebhookServer]:
     server.stop()
 
 
-@pytest.fixture
-def serve(cli: Cli, tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Serve processes a test starts; killed with their process group at the end."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
-def start_serve(cli: Cli, folder: Path, log: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "batchpilot", "serve", "--pipelines", str(folder)],
-        env=cli.env,
-        cwd=cli.cwd,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    guard_process(process.pid)  # killed by the fixture; and if pytest is killed
-    return process
-
-
 def test_serve_alerts_on_a_worker_run_and_sends_the_recovery(
     cli: Cli,
     tmp_path: Path,
     webhook_server: WebhookServer,
-    serve: list[subprocess.Popen[bytes]],
+    cli_processes: CliProcesses,
 ):
     cli.env["BATCHPILOT_NOTIFY_ONCALL"] = (
         f"webhook+{webhook_server.url('/hook')}?secret={webhook_server.secret}"
@@ -65,7 +38,7 @@ def test_serve_alerts_on_a_worker_run_and_sends_the_recovery(
         [str(folder), *filter(None, [cli.env.get("PYTHONPATH")])]
     )
     (folder / "FAIL").touch()
-    serve.append(start_serve(cli, folder, tmp_path / "serve.log"))
+    cli_processes("serve", "--pipelines", str(folder))
     assert cli("trigger", "nightly", "--pipelines", str(folder)).code == 0
     [alert] = webhook_server.wait_for_requests(1, timeout_s=120)
     assert alert.status == 200

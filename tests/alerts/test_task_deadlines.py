@@ -15,11 +15,12 @@ from batchpilot.monitor.evaluate import evaluate_run
 from batchpilot.monitor.serve_loop import MonitorLoop
 from batchpilot.monitor.task_deadlines import decide_task_deadline
 from batchpilot.notify import ChannelRegistry, Message, parse_channel
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore, TaskRecord
-from batchpilot.store.tables import runs, task_instances
-from tests.alerts.conftest import START, FakeClock
-from tests.alerts.history import add_run, pipeline_document
+from batchpilot.store.tables import task_instances
+from tests.alerts.conftest import START
+from tests.alerts.history import add_run, pipeline_document, set_run_state
 from tests.cli_runner import Cli
 
 TWENTY_MIN = 20 * 60.0
@@ -99,15 +100,6 @@ def document() -> dict:  # type: ignore[type-arg]
     return doc
 
 
-def set_run(store: RunStore, run_id: str, status: RunStatus, ended: datetime | None) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(
-            update(runs)
-            .where(runs.c.run_id == run_id)
-            .values(status=status.value, started_at=START, ended_at=ended)
-        )
-
-
 def set_task(store: RunStore, run_id: str, state: TaskState, ended: datetime | None) -> None:
     with store.engine.begin() as conn:
         conn.execute(
@@ -131,7 +123,7 @@ def test_serve_alerts_once_while_the_task_is_late_and_the_next_good_run_recovers
     channels = ChannelRegistry([parse_channel("oncall", "webhook+http://127.0.0.1:9/hook")])
     loop = MonitorLoop(store, channels, clock, threading.Event())
     late = add_run(store, document(), status=RunStatus.RUNNING, started_at=START, duration_s=0)
-    set_run(store, late, RunStatus.RUNNING, None)
+    set_run_state(store, late, RunStatus.RUNNING, started_at=START, ended_at=None)
     set_task(store, late, TaskState.RUNNING, None)
     clock.advance(19 * 60)
     loop.task_deadlines.check()
@@ -145,7 +137,9 @@ def test_serve_alerts_once_while_the_task_is_late_and_the_next_good_run_recovers
     assert alert.observed == "not done 21 min after the run's start (running)"
     # the run ends at 25 min, the task late: the open episode says nothing more
     set_task(store, late, TaskState.SUCCESS, START + timedelta(minutes=25))
-    set_run(store, late, RunStatus.SUCCESS, START + timedelta(minutes=25))
+    set_run_state(
+        store, late, RunStatus.SUCCESS, started_at=START, ended_at=START + timedelta(minutes=25)
+    )
     clock.advance(4 * 60)
     loop.step()
     assert titles(store) == [ALERT]

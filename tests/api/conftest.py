@@ -13,8 +13,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,13 @@ from batchpilot.api import create_app
 from batchpilot.scheduler.catalog import PipelineCatalog
 from batchpilot.scheduler.components import ServeContext
 from batchpilot.settings import Settings
-from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from batchpilot.store.tokens import TokenScope
 from tests.api.live_pipelines import PIPELINES, write_pipelines
+from tests.cli_processes import kill_run_owners
 from tests.process_guard import guard_process
+from tests.waiting import wait_until
 
-#: generous: an event we wait for, never a speed claim
-WAIT_S = 90.0
 SERVE = (sys.executable, "-m", "batchpilot", "serve")
 API_LINE = re.compile(r"API on (http://[\d.]+:\d+)/api/v1")
 
@@ -51,17 +49,6 @@ nodes:
     type: empty
     depends_on: [a]
 """
-
-
-def wait_until(check: Callable[[], Any], what: str, explain: Callable[[], str] = str) -> Any:
-    """Poll ``check`` until it returns something truthy; fail saying ``what`` did not happen."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {WAIT_S:g}s\n{explain()}")
 
 
 @dataclass
@@ -177,14 +164,6 @@ class LiveServe:
         code = self.process.wait(timeout=60)
         self.client.close()
         return code
-
-
-def kill_run_owners(store: RunStore) -> None:
-    """SIGKILL the process group of every run's worker still recorded as running."""
-    for run in store.runs_in_status([RunStatus.RUNNING, RunStatus.QUEUED]):
-        if run.owner:
-            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
-                os.killpg(int(run.owner.split(":")[1]), signal.SIGKILL)
 
 
 @dataclass

@@ -18,11 +18,11 @@ from tests.api.conftest import (
     LiveServe,
     ServeFactory,
     Tokens,
-    kill_run_owners,
     standard_tokens,
-    wait_until,
 )
 from tests.api.live_pipelines import write_pipelines
+from tests.cli_processes import kill_run_owners
+from tests.waiting import wait_until
 
 SMALLER = {"run": "read", "admin": "run"}
 

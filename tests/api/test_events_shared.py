@@ -19,7 +19,8 @@ from batchpilot.api import ApiServer, create_app
 from batchpilot.api.events import RunChanges
 from batchpilot.shared_poll import SharedPoll
 from batchpilot.store import RunStore
-from tests.api.conftest import WAIT_S, hello_serve_context, standard_tokens
+from tests.api.conftest import hello_serve_context, standard_tokens
+from tests.waiting import WAIT_S
 
 STREAMS = 20
 

@@ -4,9 +4,7 @@ the API and the dashboard offer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
@@ -24,13 +22,6 @@ FILTERS = {
     "pipeline and status": RunFilter(pipeline="daily", statuses=(RunStatus.FAILED,)),
     "a day": RunFilter(created_from=DAY, created_until=DAY + timedelta(days=1)),
 }
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[RunStore]:
-    opened = RunStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield opened
-    opened.dispose()
 
 
 def plan_of(store: RunStore, where: RunFilter, *, after: RunCursor | None) -> list[str]:
@@ -55,16 +46,16 @@ def plan_of(store: RunStore, where: RunFilter, *, after: RunCursor | None) -> li
 @pytest.mark.parametrize("name", FILTERS)
 @pytest.mark.parametrize("paged", [False, True], ids=["first page", "by cursor"])
 def test_a_page_of_runs_walks_an_index_and_sorts_nothing(
-    store: RunStore, name: str, paged: bool
+    sqlite_store: RunStore, name: str, paged: bool
 ) -> None:
     after = RunCursor(datetime(2026, 1, 1, 12, tzinfo=UTC), "x") if paged else None
-    steps = plan_of(store, FILTERS[name], after=after)
+    steps = plan_of(sqlite_store, FILTERS[name], after=after)
     assert any("USING" in step and "INDEX" in step for step in steps), steps
     assert not any("TEMP B-TREE" in step for step in steps), steps
 
 
-def test_the_page_reads_neither_the_pipeline_nor_the_params(store: RunStore) -> None:
-    with store.engine.begin() as conn:
+def test_the_page_reads_neither_the_pipeline_nor_the_params(sqlite_store: RunStore) -> None:
+    with sqlite_store.engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO bp_runs (run_id, pipeline, status, params, ds, created_at,"
@@ -74,10 +65,10 @@ def test_the_page_reads_neither_the_pipeline_nor_the_params(store: RunStore) -> 
             )
         )
         conn.execute(text("INSERT INTO bp_run_specs (run_id, spec) VALUES ('r1', '{\"big\": 1}')"))
-    (run,) = store.queries.page(RunFilter(pipeline="daily"), limit=50).runs
+    (run,) = sqlite_store.queries.page(RunFilter(pipeline="daily"), limit=50).runs
     assert run.run_id == "r1" and run.status is RunStatus.FAILED
     assert not hasattr(run, "spec") and not hasattr(run, "params")
-    assert store.get_run("r1").spec == {"big": 1}  # the run itself still has them
+    assert sqlite_store.get_run("r1").spec == {"big": 1}  # the run itself still has them
 
 
 def test_cursor_pages_list_every_run_once_newest_first_even_at_one_instant(

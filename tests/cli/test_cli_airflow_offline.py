@@ -16,9 +16,9 @@ from batchpilot.engine.executors import Executors, LocalExecutor
 from batchpilot.errors import RunStateError
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
-from batchpilot.spec.serialize import spec_to_document
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
+from tests.airflow_run_records import record_airflow_run
 from tests.cli_runner import Cli
 
 PIPELINE = {"name": "af_chain", "nodes": [{"id": "a", "type": "empty"}]}
@@ -31,20 +31,7 @@ def cli(cli_in_process: Cli) -> Cli:
 
 def _record_airflow_run(home: Path, run_id: str, status: RunStatus) -> None:
     store = RunStore.for_home(home)
-    spec = build_pipeline(PIPELINE)
-    store.create_run(
-        run_id=run_id,
-        pipeline=spec.name,
-        spec=spec_to_document(spec),
-        params={},
-        ds="2024-01-01",
-        source_path=None,
-        task_ids=spec.node_ids,
-        executor="airflow",
-        external_id=run_id,
-    )
-    if status is not RunStatus.QUEUED:
-        store.set_run_status(run_id, status)
+    record_airflow_run(store, build_pipeline(PIPELINE), status, run_id)
     store.dispose()
 
 

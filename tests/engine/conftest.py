@@ -8,17 +8,15 @@ is. ``store`` is the store contract suite's own fixture.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from batchpilot.connections import ConnectionRegistry
 from batchpilot.settings import Settings
 from batchpilot.store import RunStore
+from tests.conftest import fresh_database, url_of
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -43,21 +41,8 @@ def state_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
         yield None
         return
     server_dsn: str = request.getfixturevalue("pg_server_dsn")
-    dbname = f"bp_state_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
-    host, port = info.get("host", "localhost"), info.get("port", "5432")
-    password = info.get("password") or ""
-    auth = f"{info.get('user', 'postgres')}:{password}@" if password else f"{info.get('user')}@"
-    if host.startswith("/"):
-        yield f"postgresql://{auth}/{dbname}?host={host}&port={port}"
-    else:
-        yield f"postgresql://{auth}{host}:{port}/{dbname}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-        )
+    with fresh_database(server_dsn, "bp_state") as dsn:
+        yield url_of(dsn)
 
 
 @pytest.fixture

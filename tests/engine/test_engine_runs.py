@@ -16,6 +16,7 @@ from batchpilot.engine.results import RunResult
 from batchpilot.errors import RunStateError, RunTakenOver, SpecErrors
 from batchpilot.settings import Settings
 from batchpilot.store import RunStore
+from tests.engine.concurrency import PeakConcurrency
 
 
 def test_tasks_run_after_their_upstream_and_results_are_readable(settings: Settings):
@@ -35,24 +36,12 @@ def test_tasks_run_after_their_upstream_and_results_are_readable(settings: Setti
 
 
 def test_independent_tasks_run_in_parallel_up_to_the_worker_count(settings: Settings):
-    running = 0
-    peak = 0
-    lock = threading.Lock()
-
-    def work() -> None:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.2)
-        with lock:
-            running -= 1
-
+    probe = PeakConcurrency(hold_s=0.2)
     pipeline = Pipeline("fan")
-    pipeline.add_tasks([Task(f"t{i}", run=work) for i in range(6)])
+    pipeline.add_tasks([Task(f"t{i}", run=probe.work) for i in range(6)])
     result = pipeline.run(settings=settings, workers=3)
     assert result.status is RunStatus.SUCCESS
-    assert peak == 3
+    assert probe.peak == 3
 
 
 def test_a_flaky_task_is_retried_and_every_attempt_keeps_its_log(settings: Settings):

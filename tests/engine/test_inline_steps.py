@@ -5,8 +5,6 @@ overriding what it runs, still runs on a worker, where a timeout stops it."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 from batchpilot import Pipeline, RunStatus, Task, TaskState
@@ -18,6 +16,7 @@ from batchpilot.steps.base import StepContext, StepResult
 from batchpilot.steps.empty import EmptyStep
 from batchpilot.steps.registry import BUILTIN_STEPS, StepRegistry
 from batchpilot.store import RunStore
+from tests.engine.concurrency import PeakConcurrency
 
 JOINS = {
     "name": "joins",
@@ -105,25 +104,14 @@ def test_a_step_that_overrides_an_empty_steps_run_still_times_out(settings: Sett
 def test_empty_tasks_take_no_worker_and_the_others_still_keep_to_the_worker_count(
     settings: Settings,
 ):
-    running, peak = 0, 0
-    lock = threading.Lock()
-
-    def work() -> None:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.05)
-        with lock:
-            running -= 1
-
+    probe = PeakConcurrency(hold_s=0.05)
     pipeline = Pipeline("mixed")
     start = Task("start")
-    middle = [Task(f"w{i}", run=work, depends_on=start) for i in range(3)]
+    middle = [Task(f"w{i}", run=probe.work, depends_on=start) for i in range(3)]
     middle += [Task(f"e{i}", depends_on=start) for i in range(5)]
     pipeline.add_tasks([start, *middle, Task("join", depends_on=middle)])
     one_worker = Settings(home=settings.home, database_url=settings.database_url, workers=1)
     result = pipeline.run(settings=one_worker)
     assert result.status is RunStatus.SUCCESS
     assert all(t.state is TaskState.SUCCESS for t in result.tasks.values())
-    assert peak == 1
+    assert probe.peak == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -315,6 +316,21 @@ def test_the_same_idempotency_key_gives_the_same_run(store: RunStore):
             store.schedules.create_run_once(new_run("m4"), idempotency_key=bad)
 
 
+def race_two_processes(target: Callable[[str, Any, Any], None], store_url: str) -> list[Any]:
+    """Run ``target(store_url, barrier, results)`` in two spawned processes that pass the
+    barrier together; returns what each put on ``results`` (each must exit 0)."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=target, args=(store_url, barrier, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=180) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    return outcomes
+
+
 SLOTS_RACED = 60
 
 
@@ -334,18 +350,7 @@ def claim_slots_in_a_process(url: str, barrier: Any, results: Any) -> None:
 
 
 def test_two_processes_claiming_the_same_slots_run_each_slot_once(store_url: str, store: RunStore):
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(2), context.Queue()
-    workers = [
-        context.Process(target=claim_slots_in_a_process, args=(store_url, barrier, results))
-        for _ in range(2)
-    ]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=180) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
+    outcomes = race_two_processes(claim_slots_in_a_process, store_url)
     by_slot: dict[str, set[str]] = {}
     created = 0
     for outcome in outcomes:
@@ -683,18 +688,7 @@ def fire_files_in_a_process(url: str, barrier: Any, results: Any) -> None:
 def test_two_processes_firing_the_same_files_start_one_run_per_file(
     store_url: str, store: RunStore
 ):
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(2), context.Queue()
-    workers = [
-        context.Process(target=fire_files_in_a_process, args=(store_url, barrier, results))
-        for _ in range(2)
-    ]
-    for worker in workers:
-        worker.start()
-    created = [results.get(timeout=180) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
+    created = race_two_processes(fire_files_in_a_process, store_url)
     assert len(created[0]) + len(created[1]) == FILES_RACED
     runs = store.list_runs(limit=1000)
     assert sorted(r.run_id for r in runs) == sorted(created[0] + created[1])

@@ -2,51 +2,29 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.store import RunStore
 from tests.notify.servers import SmtpServer, WebhookServer, make_certificate, server_tls_context
 
 START = datetime(2026, 3, 1, 2, 59, tzinfo=UTC)
 
 
-class FakeClock:
-    """A clock that moves only when a test moves it."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> datetime:
-        with self._lock:
-            self._now += timedelta(seconds=seconds)
-            return self._now
-
-    def set(self, instant: datetime) -> None:
-        with self._lock:
-            self._now = instant
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """A clock at ``START`` that moves only when a test moves it."""
+    return FakeClock(START)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[RunStore]:
+def store(sqlite_store: RunStore) -> RunStore:
     """A SQLite state store (the store contract suite runs the outbox on PostgreSQL too)."""
-    store = RunStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield store
-    store.dispose()
+    return sqlite_store
 
 
 @pytest.fixture

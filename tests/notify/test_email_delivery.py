@@ -10,9 +10,9 @@ import pytest
 from batchpilot.errors import DeliveryError
 from batchpilot.notify import ChannelRegistry, deliver_due, enqueue, parse_channel, send_message
 from batchpilot.notify.email_render import message_id_for
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.store import RunStore
 from batchpilot.store.outbox import OutboxState
-from tests.notify.conftest import FakeClock
 from tests.notify.servers import SmtpServer, server_tls_context
 from tests.notify.test_http_delivery import alert
 

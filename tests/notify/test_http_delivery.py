@@ -21,9 +21,9 @@ from batchpilot.notify import (
     parse_channel,
     send_test_message,
 )
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.store import RunStore
 from batchpilot.store.outbox import OutboxState
-from tests.notify.conftest import FakeClock
 from tests.notify.servers import WebhookServer, free_port
 
 SLACK_PATH = "/slack/services/T0ABCDEF12/B0GHIJKL34/x9Yz8WvU7tS6rQ5pO4nM3lK2"

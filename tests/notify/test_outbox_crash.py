@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from batchpilot.notify import ChannelRegistry, deliver_due, enqueue, parse_channel
+from batchpilot.scheduler.clock import FakeClock
 from batchpilot.store import RunStore
 from batchpilot.store.outbox import OutboxState
-from tests.notify.conftest import FakeClock
 from tests.notify.servers import WebhookServer
 from tests.notify.test_http_delivery import alert
 

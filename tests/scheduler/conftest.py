@@ -1,8 +1,8 @@
-"""Fixtures for scheduler tests: a real state store (SQLite, then PostgreSQL) and pipelines."""
+"""Fixtures for scheduler tests: pipelines (the state stores are in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +11,6 @@ import yaml
 
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.model import PipelineSpec
-from batchpilot.store import RunStore
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[RunStore]:
-    """A migrated SQLite state store (for rules the contract tests prove on both stores)."""
-    store = RunStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield store
-    store.dispose()
 
 
 @pytest.fixture

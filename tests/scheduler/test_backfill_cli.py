@@ -9,14 +9,10 @@ with any worker still running.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from batchpilot.pipeline import load_pipeline
 from batchpilot.states import RunStatus, RunTrigger
 from batchpilot.store import RunRecord, RunStore
 from batchpilot.store.backfills import BackfillStore
+from tests.cli_processes import CliProcess, CliProcesses
 from tests.cli_runner import Cli
 from tests.scheduler.conftest import write_pipeline
 
@@ -91,54 +88,10 @@ def backfill_count(home: Path) -> int:
         store.dispose()
 
 
-class Backfill:
-    """A ``batchpilot backfill`` subprocess in its own process group."""
-
-    def __init__(self, cli: Cli, args: list[str], log: Path) -> None:
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "batchpilot", "backfill", *args],
-            env=cli.env,
-            cwd=cli.cwd,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-
 @pytest.fixture
-def background(cli: Cli, home: Path, tmp_path: Path) -> Iterator[Callable[[list[str]], Backfill]]:
-    """Starts backfill processes; at the end kills them and every worker still running."""
-    started: list[Backfill] = []
-
-    def start(args: list[str]) -> Backfill:
-        process = Backfill(cli, args, tmp_path / f"backfill-{len(started)}.log")
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.process.poll() is None:
-            os.killpg(process.process.pid, signal.SIGKILL)
-            process.process.wait(timeout=30)
-    for run in runs_of(home):
-        if run.status is RunStatus.RUNNING and run.owner:
-            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
-                os.killpg(int(run.owner.split(":")[1]), signal.SIGKILL)
-
-
-def wait_for(check: Callable[[], object], what: str, process: Backfill) -> object:
-    """Poll ``check`` until it returns something truthy (an event, not a timing claim)."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen; backfill said:\n{process.output()}")
+def background(cli_processes: CliProcesses) -> Callable[[list[str]], CliProcess]:
+    """Starts ``backfill`` processes (killed at the end, with every worker still running)."""
+    return lambda args: cli_processes("backfill", *args)
 
 
 def test_dry_run_lists_each_slot_and_records_nothing(cli_in_process: Cli, tmp_path, home):
@@ -234,7 +187,7 @@ def test_killed_mid_way_then_run_again_continues_with_no_new_run_for_done_slots(
     def third_slot_running() -> bool:
         return any(r.ds == "2024-01-03" and r.status is RunStatus.RUNNING for r in runs_of(home))
 
-    wait_for(third_slot_running, "the third slot's run", first)
+    first.wait_for(third_slot_running, "the third slot's run", WAIT_S)
     os.kill(first.process.pid, signal.SIGKILL)  # the backfill alone; its workers live on
     first.process.wait(timeout=30)
     before = {r.ds: r for r in runs_of(home)}
@@ -265,7 +218,7 @@ def test_interrupted_by_sigterm_then_continued_resumes_the_runs_it_stopped(
     def two_running() -> bool:
         return sum(r.status is RunStatus.RUNNING for r in runs_of(home)) == 2
 
-    wait_for(two_running, "two running runs", first)
+    first.wait_for(two_running, "two running runs", WAIT_S)
     (tmp_path / "plan.json").write_text("{}")  # resumed, they return at once
     os.kill(first.process.pid, signal.SIGTERM)
     assert first.process.wait(timeout=WAIT_S) == 1
@@ -292,7 +245,7 @@ def test_cancel_stops_a_running_backfill_and_leaves_no_run_open(
     def two_running() -> bool:
         return sum(r.status is RunStatus.RUNNING for r in runs_of(home)) == 2
 
-    wait_for(two_running, "two running runs", running)
+    running.wait_for(two_running, "two running runs", WAIT_S)
     listed = cli_in_process("backfill", "list", "-o", "json")
     (backfill,) = listed.json()
     assert backfill["status"] == "running" and backfill["options"]["concurrency"] == 2

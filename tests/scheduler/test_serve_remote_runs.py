@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from batchpilot.engine import new_run_id
 from batchpilot.scheduler.components import DeadRunPolicy, ServeContext, ServeOptions
 from batchpilot.scheduler.serve import ServeProcess
 from batchpilot.settings import Settings
 from batchpilot.spec.loader import build_pipeline
-from batchpilot.spec.serialize import spec_to_document
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
-
-#: generous: a forked worker on a loaded machine; not a speed claim
-WAIT_S = 60.0
+from tests.airflow_run_records import record_airflow_run
+from tests.waiting import wait_until
 
 
 class StandInAirflow:
@@ -110,21 +106,7 @@ def store(settings: Settings) -> Iterator[RunStore]:
 def run_on_airflow(store: RunStore, status: RunStatus) -> str:
     """A run the store shows triggered on Airflow (its DAG run id recorded), in ``status``."""
     spec = build_pipeline({"name": "remote_etl", "nodes": [{"id": "load", "type": "empty"}]})
-    run_id = new_run_id()
-    store.create_run(
-        run_id=run_id,
-        pipeline=spec.name,
-        spec=spec_to_document(spec),
-        params={},
-        ds="2026-12-01",
-        source_path=None,
-        task_ids=spec.node_ids,
-        executor="airflow",
-        external_id=run_id,
-    )
-    if status is not RunStatus.QUEUED:
-        store.set_run_status(run_id, status)
-    return run_id
+    return record_airflow_run(store, spec, status)
 
 
 class Serve:
@@ -147,10 +129,7 @@ class Serve:
 
 
 def wait_for(condition: Callable[[], bool], what: str, serve: Serve) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} within {WAIT_S}s; serve said: {serve.said}"
-        time.sleep(0.05)
+    wait_until(condition, what, lambda: f"serve said: {serve.said}", interval_s=0.05)
 
 
 @pytest.mark.parametrize("policy", [DeadRunPolicy.RESUME, DeadRunPolicy.REAP])

@@ -10,7 +10,7 @@ from batchpilot.states import RunStatus
 from tests.cli_runner import Cli
 from tests.scheduler import test_serve_e2e
 from tests.scheduler.conftest import write_pipeline
-from tests.scheduler.test_serve_e2e import runs_of, wait_for
+from tests.scheduler.test_serve_e2e import runs_of
 
 serve = test_serve_e2e.serve  # the ``serve`` fixture: kills serve and its workers
 
@@ -59,7 +59,7 @@ def test_two_dropped_files_give_two_runs_and_each_success_starts_the_downstream_
         nodes=record_node(reported, "{{ trigger.run_id }}|{{ ds }}"),
     )
     process = serve(folder)
-    wait_for(lambda: "serving" in process.output(), "serve to start", process)
+    process.wait_for(lambda: "serving" in process.output(), "serve to start")
     first, second = inbox / "users_1.csv", inbox / "users_2.csv"
     first.write_text("id\n1\n")
     second.write_text("id\n2\n")
@@ -70,7 +70,7 @@ def test_two_dropped_files_give_two_runs_and_each_success_starts_the_downstream_
         ended = [r for r in loader + report if r.status.is_terminal()]
         return len(loader) == 2 and len(report) == 2 and len(ended) == 4
 
-    wait_for(all_ended, "two loader runs and two report runs", process)
+    process.wait_for(all_ended, "two loader runs and two report runs")
     loader, report = runs_of(home, "loader"), runs_of(home, "report")
     assert {r.status for r in loader + report} == {RunStatus.SUCCESS}
     assert {r.triggered_by for r in loader} == {"trigger"}

@@ -24,6 +24,7 @@ from batchpilot.settings import Settings
 from batchpilot.spec.loader import load_pipeline_file
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore
+from tests.waiting import wait_until
 
 WAIT_S = 120.0
 
@@ -117,13 +118,6 @@ def ends_of(supervisor: RunSupervisor, count: int) -> list[RunEnd]:
     return ends
 
 
-def wait_until(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
-
-
 def gone(pid: int) -> bool:
     """True when process ``pid`` ended (a zombie nobody reaped yet counts as ended)."""
     try:
@@ -189,7 +183,7 @@ def test_a_sigkilled_worker_ends_with_a_negative_code_and_the_next_run_still_run
     supervisor.submit(killed)
     supervisor.submit(after)
     supervisor.poll()
-    wait_until(started.exists, "the step to start")
+    wait_until(started.exists, "the step to start", timeout_s=WAIT_S)
     worker_pid, child_pid = map(int, started.read_text().split())
     assert worker_pid == supervisor.pid_of(killed)
     os.kill(worker_pid, signal.SIGKILL)  # as the kernel's OOM killer does
@@ -211,7 +205,7 @@ def test_stop_terminates_the_workers_and_the_processes_their_steps_started(
     supervisor = supervisors(Settings(home=home))
     supervisor.submit(run_id)
     supervisor.poll()
-    wait_until(started.exists, "the step to start")
+    wait_until(started.exists, "the step to start", timeout_s=WAIT_S)
     worker_pid, child_pid = map(int, started.read_text().split())
 
     ends = supervisor.stop(grace_s=30)
@@ -231,12 +225,13 @@ def test_a_killed_fork_server_is_started_again_and_its_running_worker_still_foll
     supervisor = supervisors(settings)
     supervisor.submit(running)
     supervisor.poll()
-    wait_until(started.exists, "the step to start")
+    wait_until(started.exists, "the step to start", timeout_s=WAIT_S)
     worker_pid, child_pid = map(int, started.read_text().split())
     (server,) = fork_server_pids()
 
     os.kill(server, signal.SIGKILL)
-    wait_until(lambda: gone(server), "the fork server to die")  # not reaped: not ours to
+    # not reaped: not ours to
+    wait_until(lambda: gone(server), "the fork server to die", timeout_s=WAIT_S)
 
     assert supervisor.poll() == []  # its worker runs on, followed by its process id
     assert supervisor.running == [running] and not gone(worker_pid)

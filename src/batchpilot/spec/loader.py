@@ -67,10 +67,25 @@ Retries = Annotated[int, Strict(), Field(ge=0, le=MAX_RETRIES)]
 Workers = Annotated[int, Strict(), Field(ge=1, le=MAX_WORKERS)]
 
 
-class _Policy(BaseModel):
-    """Fields a node may set and ``default_args`` may default."""
+class _DurationFields(BaseModel):
+    """Reads the duration fields of the models below that have them: ``retry_delay`` and
+    ``max_retry_delay`` (see :func:`parse_duration`), ``timeout`` (a duration longer than 0)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("retry_delay", "max_retry_delay", mode="before", check_fields=False)
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("timeout", mode="before", check_fields=False)
+    @classmethod
+    def _timeout(cls, value: Any) -> float | None:
+        return None if value is None else positive_timeout(value)
+
+
+class _Policy(_DurationFields):
+    """Fields a node may set and ``default_args`` may default."""
 
     retries: Retries | None = None
     retry_delay: float | None = None
@@ -79,16 +94,6 @@ class _Policy(BaseModel):
     retry_jitter: bool | None = None
     timeout: float | None = None
     trigger_rule: TriggerRule | None = None
-
-    @field_validator("retry_delay", "max_retry_delay", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float | None:
-        return None if value is None else parse_duration(value)
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> float | None:
-        return None if value is None else positive_timeout(value)
 
 
 def positive_timeout(value: Any) -> float:
@@ -103,10 +108,8 @@ class _DefaultArgs(_Policy):
     pass
 
 
-class _RawAction(BaseModel):
+class _RawAction(_DurationFields):
     """A compensation or callback: a step definition, or ``"module:function"``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     type: str
     config: dict[str, Any] = Field(default_factory=dict)
@@ -121,16 +124,6 @@ class _RawAction(BaseModel):
         if isinstance(value, str) or callable(value):
             return {"type": "python", "config": {"callable": value}}
         return value
-
-    @field_validator("retry_delay", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float | None:
-        return None if value is None else parse_duration(value)
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> float | None:
-        return None if value is None else positive_timeout(value)
 
     def to_spec(self) -> ActionSpec:
         return ActionSpec(

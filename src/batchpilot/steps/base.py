@@ -204,6 +204,17 @@ class StepContext:
         if self.cancel_event.is_set():
             raise StepError("stopped: the run was cancelled")
 
+    def counted_batches(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Yield ``batches``: before each, :meth:`check_cancelled` and :meth:`report_rows`
+        with the rows so far (this one's included). Raises what ``batches`` raises, and
+        :class:`StepError` once the run is cancelled."""
+        rows = 0
+        for batch in batches:
+            self.check_cancelled()
+            rows += batch.num_rows
+            self.report_rows(rows)
+            yield batch
+
 
 def _call_quietly(hook: Callable[[], None]) -> None:
     try:

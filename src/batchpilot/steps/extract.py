@@ -312,13 +312,8 @@ class ParquetExtract(Step[ParquetConfig]):
             raise StepError(f"cannot read Parquet {path}: {first_line(str(exc))}") from exc
 
         def batches() -> Iterator[pa.RecordBatch]:
-            rows = 0
             try:
-                for batch in source:
-                    ctx.check_cancelled()
-                    rows += batch.num_rows
-                    ctx.report_rows(rows)
-                    yield batch
+                yield from ctx.counted_batches(source)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise StepError(f"cannot read Parquet {path}: {first_line(str(exc))}") from exc
 

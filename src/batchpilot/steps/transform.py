@@ -75,13 +75,8 @@ def duckdb_failure(what: str, exc: duckdb.Error, suffix: str = "") -> StepError:
 
 
 def _stream(ctx: StepContext, reader: pa.RecordBatchReader, what: str):  # type: ignore[no-untyped-def]
-    rows = 0
     try:
-        for batch in reader:
-            ctx.check_cancelled()
-            rows += batch.num_rows
-            ctx.report_rows(rows)
-            yield batch
+        yield from ctx.counted_batches(reader)
     except duckdb.Error as exc:
         raise duckdb_failure(what, exc) from exc
 
