@@ -128,11 +128,15 @@ def gone(pid: int) -> bool:
 
 def fork_server_pids() -> list[int]:
     """The multiprocessing fork servers this test process started."""
-    return [
-        child.pid
-        for child in psutil.Process().children()
-        if "multiprocessing.forkserver" in " ".join(child.cmdline())
-    ]
+    pids = []
+    for child in psutil.Process().children():
+        try:
+            command = " ".join(child.cmdline())
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):  # an earlier test's, not reaped yet
+            continue
+        if "multiprocessing.forkserver" in command:
+            pids.append(child.pid)
+    return pids
 
 
 def test_a_warm_worker_drives_its_run_with_the_callers_settings_and_environment(
