@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cli_runner import Cli
 
 STEPS = """
@@ -46,11 +48,16 @@ def write(folder: Path, body: str) -> Path:
     return path
 
 
-def start(cli: Cli, *args: str) -> subprocess.Popen[str]:
+def start(cli: Cli, *args: str, sigint_ignored: bool = False) -> subprocess.Popen[str]:
     """``batchpilot ARGS`` in its own process group, with faulthandler on (see
-    :func:`ended`)."""
+    :func:`ended`). ``sigint_ignored``: started as a non-interactive shell starts a
+    command in the background (``batchpilot run … &`` in a script), with SIGINT
+    ignored, which the process inherits."""
+    command = [sys.executable, "-m", "batchpilot", *args]
+    if sigint_ignored:
+        command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
     return subprocess.Popen(
-        [sys.executable, "-m", "batchpilot", *args],
+        command,
         cwd=cli.cwd,
         env={**cli.env, "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
@@ -170,7 +177,14 @@ nodes: [{{id: nap, type: python, config: {{callable: "steps_mod:nap_until_woken"
     assert resumed.json()["status"] == "success" and resumed.json()["error"] is None
 
 
-def test_ctrl_c_of_a_run_with_json_output_prints_the_run_too(cli: Cli, tmp_path: Path):
+@pytest.mark.parametrize(
+    "sigint_ignored", [False, True], ids=["from-a-terminal", "started-with-sigint-ignored"]
+)
+def test_ctrl_c_of_a_run_with_json_output_prints_the_run_too(
+    cli: Cli, tmp_path: Path, sigint_ignored: bool
+):
+    """Ctrl-C stops the run resumably also when the process inherited SIGINT ignored
+    (a launcher's ``&``): Python then installs no handler of its own for it."""
     path = write(
         tmp_path,
         """
@@ -178,7 +192,7 @@ name: sleepy
 nodes: [{id: nap, type: python, config: {callable: "steps_mod:sleepy"}}]
 """,
     )
-    proc = start(cli, "run", str(path), "-q", "-o", "json")
+    proc = start(cli, "run", str(path), "-q", "-o", "json", sigint_ignored=sigint_ignored)
     run_id = wait_for_running(cli, "nap")
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
     out, err = ended(proc)

@@ -149,7 +149,12 @@ def _watched(listener: RunListener, service: RunService, channels: ChannelRegist
     return ListenerChain(listener, RunEndMonitor(service.store, channels))
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+#: what stops a run, resumably: Ctrl-C and SIGTERM
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C or SIGTERM: the engine stops the run resumably on ``KeyboardInterrupt``."""
     raise KeyboardInterrupt
 
 
@@ -191,9 +196,15 @@ def run(
 
 def _drive(work: Callable[[RunService], RunResult], output: OutputFormat) -> NoReturn:
     """Run ``work`` (a run, resume or retry) and turn its outcome into output and an
-    exit code; Ctrl-C/SIGTERM stop it resumably."""
+    exit code; Ctrl-C/SIGTERM stop it resumably.
+
+    Both handlers are installed here, as ``serve`` and ``backfill`` do: Python raises
+    ``KeyboardInterrupt`` on SIGINT only in a process that did not inherit SIGINT ignored,
+    and a process started in the background of a non-interactive shell (``batchpilot run
+    … &`` in a script, a test suite started that way) inherits it ignored, which left
+    the run deaf to Ctrl-C and to ``kill -INT``."""
     service = _service()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {signum: signal.signal(signum, _interrupt) for signum in _STOP_SIGNALS}
     try:
         result = work(service)
     except RunInterrupted as exc:
@@ -201,6 +212,10 @@ def _drive(work: Callable[[RunService], RunResult], output: OutputFormat) -> NoR
     except BatchpilotError as exc:
         wait_for_deliveries()
         exit_for(exc, EXIT_RUN_FAILED)
+    finally:  # the caller's handlers again (the command can run inside a test's process)
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
     print_result(result, output)
     wait_for_deliveries()  # the run's notifications, sent off its path, before exiting
     raise typer.Exit(EXIT_OK if result.status is RunStatus.SUCCESS else EXIT_RUN_FAILED)

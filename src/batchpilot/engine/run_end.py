@@ -73,7 +73,11 @@ def record_interruption(
     run: RunContext, running: Iterable[AttemptHandle], listener: RunListener
 ) -> None:
     """The run was interrupted: close its running attempts as failed (their tasks go back
-    to pending) and leave the run ``failed``, released, with the ``resume`` command."""
+    to pending) and leave the run ``failed``, released, with the ``resume`` command.
+
+    ``running``: the attempts the engine was waiting on. Any other attempt of the run
+    still open is closed the same way: one the interruption caught while it was being
+    handed to its worker, or one a second Ctrl-C kept the engine from stopping."""
     with run.state_store.write() as tx:
         tx.hold_run(run.run_id, run.owner)
         for handle in running:
@@ -86,6 +90,8 @@ def record_interruption(
                 error="interrupted",
                 duration_s=time.monotonic() - handle.started,
             )
+        untracked = tx.close_open_attempts(run.run_id, error="interrupted")
+        tx.set_task_states(run.run_id, [task for task, _ in untracked], TaskState.PENDING)
         tx.set_run_status(
             run.run_id,
             RunStatus.FAILED,

@@ -460,12 +460,21 @@ def execute_run(
 ) -> None:
     """Drive an existing run to its end. Whatever stops the engine other than an
     interruption or a takeover ends the run ``failed`` with its one-line reason (see
-    :func:`record_crash`): a run is never left ``running`` by an error."""
+    :func:`record_crash`): a run is never left ``running`` by an error.
+
+    Raises :class:`RunInterrupted` on Ctrl-C/SIGTERM, also one that lands before the
+    engine's loop began or while it stopped its tasks (a second Ctrl-C): the run is
+    left resumable either way."""
     listener = listener or RunListener()
     try:
         RunExecutor(run, listener=listener, workers=workers).execute(states, attempts, outputs)
     except (RunInterrupted, RunTakenOver):
         raise
+    except KeyboardInterrupt:  # outside the loop the executor stops on Ctrl-C
+        if run.state_store.get_run(run.run_id).status.is_terminal():
+            raise  # the run had ended: Ctrl-C came while its callbacks or compensations ran
+        record_interruption(run, (), listener)
+        raise RunInterrupted(run.run_id) from None
     except Exception as exc:
         record_crash(run, exc, listener)
     finally:

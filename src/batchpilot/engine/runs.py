@@ -84,16 +84,6 @@ def start_run(
     )
     run_id = run_id or new_run_id()
     owner = owner_id()
-    store.create_run(
-        run_id=run_id,
-        pipeline=spec.name,
-        spec=spec_to_document(spec),
-        params=_jsonable_params(run_params),
-        ds=ds,
-        source_path=str(Path(spec.source_path).resolve()) if spec.source_path else None,
-        task_ids=spec.node_ids,
-        owner=owner,
-    )
     run = RunContext.create(
         spec,
         run_id=run_id,
@@ -105,6 +95,17 @@ def start_run(
         owner=owner,
     )
     states = {t: TaskState.PENDING for t in spec.node_ids}
+    store.create_run(
+        run_id=run_id,
+        pipeline=spec.name,
+        spec=spec_to_document(spec),
+        params=_jsonable_params(run_params),
+        ds=ds,
+        source_path=str(Path(spec.source_path).resolve()) if spec.source_path else None,
+        task_ids=spec.node_ids,
+        owner=owner,
+    )
+    # from here a Ctrl-C leaves the run resumable (execute_run records it): nothing between
     execute_run(run, states, {}, {}, listener=listener, workers=workers)
     return RunResult.load(store, run_id)
 
