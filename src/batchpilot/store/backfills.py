@@ -24,6 +24,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Integer,
+    Select,
     String,
     Table,
     select,
@@ -120,6 +121,17 @@ def range_key(range_start: str, range_end: str, every: str | None) -> str:
     return f"{range_start}|{range_end}|{every or ''}"
 
 
+def _unfinished(query: Select[Any], pipeline: str, key: str) -> Select[Any]:
+    """``query`` narrowed to the pipeline's backfills of this range key that have not ended
+    and were not asked to cancel, newest first."""
+    return query.where(
+        backfills.c.pipeline == pipeline,
+        backfills.c.range_key == key,
+        backfills.c.status == BackfillStatus.RUNNING.value,
+        backfills.c.cancel_requested.is_(False),
+    ).order_by(backfills.c.created_at.desc())
+
+
 class BackfillStore:
     """Backfills and their runs."""
 
@@ -129,18 +141,8 @@ class BackfillStore:
     def find_unfinished(self, pipeline: str, key: str) -> BackfillRecord | None:
         """The newest backfill of this pipeline and range key that has not ended (it was
         interrupted, or still runs), unless it was asked to cancel."""
-        query = (
-            select(backfills)
-            .where(
-                backfills.c.pipeline == pipeline,
-                backfills.c.range_key == key,
-                backfills.c.status == BackfillStatus.RUNNING.value,
-                backfills.c.cancel_requested.is_(False),
-            )
-            .order_by(backfills.c.created_at.desc())
-        )
         with Wrapped(self.engine, begin=False) as conn:
-            row = conn.execute(query).mappings().first()
+            row = conn.execute(_unfinished(select(backfills), pipeline, key)).mappings().first()
         return None if row is None else _record(row)
 
     def start_or_continue(
@@ -160,14 +162,7 @@ class BackfillStore:
         now = utcnow()
         with Wrapped(self.engine, begin=True) as conn:
             found = conn.execute(
-                select(backfills.c.backfill_id)
-                .where(
-                    backfills.c.pipeline == pipeline,
-                    backfills.c.range_key == key,
-                    backfills.c.status == BackfillStatus.RUNNING.value,
-                    backfills.c.cancel_requested.is_(False),
-                )
-                .order_by(backfills.c.created_at.desc())
+                _unfinished(select(backfills.c.backfill_id), pipeline, key)
             ).first()
             if found is not None:
                 conn.execute(
