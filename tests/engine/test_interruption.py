@@ -117,3 +117,27 @@ def test_ctrl_c_before_a_started_task_reached_its_worker_closes_its_attempt_as_i
         2,
         TaskState.SUCCESS,
     )
+
+
+def test_ctrl_c_as_a_resume_prepares_the_run_releases_it_for_the_next_resume(
+    settings: Settings, store: RunStore, monkeypatch: pytest.MonkeyPatch
+):
+    """Between its claim and the engine's start, ``resume`` closes what a dead process
+    left open and resets tasks: a Ctrl-C there (here, right after the open attempts were
+    closed) must not leave the run claimed by a process that is gone."""
+    from batchpilot.engine import resumption
+
+    run_id = interrupted(chain(), CtrlCWhenTaskSucceeds("first"), settings=settings, store=store)
+    close_dead_attempts = resumption.close_dead_attempts
+
+    def closed_then_ctrl_c(*args: object, **kwargs: object) -> None:
+        close_dead_attempts(*args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resumption, "close_dead_attempts", closed_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        resume_run(run_id, settings=settings, store=store)
+    assert store.get_run(run_id).owner is None
+
+    monkeypatch.undo()
+    assert resume_run(run_id, settings=settings, store=store).status is RunStatus.SUCCESS

@@ -69,25 +69,25 @@ def continue_run(
         )
         to_run = pick(spec, tasks)
         committed = _reconcile_groups(spec, run, tasks, to_run, settings, registry)
-    except BaseException:
+        _record_committed_groups(store, spec, run.run_id, tasks, committed)
+        close_dead_attempts(store, spec, run.run_id, settings.connections)
+        states, attempts, outputs = _restored_state(spec, tasks, to_run, committed)
+        store.set_task_states(run.run_id, sorted(to_run), TaskState.PENDING)
+        context = RunContext.create(
+            spec,
+            run_id=run.run_id,
+            params=run.params,
+            ds=run.ds,
+            settings=settings,
+            registry=registry,
+            store=store,
+            owner=owner,
+            generation=next_generation(store, run.run_id),
+            reruns=_reruns(store, run.run_id, to_run),
+        )
+    except BaseException:  # a refusal, a store error or a Ctrl-C before the engine starts
         store.release_run(run.run_id, owner)
         raise
-    _record_committed_groups(store, spec, run.run_id, tasks, committed)
-    close_dead_attempts(store, spec, run.run_id, settings.connections)
-    states, attempts, outputs = _restored_state(spec, tasks, to_run, committed)
-    store.set_task_states(run.run_id, sorted(to_run), TaskState.PENDING)
-    context = RunContext.create(
-        spec,
-        run_id=run.run_id,
-        params=run.params,
-        ds=run.ds,
-        settings=settings,
-        registry=registry,
-        store=store,
-        owner=owner,
-        generation=next_generation(store, run.run_id),
-        reruns=_reruns(store, run.run_id, to_run),
-    )
     execute_run(context, states, attempts, outputs, listener=listener, workers=workers)
     return RunResult.load(store, run.run_id)
 
