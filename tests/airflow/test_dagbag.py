@@ -27,7 +27,7 @@ def dagbag(dag_test_home: DagTestHome, tmp_path_factory: pytest.TempPathFactory)
     folder = tmp_path_factory.mktemp("exported-dags")
     for path in [*EXAMPLES, *OWN]:
         export_pipeline(load_pipeline(path), folder, source=source_label(path))
-    return dag_test_home.driver("dagbag", str(folder))
+    return dag_test_home.dagbag(folder)
 
 
 def test_examples_exist_to_be_exported():
