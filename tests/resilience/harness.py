@@ -58,18 +58,23 @@ class Batchpilot:
         """The id of the run ``proc`` created (None if it ended before creating one)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (self.home / "state.db").exists():
-                try:
-                    runs = self.store().list_runs(limit=5)
-                except StoreError:
-                    runs = []  # its tables are still being created
-                fresh = [r.run_id for r in runs if r.run_id not in known]
-                if fresh:
-                    return fresh[0]
-            if proc.poll() is not None:
+            ended = proc.poll() is not None  # before the look: a run it made by then is seen
+            fresh = self._runs_not_in(known)
+            if fresh:
+                return fresh[0]
+            if ended:
                 return None
             time.sleep(0.05)
         raise AssertionError("the run did not start in time")
+
+    def _runs_not_in(self, known: set[str]) -> list[str]:
+        if not (self.home / "state.db").exists():
+            return []
+        try:
+            runs = self.store().list_runs(limit=5)
+        except StoreError:
+            return []  # its tables are still being created
+        return [r.run_id for r in runs if r.run_id not in known]
 
 
 def kill(proc: subprocess.Popen[str]) -> bool:

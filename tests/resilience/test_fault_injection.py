@@ -129,9 +129,13 @@ def test_random_sigkills_then_resume_lose_and_duplicate_nothing(
         proc = suite.start("run", pipeline, "-q")
         run_id = suite.wait_for_new_run(known, proc)
         time.sleep(rng.uniform(0, span * 0.9))
-        if not kill(proc):
-            if run_id:
-                runs.append(run_id)  # finished before the kill: still checked below
+        if not kill(proc):  # it ended on its own: a run that finished, still checked below
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0 and run_id, (
+                f"`batchpilot run` ended before its kill with exit {proc.returncode} "
+                f"and {'run ' + run_id if run_id else 'no run'}: {err[-2000:]}"
+            )
+            runs.append(run_id)
             continue
         kills += 1
         if run_id is None:
