@@ -18,7 +18,7 @@ from batchpilot.errors import StoreError
 from batchpilot.settings import Settings
 from batchpilot.spec.model import NodeSpec, PipelineSpec
 from batchpilot.steps.registry import StepRegistry
-from batchpilot.store import RunStore
+from batchpilot.store import RunRecord, RunStore
 
 _USERINFO = re.compile(r"(://[^:/@\s]+:)[^@\s]*@")
 
@@ -81,6 +81,34 @@ class RunContext:
             generation=generation,
             reruns=MappingProxyType(dict(reruns or {})),
             pipeline_dir=pipeline_dir or spec.folder or os.getcwd(),
+        )
+
+    @classmethod
+    def of_stored_run(
+        cls,
+        run: RunRecord,
+        spec: PipelineSpec,
+        *,
+        settings: Settings,
+        registry: StepRegistry,
+        store: RunStore,
+        owner: str = "",
+        generation: int = 1,
+        reruns: Mapping[str, int] | None = None,
+    ) -> RunContext:
+        """The context to act on a run already in the store (resume it, compensate it,
+        fire its callbacks): its id, params and logical date, with ``spec``."""
+        return cls.create(
+            spec,
+            run_id=run.run_id,
+            params=run.params,
+            ds=run.ds,
+            settings=settings,
+            registry=registry,
+            store=store,
+            owner=owner,
+            generation=generation,
+            reruns=reruns,
         )
 
     @property

@@ -44,15 +44,9 @@ def _context(
     owner: str = "",
 ) -> RunContext:
     """The context to act on a stored run with (its compensations, its callbacks)."""
-    return RunContext.create(
-        spec,
-        run_id=run.run_id,
-        params=run.params,
-        ds=run.ds,
-        settings=with_pipeline_connections(settings, spec),
-        registry=registry,
-        store=store,
-        owner=owner,
+    settings = with_pipeline_connections(settings, spec)
+    return RunContext.of_stored_run(
+        run, spec, settings=settings, registry=registry, store=store, owner=owner
     )
 
 

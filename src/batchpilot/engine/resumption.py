@@ -73,11 +73,9 @@ def continue_run(
         close_dead_attempts(store, spec, run.run_id, settings.connections)
         states, attempts, outputs = _restored_state(spec, tasks, to_run, committed)
         store.set_task_states(run.run_id, sorted(to_run), TaskState.PENDING)
-        context = RunContext.create(
+        context = RunContext.of_stored_run(
+            run,
             spec,
-            run_id=run.run_id,
-            params=run.params,
-            ds=run.ds,
             settings=settings,
             registry=registry,
             store=store,

@@ -178,15 +178,9 @@ def _fire_leftover_callbacks(
     try:
         spec = spec or spec_for_resume(run.source_path, run.spec, load_file)
         settings = with_pipeline_connections(settings, spec)
-        context = RunContext.create(
-            spec,
-            run_id=run.run_id,
-            params=run.params,
-            ds=run.ds,
-            settings=settings,
-            registry=registry or default_registry(),
-            store=store,
-            owner=owner,
+        registry = registry or default_registry()
+        context = RunContext.of_stored_run(
+            run, spec, settings=settings, registry=registry, store=store, owner=owner
         )
         fire_pending_callbacks(context)
     finally:
