@@ -26,15 +26,22 @@ pytestmark = pytest.mark.airflow
 WAIT_S = 300.0
 
 
-def test_execute_on_airflow_over_the_api_runs_the_dag_and_records_it(
-    airflow_server: AirflowServer, home: Path, tmp_path: Path
-) -> None:
+def pipelines_and_token(tmp_path: Path, home: Path, pipeline: str) -> tuple[Path, RunStore, str]:
+    """A pipelines folder holding ``pipeline`` and the test steps it calls, the home's
+    store, and the secret of a new token that may run pipelines."""
     folder = tmp_path / "pipelines"
     folder.mkdir()
-    for name in ("chain.yaml", "airflow_test_steps.py"):
+    for name in (pipeline, "airflow_test_steps.py"):
         shutil.copy(PIPELINES / name, folder / name)
     store = RunStore.for_home(home)
     _, run_secret = store.tokens.create("ci", TokenScope.RUN)
+    return folder, store, run_secret
+
+
+def test_execute_on_airflow_over_the_api_runs_the_dag_and_records_it(
+    airflow_server: AirflowServer, home: Path, tmp_path: Path
+) -> None:
+    folder, store, run_secret = pipelines_and_token(tmp_path, home, "chain.yaml")
     serve = LiveServe(airflow_server.client_env(home), folder, tmp_path / "serve.log")
     db = tmp_path / "target.db"
     try:
@@ -75,12 +82,7 @@ def test_execute_on_airflow_over_the_api_runs_the_dag_and_records_it(
 def test_a_restart_of_serve_follows_the_airflow_run_it_left_in_flight_to_its_end(
     airflow_server: AirflowServer, home: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "pipelines"
-    folder.mkdir()
-    for name in ("slow.yaml", "airflow_test_steps.py"):
-        shutil.copy(PIPELINES / name, folder / name)
-    store = RunStore.for_home(home)
-    _, run_secret = store.tokens.create("ci", TokenScope.RUN)
+    folder, store, run_secret = pipelines_and_token(tmp_path, home, "slow.yaml")
     env = airflow_server.client_env(home)
     first = LiveServe(env, folder, tmp_path / "serve-1.log")
     second: LiveServe | None = None
