@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from pathlib import Path
 
 from batchpilot.errors import RunStateError
 from batchpilot.settings import Settings
@@ -18,7 +19,8 @@ def owner_id() -> str:
 
 
 def owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` (``host:pid:token``) is a process of this host that is gone."""
+    """True when ``owner`` (``host:pid:token``) is a process of this host that is gone,
+    or has ended and only waits for its parent to collect it (a zombie)."""
     if not owner:
         return True
     host, _, rest = owner.partition(":")
@@ -31,7 +33,20 @@ def owner_is_dead(owner: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _has_ended(int(pid_text))
+
+
+def _has_ended(pid: int) -> bool:
+    """A process that exited but was not collected yet (Linux: state Z or X in
+    ``/proc/<pid>/stat``). Its id stays taken until its parent, or init once the parent
+    is gone too, collects it: a ``kill -9`` of a ``serve`` and its worker can leave
+    the worker so for a while. Elsewhere (no ``/proc``): False."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]  # after "pid (command) "
+    return state in (b"Z", b"X")
 
 
 def claim_or_refuse(store: RunStore, run: RunRecord, settings: Settings) -> str:
