@@ -1,15 +1,16 @@
 """Steps that never block (``empty``) run on the engine's own thread, with no hand-off to
 a worker: their transitions are still each committed before the next step starts, and
-their attempts are logged like any other's. A step type that only inherits the promise,
+their attempts are recorded like any other's, each log kept with its attempt's record
+(no file of its own), and read like any other. A step type that only inherits the promise,
 overriding what it runs, still runs on a worker, where a timeout stops it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from batchpilot import Pipeline, RunStatus, Task, TaskState
+from batchpilot.engine import RunService
 from batchpilot.engine.listener import RunListener
 from batchpilot.engine.runs import start_run
+from batchpilot.executors import default_executors
 from batchpilot.settings import Settings
 from batchpilot.spec import build_pipeline
 from batchpilot.steps.base import StepContext, StepResult
@@ -62,17 +63,40 @@ def test_each_empty_task_is_committed_running_and_its_upstream_succeeded_before_
     assert listener.seen["join"]["a"] is listener.seen["join"]["b"] is TaskState.SUCCESS
 
 
-def test_an_empty_tasks_attempt_is_recorded_and_logged_like_any_other(settings: Settings):
+def test_an_empty_tasks_attempt_is_recorded_with_its_log_and_no_log_file(settings: Settings):
     store = RunStore.for_home(settings.home, settings.database_url)
     result = start_run(build_pipeline(JOINS), settings=settings, store=store)
     for task_id in ("start", "a", "b", "join"):
         [attempt] = store.get_attempts(result.run_id, task_id)
         assert attempt.state is TaskState.SUCCESS
         assert attempt.ended_at is not None and attempt.ended_at >= attempt.started_at
-        lines = Path(str(attempt.log_path)).read_text().splitlines()
+        assert attempt.log_path is None
+        lines = str(attempt.log_text).splitlines()
         assert len(lines) == 2
         assert lines[0].endswith(f"run {result.run_id}, task {task_id} (empty), attempt 1")
         assert lines[1].endswith("INFO succeeded: done")
+    assert [p for p in (settings.runs_dir / result.run_id).rglob("*") if p.is_file()] == []
+
+
+def test_an_empty_tasks_log_is_read_and_followed_like_any_other(settings: Settings):
+    store = RunStore.for_home(settings.home, settings.database_url)
+    service = RunService(settings=settings, store=store, executors=default_executors())
+    run_id = start_run(build_pipeline(JOINS), settings=settings, store=store).run_id
+    logs = service.read_logs(run_id)
+    assert [(log.task_id, log.attempt, log.log_path) for log in logs] == [
+        ("start", 1, None),
+        ("a", 1, None),
+        ("b", 1, None),
+        ("join", 1, None),
+    ]
+    (join,) = service.read_logs(run_id, task="join")
+    assert join.text.endswith("INFO succeeded: done\n")
+    assert join.next_offset == len(join.text.encode())
+    cut = join.text.index("INFO succeeded")
+    (rest,) = service.read_logs(run_id, task="join", offset=cut)
+    assert (rest.text, rest.next_offset) == (join.text[cut:], join.next_offset)
+    followed = [(log.task_id, log.text) for log in service.follow_logs(run_id)]
+    assert followed == [(log.task_id, log.text) for log in logs]
 
 
 class WaitForCancel(EmptyStep):

@@ -71,10 +71,20 @@ def test_attempts_are_kept_each_with_state_error_and_log(store: RunStore):
     )
     assert task.error is None and task.output == {"artifact": None}
     attempts = store.get_attempts("r1", "a")
-    assert [(a.attempt, a.state, a.error, a.log_path) for a in attempts] == [
-        (1, TaskState.FAILED, "boom", "/logs/a.1"),
-        (2, TaskState.SUCCESS, None, "/logs/a.2"),
+    assert [(a.attempt, a.state, a.error, a.log_path, a.log_text) for a in attempts] == [
+        (1, TaskState.FAILED, "boom", "/logs/a.1", None),
+        (2, TaskState.SUCCESS, None, "/logs/a.2", None),
     ]
+
+
+def test_an_attempt_without_a_log_file_gets_its_log_text_when_it_ends(store: RunStore):
+    make_run(store)
+    store.start_attempt("r1", "a", 1, log_path=None)
+    (running,) = store.get_attempts("r1", "a")
+    assert (running.log_path, running.log_text) == (None, None)
+    store.finish_attempt("r1", "a", 1, state=TaskState.SUCCESS, log_text="started\nsucceeded\n")
+    (ended,) = store.get_attempts("r1", "a")
+    assert (ended.log_path, ended.log_text) == (None, "started\nsucceeded\n")
 
 
 def test_several_transitions_commit_together(store: RunStore):

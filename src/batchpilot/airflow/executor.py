@@ -18,7 +18,7 @@ from batchpilot.airflow.errors import AirflowFollowStopped, AirflowRunLost
 from batchpilot.airflow.export import source_label
 from batchpilot.airflow.settings import AirflowSettings
 from batchpilot.engine.listener import RunListener
-from batchpilot.engine.logs import AttemptLog, Offsets
+from batchpilot.engine.logs import AttemptLog, Offsets, offset_key
 from batchpilot.engine.preflight import check_pipeline, merged_params
 from batchpilot.engine.results import RunResult
 from batchpilot.errors import BatchpilotError, RunStateError
@@ -193,7 +193,8 @@ class AirflowExecutor:
         logs = []
         for item in remote.remote_logs(self.client(), run, task=task, attempt=attempt):
             text = item["log"]
-            start = (offsets or {}).get(item["log_path"], offset)
+            key = offset_key(item["log_path"], item["task_id"], item["attempt"])
+            start = (offsets or {}).get(key, offset)
             logs.append(
                 AttemptLog(
                     task_id=item["task_id"],

@@ -27,6 +27,7 @@ from batchpilot.engine.context import RunContext
 from batchpilot.engine.handles import AttemptHandle, AttemptOutcome, AttemptStopped, StopReason
 from batchpilot.engine.log_shipping import shipped_log
 from batchpilot.engine.outputs import TaskOutput
+from batchpilot.engine.task_logs import AttemptLog, ExternalLog
 from batchpilot.errors import PermanentStepError, SpecError, StepError, first_line
 from batchpilot.spec.model import NodeSpec
 from batchpilot.steps.base import DeferredInputs, Step, StepContext, StepResult
@@ -102,34 +103,49 @@ def _run_logged(
     outcome: AttemptOutcome,
     log: logging.Logger | None,
 ) -> None:
-    redact = run.redact
-    # the log closes first, then its last lines are shipped
-    with shipped_log(run, handle, own_file=log is None), handle.open_log(log) as attempt_log:
-        logger = attempt_log.logger
-        attempt_log.write(logging.INFO, plan.header or _header(run, plan))
-        try:
-            handle.attach()
-            step, context = build_attempt(run, plan, handle, logger)
-            handle.attach(context)
-            if handle.cancel.is_set():
-                raise AttemptStopped
-            result = step.run(context)
-            context.wait_for_start()  # no outcome before the task really started
-            handle.finished()
-            outcome.output = TaskOutput.from_result(result)
-            attempt_log.write(logging.INFO, f"succeeded: {describe(result)}")
-        except SpecError as exc:
-            handle.finished()
-            outcome.error = PermanentStepError(str(exc))
-            logger.error("invalid configuration: %s", exc)
-        except BaseException as exc:
-            handle.finished()
-            outcome.error = exc
-            if handle.stop_reason is not None:
-                logger.error("stopped (%s): %s", handle.stop_reason.value, first_line(exc))
-            else:
-                text = "".join(traceback.format_exception(exc))
-                logger.error("failed: %s\n%s", redact(first_line(exc)), redact(text))
+    own_file = log is None and handle.log_path is not None
+    attempt_log = handle.open_log(log)
+    try:
+        # the log closes first, then its last lines are shipped
+        with shipped_log(run, handle, own_file=own_file), attempt_log:
+            _run_step(run, plan, handle, outcome, attempt_log)
+    finally:
+        outcome.log_text = attempt_log.text
+
+
+def _run_step(
+    run: RunContext,
+    plan: AttemptPlan,
+    handle: AttemptHandle,
+    outcome: AttemptOutcome,
+    attempt_log: AttemptLog | ExternalLog,
+) -> None:
+    """Run the step, recording its result or error in ``outcome`` and its log."""
+    logger = attempt_log.logger
+    attempt_log.write(logging.INFO, plan.header or _header(run, plan))
+    try:
+        handle.attach()
+        step, context = build_attempt(run, plan, handle, logger)
+        handle.attach(context)
+        if handle.cancel.is_set():
+            raise AttemptStopped
+        result = step.run(context)
+        context.wait_for_start()  # no outcome before the task really started
+        handle.finished()
+        outcome.output = TaskOutput.from_result(result)
+        attempt_log.write(logging.INFO, f"succeeded: {describe(result)}")
+    except SpecError as exc:
+        handle.finished()
+        outcome.error = PermanentStepError(str(exc))
+        logger.error("invalid configuration: %s", exc)
+    except BaseException as exc:
+        handle.finished()
+        outcome.error = exc
+        if handle.stop_reason is not None:
+            logger.error("stopped (%s): %s", handle.stop_reason.value, first_line(exc))
+        else:
+            text = "".join(traceback.format_exception(exc))
+            logger.error("failed: %s\n%s", run.redact(first_line(exc)), run.redact(text))
 
 
 def run_with_timeout(

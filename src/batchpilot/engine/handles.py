@@ -50,6 +50,8 @@ class AttemptOutcome:
     error: BaseException | None = None
     duration_s: float = 0.0
     stop_reason: StopReason | None = None
+    #: the log of an attempt without a log file, for its record in the store
+    log_text: str | None = None
 
 
 @dataclass
@@ -58,7 +60,9 @@ class AttemptHandle:
 
     task_id: str
     attempt: int
-    log_path: Path
+    #: None: the attempt returns at once (run on the engine's thread) and its log is
+    #: kept with its record in the store, not in a file (see :class:`AttemptLog`)
+    log_path: Path | None
     timeout_s: float | None = None
     started: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -66,9 +70,6 @@ class AttemptHandle:
     stop_deadline: float | None = None
     #: for an attempt started early (before its upstream ended): set by :meth:`begin`
     go: threading.Event | None = None
-    #: the attempt returns at once (run on the engine's thread): its log is written
-    #: in one go when it ends (see :class:`AttemptLog`)
-    buffered_log: bool = False
     _began: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread_id: int | None = None
@@ -90,7 +91,7 @@ class AttemptHandle:
         """Start for real an attempt that started early: its log moves to ``log_path``,
         its timeout starts now, and its step may commit."""
         with self._lock:
-            if self._log_open and log_path != self.log_path:
+            if self._log_open and self.log_path is not None and log_path != self.log_path:
                 os.replace(self.log_path, log_path)
             self.log_path = log_path
             self.started = time.monotonic()
@@ -128,14 +129,13 @@ class AttemptHandle:
             self._finished = True
 
     def open_log(self, log: logging.Logger | None = None) -> AttemptLog | ExternalLog:
-        """The attempt's log: its own file, or ``log`` (an Airflow worker's task log)."""
+        """The attempt's log: its own file (or text, see :attr:`log_path`), or ``log``
+        (an Airflow worker's task log)."""
         if log is not None:
             return ExternalLog(log)
         with self._lock:
             self._log_open = True
-            return AttemptLog(
-                self.log_path, name=f"batchpilot.task.{self.task_id}", buffered=self.buffered_log
-            )
+            return AttemptLog(self.log_path, name=f"batchpilot.task.{self.task_id}")
 
     def outcome_of(self, future: Future[AttemptOutcome]) -> AttemptOutcome:
         """The outcome a finished Future holds; a stop that landed after the

@@ -28,6 +28,11 @@ class AttemptLog:
     offset: int = 0
     next_offset: int = 0
 
+    @property
+    def key(self) -> str:
+        """What a follower keeps this log's next offset under (see :data:`Offsets`)."""
+        return offset_key(self.log_path, self.task_id, self.attempt)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form ``batchpilot logs --output json`` prints, one per attempt."""
         return {
@@ -64,9 +69,15 @@ def decode_log(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-#: where each attempt's next read starts, by its ``log_path`` (unique in a run, unlike
-#: the attempt number a compensation shares with its task's attempts)
+#: where each attempt's next read starts, by :func:`offset_key`
 Offsets = Mapping[str, int]
+
+
+def offset_key(log_path: str | None, task_id: str, attempt: int) -> str:
+    """An attempt's key in :data:`Offsets`: its ``log_path`` (unique in a run, unlike the
+    attempt number a compensation shares with its task's attempts), else, for a log kept
+    in the store (only a task's own attempts have one), the task and attempt."""
+    return log_path or f"{task_id}:{attempt}"
 
 
 def read_local_logs(
@@ -82,17 +93,22 @@ def read_local_logs(
     """Each recorded attempt's log of a run that executed on this machine (filtered by
     ``task`` and ``attempt``), in the store's order, from ``offsets`` (else ``offset``) on.
 
-    An attempt's local file is read while it exists; once it is gone (the run
-    folder was removed, or the run was driven on another machine) its chunks
-    shipped to ``remote`` are, from the same byte offset. Raises
+    An attempt that ran on the engine's thread has its log in its record
+    (``log_text``). Another's local file is read while it exists; once it is gone
+    (the run folder was removed, or the run was driven on another machine) its
+    chunks shipped to ``remote`` are, from the same byte offset. Raises
     :class:`RemoteLogsError` when the storage cannot be read.
     """
     logs = []
     for record in store.get_attempts(run.run_id, task):
         if attempt is not None and record.attempt != attempt:
             continue
-        start = (offsets or {}).get(record.log_path or "", offset)
-        if remote is not None and record.log_path and not Path(record.log_path).exists():
+        key = offset_key(record.log_path, record.task_id, record.attempt)
+        start = (offsets or {}).get(key, offset)
+        if record.log_text is not None:
+            data = record.log_text.encode("utf-8")[start:]
+            text, next_offset = decode_log(data), start + len(data)
+        elif remote is not None and record.log_path and not Path(record.log_path).exists():
             data, next_offset = remote.read(
                 pipeline=run.pipeline,
                 run_id=run.run_id,

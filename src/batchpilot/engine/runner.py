@@ -263,7 +263,6 @@ class RunExecutor:
                     handle.task_id, TaskState.RUNNING, attempt=handle.attempt
                 )
                 handle.started = time.monotonic()
-                handle.buffered_log = True  # it returns at once: one write of its log
                 outcome = self.dispatch.run_task_attempt(handle)
                 future.set_result(outcome)
                 if isinstance(outcome.error, KeyboardInterrupt):
@@ -291,13 +290,15 @@ class RunExecutor:
                 return
             board.pop_ready()
             attempt = board.next_attempt(task_id)
+            # an attempt run here returns at once: its log goes with its record, no file
+            log_path = None if started is tick.inline else self.run.log_path(task_id, attempt)
             handle = AttemptHandle(
                 task_id=task_id,
                 attempt=attempt,
-                log_path=self.run.log_path(task_id, attempt),
+                log_path=log_path,
                 timeout_s=board.nodes[task_id].timeout_s,
             )
-            tx.start_attempt(self.run.run_id, task_id, attempt, log_path=str(handle.log_path))
+            tx.start_attempt(self.run.run_id, task_id, attempt, log_path=log_path and str(log_path))
             board.set_state(task_id, TaskState.RUNNING)
             started.append(handle)
 
@@ -381,6 +382,7 @@ class RunExecutor:
                 rows_rejected=output.rows_rejected,
                 duration_s=outcome.duration_s,
                 output=output.to_json(),
+                log_text=outcome.log_text,
             )
             board.outputs[task_id] = output
             if live is not None:
@@ -394,6 +396,7 @@ class RunExecutor:
                 attempt_state=transition.attempt_state,
                 error=transition.error,
                 duration_s=outcome.duration_s,
+                log_text=outcome.log_text,
             )
             if live is not None:
                 live.abandon()
@@ -411,7 +414,7 @@ class RunExecutor:
                     task_id=due.task_id,
                     attempt=due.attempt,
                     error=due.error,
-                    log_path=str(self.run.log_path(due.task_id, due.attempt)),
+                    log_path=self._log_path_of(due.task_id, due.attempt),
                     state=due.state.value,
                 )
         board.mark_dirty(transition.dirty)
@@ -429,6 +432,11 @@ class RunExecutor:
             tick.events.append(
                 (member, TaskState.FAILED, self.board.attempts.get(member, 0), error)
             )
+
+    def _log_path_of(self, task_id: str, attempt: int) -> str | None:
+        """Where an attempt's log file is; None for a task run on the engine's thread,
+        whose log is kept with its attempt's record (see :meth:`_start_ready`)."""
+        return None if task_id in self._inline else str(self.run.log_path(task_id, attempt))
 
     def _group_view(self, group: TransactionGroup) -> GroupView:
         states, attempts = self.board.states, self.board.attempts

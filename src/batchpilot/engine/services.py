@@ -267,8 +267,10 @@ class RunService:
         offsets: Offsets | None = None,
     ) -> list[AttemptLog]:
         """Each attempt's log (of ``task``, of ``attempt``), text from
-        ``offsets[log_path]`` on, else from ``offset``: the local file while it exists,
-        else its copy shipped to ``BATCHPILOT_LOGS_URL``.
+        ``offsets[key]`` on (see :func:`~batchpilot.engine.logs.offset_key`), else from
+        ``offset``: the store's copy of the log of an attempt run on the engine's
+        thread, the local file while it exists, else its copy shipped to
+        ``BATCHPILOT_LOGS_URL``.
 
         Raises :class:`RunNotFound`, :class:`RunStateError` naming the run's
         tasks when it has no task ``task``, :class:`RemoteLogsError` when the
@@ -316,9 +318,8 @@ class RunService:
             current = self._refreshed([self.store.get_run(run.run_id)], warn)[0]
             dead = current.executor == LOCAL and is_dead(current, settings=self.settings)
             for item in self.read_logs(run.run_id, task=task, attempt=attempt, offsets=offsets):
-                key = item.log_path or f"{item.task_id}:{item.attempt}"
-                first = key not in offsets
-                offsets[key] = item.next_offset
+                first = item.key not in offsets
+                offsets[item.key] = item.next_offset
                 if first or item.text:
                     yield item
             if dead:

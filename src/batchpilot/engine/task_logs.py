@@ -1,11 +1,11 @@
-"""One log file per task attempt, capturing the step's logger and its prints."""
+"""One log per task attempt, capturing the step's logger and its prints: a file, or for
+an attempt that returns at once, text kept for the attempt's record in the store."""
 
 from __future__ import annotations
 
 import contextvars
 import io
 import logging
-import os
 import sys
 import threading
 import time
@@ -19,18 +19,20 @@ _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
 
 
 class AttemptLog:
-    """The log file of one attempt; ``logger`` writes to it and so do ``print`` calls.
+    """The log of one attempt; ``logger`` writes to it and so do ``print`` calls.
 
-    ``buffered``: for an attempt that returns at once (a step that never blocks, run
-    on the engine's thread), its lines are kept in memory and the file is written in
-    one go when the log closes, instead of line by line while the attempt runs.
+    ``path`` None: an attempt that returns at once (a step that never blocks, run on
+    the engine's thread). Its lines are kept in memory, and :attr:`text` holds them
+    once the log is closed, for the attempt's record in the store: no file is created
+    for a log no one can follow while it is written.
     """
 
-    def __init__(self, path: Path, *, name: str, buffered: bool = False) -> None:
+    def __init__(self, path: Path | None, *, name: str) -> None:
         self.path = path
-        self._buffered = buffered
+        #: an in-memory log's lines, once it is closed
+        self.text: str | None = None
         self._file: TextIO = (
-            io.StringIO() if buffered else open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            io.StringIO() if path is None else open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         )
         self.logger = logging.Logger(name, level=logging.DEBUG)  # not registered globally
         handler = logging.StreamHandler(self._file)
@@ -57,26 +59,19 @@ class AttemptLog:
         self.close()
 
     def close(self) -> None:
-        """Flush and close the file (a buffered log: write it)."""
+        """Flush and close the file (an in-memory log: keep its text in :attr:`text`)."""
         for handler in self.logger.handlers:
             handler.flush()
-        if self._buffered:
-            assert isinstance(self._file, io.StringIO)
-            _append(self.path, self._file.getvalue())
+        if isinstance(self._file, io.StringIO):
+            self.text = self._file.getvalue()
         self._file.close()
-
-
-def _append(path: Path, text: str) -> None:
-    """Append ``text`` to the file at ``path`` (created if need be) in one write."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
-    try:
-        os.write(fd, text.encode("utf-8"))
-    finally:
-        os.close(fd)
 
 
 class ExternalLog:
     """An attempt that logs to a logger someone else set up (an Airflow task's log)."""
+
+    #: the log is the other's to keep
+    text: str | None = None
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger

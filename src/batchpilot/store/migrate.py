@@ -11,7 +11,7 @@ from sqlalchemy import Engine, inspect, text
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest Alembic revision; a test checks it matches the migrations folder.
-SCHEMA_REVISION = "0012"
+SCHEMA_REVISION = "0013"
 
 
 _LOCK_KEY = 0x62617463  # "batc": the advisory lock batchpilot migrations take

@@ -86,7 +86,8 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class AttemptRecord:
-    """One attempt of a task (each keeps its own log)."""
+    """One attempt of a task (each keeps its own log: a file at ``log_path``, or for an
+    attempt the engine ran on its own thread, its text in ``log_text``)."""
 
     run_id: str
     task_id: str
@@ -97,6 +98,7 @@ class AttemptRecord:
     ended_at: datetime | None
     error: str | None
     log_path: str | None
+    log_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,7 @@ def attempt_record(row: Any) -> AttemptRecord:
         ended_at=aware(row["ended_at"]),
         error=row["error"],
         log_path=row["log_path"],
+        log_text=row["log_text"],
     )
 
 

@@ -379,7 +379,7 @@ class RunStore(
             conn.close()
 
     def start_attempt(
-        self, run_id: str, task_id: str, attempt: int, *, log_path: str, kind: str = "run"
+        self, run_id: str, task_id: str, attempt: int, *, log_path: str | None, kind: str = "run"
     ) -> datetime:
         """Mark the task running and open its attempt record; returns the start time."""
         with self.write() as tx:

@@ -107,6 +107,8 @@ attempts = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("error", Text),
     Column("log_path", Text),
+    #: an attempt run on the engine's thread keeps its log here, not in a file (0013)
+    Column("log_text", Text),
     ForeignKeyConstraint(["run_id"], ["bp_runs.run_id"], ondelete="CASCADE"),
 )
 

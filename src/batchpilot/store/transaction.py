@@ -34,7 +34,7 @@ _INSERT_ATTEMPT = attempts.insert()
 _FINISH_ATTEMPT = (
     update(attempts)
     .where(_ATTEMPT_KEY)
-    .values(state=_B("state"), ended_at=_B("now"), error=_B("error"))
+    .values(state=_B("state"), ended_at=_B("now"), error=_B("error"), log_text=_B("log_text"))
 )
 _FINISH_TASK = (
     update(task_instances)
@@ -169,9 +169,10 @@ class Transaction:
             raise RunTakenOver(run_id)
 
     def start_attempt(
-        self, run_id: str, task_id: str, attempt: int, *, log_path: str, kind: str = "run"
+        self, run_id: str, task_id: str, attempt: int, *, log_path: str | None, kind: str = "run"
     ) -> datetime:
-        """Mark the task running and open its attempt record; returns the start time."""
+        """Mark the task running and open its attempt record; returns the start time.
+        ``log_path`` None: the attempt's log comes with its end (see :meth:`finish_attempt`)."""
         now, cursor = utcnow(), self._cursor
         self._hot.start_task.execute(
             cursor,
@@ -211,8 +212,10 @@ class Transaction:
         rows_rejected: int | None = None,
         duration_s: float | None = None,
         output: dict[str, Any] | None = None,
+        log_text: str | None = None,
     ) -> None:
-        """Close an attempt and set the task's new state (success, failed or retry)."""
+        """Close an attempt and set the task's new state (success, failed or retry);
+        ``log_text``: the log of an attempt without a log file."""
         now, cursor = utcnow(), self._cursor
         self._hot.finish_attempt.execute(
             cursor,
@@ -223,6 +226,7 @@ class Transaction:
                 "state": _STATE_VALUES[attempt_state or state],
                 "now": now,
                 "error": error,
+                "log_text": log_text,
             },
         )
         self._hot.finish_task.execute(
