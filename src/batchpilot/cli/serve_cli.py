@@ -10,7 +10,7 @@ import os
 import signal
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -27,14 +27,10 @@ from batchpilot.cli.output import (
 )
 from batchpilot.engine import RunService, new_run_id
 from batchpilot.errors import SpecErrors
-from batchpilot.monitor.serve_loop import MonitorLoop
-from batchpilot.notify import ChannelRegistry
 from batchpilot.scheduler.catalog import PipelineCatalog, snapshot_path
 from batchpilot.scheduler.clock import SystemClock
-from batchpilot.scheduler.commands import CommandSupervisor
 from batchpilot.scheduler.components import DeadRunPolicy, ServeContext, ServeOptions
 from batchpilot.scheduler.describe import pipeline_rows
-from batchpilot.scheduler.serve import ServeProcess
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS
 from batchpilot.scheduler.warm_workers import start_fork_server
 from batchpilot.settings import DEFAULT_SERVE_HOST as DEFAULT_HOST
@@ -43,6 +39,9 @@ from batchpilot.settings import Settings
 from batchpilot.spec.dates import parse_logical_date
 from batchpilot.spec.monitoring import check_routes
 from batchpilot.store import RunStore
+
+if TYPE_CHECKING:
+    from batchpilot.notify import ChannelRegistry
 
 pipelines_app = typer.Typer(help="The pipelines serve schedules.", no_args_is_help=True)
 
@@ -140,6 +139,13 @@ def serve(
         fail(f"the pipelines folder {folder} does not exist")
     # the workers' fork server imports the engine (a second or two) while serve starts
     start_fork_server()
+    # the monitor, notifications and serve's own parts load here, not at import: every
+    # other command starts without them (Jinja2 among them)
+    from batchpilot.monitor.serve_loop import MonitorLoop
+    from batchpilot.notify import ChannelRegistry
+    from batchpilot.scheduler.commands import CommandSupervisor
+    from batchpilot.scheduler.serve import ServeProcess
+
     settings, store = _settings_and_store()
     with exit_codes(EXIT_INVALID):
         channels = ChannelRegistry.from_sources(os.environ, settings.home)
@@ -161,7 +167,7 @@ def serve(
         runs_ended=context.runs_ended,
     )
     commands = CommandSupervisor(settings)
-    # FastAPI and uvicorn load here, not at import: every other command starts without them
+    # FastAPI and uvicorn too
     from batchpilot.api import ApiServer
     from batchpilot.web import serve_web_app
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-
-from jinja2 import Environment, StrictUndefined
+from typing import TYPE_CHECKING
 
 from batchpilot.notify.message import Message, Severity
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 _TEXT_TEMPLATE = """\
 {{ message.title }}
@@ -44,10 +47,17 @@ _COLORS = {
     Severity.INFO: "#1f2328",
     Severity.RESOLVED: "#1a7f37",
 }
-_text = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
-_html = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
-_TEXT = _text.from_string(_TEXT_TEMPLATE)
-_HTML = _html.from_string(_HTML_TEMPLATE)
+
+
+@functools.cache
+def _templates() -> tuple[Template, Template]:
+    """The text and HTML templates, compiled once, when the first email is rendered (a
+    process that sends none, such as ``batchpilot run``, never loads Jinja2)."""
+    from jinja2 import Environment, StrictUndefined
+
+    text = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+    html = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
+    return text.from_string(_TEXT_TEMPLATE), html.from_string(_HTML_TEMPLATE)
 
 
 @dataclass(frozen=True)
@@ -62,10 +72,11 @@ class RenderedEmail:
 def render_email(message: Message) -> RenderedEmail:
     """The email's subject, plain text (facts aligned) and HTML (every value escaped)."""
     width = max((len(f.label) + 1 for f in message.facts), default=0)
+    text, html = _templates()
     return RenderedEmail(
         subject=message.subject,
-        text=_TEXT.render(message=message, width=width),
-        html=_HTML.render(message=message, color=_COLORS[message.severity]),
+        text=text.render(message=message, width=width),
+        html=html.render(message=message, color=_COLORS[message.severity]),
     )
 
 

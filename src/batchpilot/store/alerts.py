@@ -12,6 +12,7 @@ ending (a retried run that ends again is evaluated again). Reached as
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +36,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from batchpilot.errors import AlertNotFound
 from batchpilot.states import RunStatus
@@ -43,6 +43,7 @@ from batchpilot.store.outbox import insert_notification
 from batchpilot.store.records import aware
 from batchpilot.store.tables import metadata, missed_slots, runs
 from batchpilot.store.transaction import Wrapped
+from batchpilot.store.upserts import dialect_insert
 
 alerts = Table(
     "bp_alerts",
@@ -344,11 +345,11 @@ _OPEN_OF_PIPELINE = (
 )
 
 
+@functools.cache
 def _mark_statement(dialect: str) -> Any:
     """Insert the run's mark, or move it to a new ending; returns a row only when it did
-    (one statement: no row means this ending was evaluated already)."""
-    module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(monitored_runs).values(
+    (one statement: no row means this ending was evaluated already). Built once per dialect."""
+    statement = dialect_insert(dialect, monitored_runs).values(
         run_id=bindparam("run_id"),
         ended_at=bindparam("ended_at"),
         evaluated_at=bindparam("now"),
@@ -365,14 +366,11 @@ def _mark_statement(dialect: str) -> Any:
     ).returning(monitored_runs.c.run_id)
 
 
-_MARK = {dialect: _mark_statement(dialect) for dialect in ("sqlite", "postgresql")}
-
-
 def _mark_evaluated(conn: Any, run_id: str, ended_at: datetime | None, now: datetime) -> bool:
     """Record that this ending of the run is evaluated; False when it was already."""
     ended = _utc(ended_at) if ended_at is not None else None
     params = {"run_id": run_id, "ended_at": ended, "now": now}
-    return conn.execute(_MARK[conn.dialect.name], params).first() is not None
+    return conn.execute(_mark_statement(conn.dialect.name), params).first() is not None
 
 
 def _plan_and_apply(

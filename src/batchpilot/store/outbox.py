@@ -14,6 +14,7 @@ by the caller's clock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,10 +37,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from batchpilot.store.records import aware
 from batchpilot.store.tables import metadata
+from batchpilot.store.upserts import dialect_insert
 
 outbox = Table(
     "bp_outbox",
@@ -129,17 +130,15 @@ def insert_notification(
         "created_at": _utc(now),
         "next_attempt_at": _utc(now),
     }
-    statement = _INSERT_ONCE.get(conn.dialect.name)
-    if statement is None:  # pragma: no cover - batchpilot stores are SQLite or PostgreSQL
-        raise NotImplementedError(f"the outbox does not support {conn.dialect.name}")
-    return conn.execute(statement, values).first() is not None
+    return conn.execute(_insert_once(conn.dialect.name), values).first() is not None
 
 
-def _insert_once(module: Any) -> Any:
+@functools.cache
+def _insert_once(dialect: str) -> Any:
     """Insert a message unless its (channel, key) is queued already; RETURNING says whether a
     row went in (rowcount is not reliable with RETURNING). Built once per dialect."""
     return (
-        module.insert(outbox)
+        dialect_insert(dialect, outbox)
         .values(
             {
                 name: bindparam(name, type_=outbox.c[name].type)
@@ -157,9 +156,6 @@ def _insert_once(module: Any) -> Any:
         .on_conflict_do_nothing()
         .returning(outbox.c.outbox_id)
     )
-
-
-_INSERT_ONCE = {"postgresql": _insert_once(postgresql), "sqlite": _insert_once(sqlite)}
 
 
 def _claimable(now: datetime) -> Any:

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from batchpilot.errors import SpecError, StoreError
 from batchpilot.states import RunTrigger
@@ -43,6 +42,7 @@ from batchpilot.store.tables import (
     slot_claims,
 )
 from batchpilot.store.transaction import Wrapped
+from batchpilot.store.upserts import dialect_insert
 
 #: The longest idempotency key accepted (the column's width).
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -316,7 +316,7 @@ def _slot_of(run: NewRun) -> datetime:
 def _insert_if_absent(conn: Any, table: Any, values: dict[str, Any], keys: Sequence[str]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING; True when the row went in. On PostgreSQL a
     concurrent insert of the same key waits for the other transaction to end."""
-    statement = _dialect_insert(conn, table)
+    statement = dialect_insert(conn.dialect.name, table)
     key_column = table.c[keys[0]]
     inserted = conn.execute(
         statement.values(**values)
@@ -326,20 +326,12 @@ def _insert_if_absent(conn: Any, table: Any, values: dict[str, Any], keys: Seque
     return inserted is not None
 
 
-def _dialect_insert(conn: Any, table: Any) -> Any:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise StoreError(f"the scheduler needs SQLite or PostgreSQL, not {dialect}")  # pragma: no cover
-
-
 def _insert_rows_if_absent(
     conn: Any, table: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str]
 ) -> None:
     """INSERT … ON CONFLICT DO NOTHING for many rows (one statement, many parameter sets)."""
-    statement = _dialect_insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
+    statement = dialect_insert(conn.dialect.name, table)
+    statement = statement.on_conflict_do_nothing(index_elements=list(keys))
     conn.execute(statement, list(rows))
 
 
@@ -348,7 +340,7 @@ def _insert_claims(conn: Any, rows: Sequence[dict[str, Any]]) -> set[str]:
     in. On PostgreSQL a concurrent insert of the same (pipeline, slot) waits for the other
     transaction to end, then does nothing."""
     statement = (
-        _dialect_insert(conn, slot_claims)
+        dialect_insert(conn.dialect.name, slot_claims)
         .on_conflict_do_nothing(index_elements=["pipeline", "slot"])
         .returning(slot_claims.c.run_id)  # a row back only for a claim that took
     )
