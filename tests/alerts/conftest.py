@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchpilot.scheduler.clock import FakeClock
+from batchpilot.clock import FakeClock
 from batchpilot.store import RunStore
 
 START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from batchpilot.clock import FakeClock
 from batchpilot.monitor.deadlines import (
     DeadlineWatch,
     SlotOutcome,
@@ -15,7 +16,6 @@ from batchpilot.monitor.deadlines import (
     latest_deadline,
 )
 from batchpilot.notify import Message
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.spec.serialize import spec_to_document
 from batchpilot.states import RunStatus, RunTrigger

@@ -3,9 +3,9 @@ and not acknowledged, exactly one recovery notice; the numbers that explain each
 
 from __future__ import annotations
 
+from batchpilot.clock import FakeClock
 from batchpilot.monitor.evaluate import evaluate_run
 from batchpilot.notify import Message
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore
 from batchpilot.store.alerts import AlertState

@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import update
 
+from batchpilot.clock import FakeClock
 from batchpilot.monitor.evaluate import evaluate_run
 from batchpilot.monitor.missed_schedule import MissedScheduleWatch
 from batchpilot.monitor.serve_loop import MonitorLoop
 from batchpilot.notify import ChannelRegistry, Message, parse_channel
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.scheduler.tick import run_tick
 from batchpilot.spec.loader import build_pipeline
 from batchpilot.states import RunStatus

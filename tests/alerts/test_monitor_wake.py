@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import threading
 
+from batchpilot.clock import FakeClock
 from batchpilot.monitor.serve_loop import MonitorLoop
 from batchpilot.notify import ChannelRegistry
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.states import RunStatus
 from batchpilot.store import RunStore
 from tests.alerts.history import add_run, pipeline_document

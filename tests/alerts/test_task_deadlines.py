@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from batchpilot.clock import FakeClock
 from batchpilot.monitor.evaluate import evaluate_run
 from batchpilot.monitor.serve_loop import MonitorLoop
 from batchpilot.monitor.task_deadlines import decide_task_deadline
 from batchpilot.notify import ChannelRegistry, Message, parse_channel
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunStore, TaskRecord
 from batchpilot.store.tables import task_instances

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from batchpilot.clock import SystemClock
 from batchpilot.engine import RunService
 from batchpilot.monitor.evaluate import evaluate_run
 from batchpilot.monitor.overview import day_overview, day_window
 from batchpilot.pipeline import load_pipeline
-from batchpilot.scheduler.clock import SystemClock
 from batchpilot.states import RunStatus
 from tests.api.conftest import InProcessApi
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from batchpilot.clock import FakeClock
 from batchpilot.engine import RunService
 from batchpilot.errors import RunNotFound
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.scheduler.components import ServeContext, ServeOptions
 from batchpilot.scheduler.serve import RetentionLoop, ServeProcess
 from batchpilot.settings import Settings

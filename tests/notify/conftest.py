@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchpilot.scheduler.clock import FakeClock
+from batchpilot.clock import FakeClock
 from batchpilot.store import RunStore
 from tests.notify.servers import SmtpServer, WebhookServer, make_certificate, server_tls_context
 

@@ -7,10 +7,10 @@ from urllib.parse import quote
 
 import pytest
 
+from batchpilot.clock import FakeClock
 from batchpilot.errors import DeliveryError
 from batchpilot.notify import ChannelRegistry, deliver_due, enqueue, parse_channel, send_message
 from batchpilot.notify.email_render import message_id_for
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.store import RunStore
 from batchpilot.store.outbox import OutboxState
 from tests.notify.servers import SmtpServer, server_tls_context

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from batchpilot.clock import FakeClock
 from batchpilot.notify import (
     ChannelRegistry,
     Message,
@@ -21,7 +22,6 @@ from batchpilot.notify import (
     parse_channel,
     send_test_message,
 )
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.store import RunStore
 from batchpilot.store.outbox import OutboxState
 from tests.notify.servers import WebhookServer, free_port

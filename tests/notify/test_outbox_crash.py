@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from batchpilot.clock import FakeClock
 from batchpilot.notify import ChannelRegistry, deliver_due, enqueue, parse_channel
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.store import RunStore
 from batchpilot.store.outbox import OutboxState
 from tests.notify.servers import WebhookServer

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from batchpilot.clock import FakeClock
 from batchpilot.engine import new_run_id
 from batchpilot.scheduler.catalog import PipelineCatalog
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.scheduler.components import ServeContext, ServeOptions
 from batchpilot.scheduler.dispatcher import RunDispatcher
 from batchpilot.scheduler.serve import SLOT_MARGIN_S, SchedulerLoop

@@ -9,9 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from batchpilot.clock import FakeClock
 from batchpilot.engine import RunService
 from batchpilot.engine.queued import queued_run
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.scheduler.jitter import jitter_delay
 from batchpilot.scheduler.tick import (
     CLAIMS_PER_TRANSACTION,
@@ -211,7 +211,7 @@ def test_two_schedulers_on_one_postgresql_store_claim_each_of_50_slots_once(
         import sys, time
         from datetime import UTC, datetime, timedelta
         from pathlib import Path
-        from batchpilot.scheduler.clock import FakeClock
+        from batchpilot.clock import FakeClock
         from batchpilot.scheduler.tick import run_tick
         from batchpilot.spec.loader import build_pipeline
         from batchpilot.store import RunStore
@@ -268,7 +268,7 @@ def test_a_scheduler_killed_mid_pass_leaves_each_slot_claimed_with_its_run_or_no
     script = textwrap.dedent(
         f"""
         from datetime import datetime
-        from batchpilot.scheduler.clock import FakeClock
+        from batchpilot.clock import FakeClock
         from batchpilot.scheduler.tick import run_tick
         from batchpilot.spec.loader import build_pipeline
         from batchpilot.store import RunStore

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from batchpilot.clock import FakeClock
 from batchpilot.errors import SpecErrors
 from batchpilot.scheduler.catalog import PipelineCatalog
-from batchpilot.scheduler.clock import FakeClock
 from batchpilot.scheduler.triggers import (
     SeenFile,
     TriggerWatches,

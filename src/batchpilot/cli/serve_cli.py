@@ -25,10 +25,10 @@ from batchpilot.cli.output import (
     out,
     print_json,
 )
+from batchpilot.clock import SystemClock
 from batchpilot.engine import RunService, new_run_id
 from batchpilot.errors import SpecErrors
 from batchpilot.scheduler.catalog import PipelineCatalog, snapshot_path
-from batchpilot.scheduler.clock import SystemClock
 from batchpilot.scheduler.components import DeadRunPolicy, ServeContext, ServeOptions
 from batchpilot.scheduler.describe import pipeline_rows
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS

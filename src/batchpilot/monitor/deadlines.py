@@ -24,12 +24,12 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 
+from batchpilot.clock import Clock
 from batchpilot.errors import first_line
 from batchpilot.monitor.episodes import EpisodeContext, episode_key, plan_episodes
 from batchpilot.monitor.evaluate import RunRules, rules_of
 from batchpilot.monitor.rules import Verdict
 from batchpilot.monitor.task_deadlines import decide_task_deadlines
-from batchpilot.notify.clock import Clock
 from batchpilot.notify.message import Severity
 from batchpilot.scheduler.slots import latest_slot
 from batchpilot.spec.local_time import resolve_wall_time

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from batchpilot.clock import Clock
 from batchpilot.monitor.episodes import EpisodeContext, plan_episodes
 from batchpilot.monitor.missed_schedule import schedule_runs_again
 from batchpilot.monitor.rules import (
@@ -24,7 +25,6 @@ from batchpilot.monitor.rules import (
     decide_slow,
 )
 from batchpilot.monitor.task_deadlines import decide_task_deadlines
-from batchpilot.notify.clock import Clock
 from batchpilot.spec.monitoring import HISTORY_RUNS, MonitoringSpec, parse_monitoring, parse_notify
 from batchpilot.states import RunStatus, TaskState
 from batchpilot.store import RunRecord, RunStore, TaskRecord

@@ -20,10 +20,10 @@ import logging
 from collections.abc import Callable, Container, Mapping
 from datetime import UTC, tzinfo
 
+from batchpilot.clock import Clock
 from batchpilot.errors import first_line
 from batchpilot.monitor.episodes import EpisodeContext, plan_episodes
 from batchpilot.monitor.rules import Verdict
-from batchpilot.notify.clock import Clock
 from batchpilot.notify.message import Severity
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.store import RunStore

@@ -5,6 +5,7 @@ calls :func:`deliver_due` on a clock tick; ``batchpilot notify test CHANNEL``
 calls :func:`send_test_message`.
 """
 
+from batchpilot.clock import Clock, SystemClock
 from batchpilot.notify.channels import (
     Channel,
     EmailChannel,
@@ -13,7 +14,6 @@ from batchpilot.notify.channels import (
     WebhookChannel,
     parse_channel,
 )
-from batchpilot.notify.clock import Clock, SystemClock
 from batchpilot.notify.message import Fact, Message, Severity, alert_facts
 from batchpilot.notify.outbox import DeliveryFailure, DeliveryReport, deliver_due, enqueue
 from batchpilot.notify.registry import ENV_PREFIX, NOTIFICATIONS_FILE, ChannelRegistry

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from batchpilot.clock import Clock
 from batchpilot.errors import BatchpilotError, DeliveryError, UnknownChannel
 from batchpilot.notify.channels import Channel
-from batchpilot.notify.clock import Clock
 from batchpilot.notify.http_transport import DEFAULT_TIMEOUT_S, HttpPoster
 from batchpilot.notify.message import Message
 from batchpilot.notify.registry import ChannelRegistry, channel_key

@@ -6,6 +6,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime
 
+from batchpilot.clock import Clock, SystemClock
 from batchpilot.errors import DeliveryError
 from batchpilot.notify.channels import (
     Channel,
@@ -14,7 +15,6 @@ from batchpilot.notify.channels import (
     SlackChannel,
     TeamsChannel,
 )
-from batchpilot.notify.clock import Clock, SystemClock
 from batchpilot.notify.http_transport import DEFAULT_TIMEOUT_S, HttpPoster, post_payload
 from batchpilot.notify.message import Fact, Message, Severity
 from batchpilot.notify.render import json_body, render_slack, render_teams, render_webhook

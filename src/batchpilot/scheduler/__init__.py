@@ -19,8 +19,8 @@ slot) key, in the transaction that creates its run (see
 - :mod:`~batchpilot.scheduler.describe`: what ``pipelines list`` shows.
 """
 
+from batchpilot.clock import Clock, FakeClock, SystemClock
 from batchpilot.scheduler.backfill import MAX_BACKFILL_SLOTS, backfill_slots
-from batchpilot.scheduler.clock import Clock, FakeClock, SystemClock
 from batchpilot.scheduler.cron import is_interval_hour_field
 from batchpilot.scheduler.jitter import jitter_delay
 from batchpilot.scheduler.slots import Slot, iter_slots, latest_slot, next_slot, slots_between

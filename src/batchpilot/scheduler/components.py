@@ -19,10 +19,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from batchpilot.clock import Clock, SystemClock
 from batchpilot.engine import RunService
 from batchpilot.errors import first_line
 from batchpilot.scheduler.catalog import CATALOG_POLL_S
-from batchpilot.scheduler.clock import Clock, SystemClock
 from batchpilot.scheduler.supervisor import DEFAULT_MAX_RUNS, STOP_GRACE_S
 from batchpilot.settings import Settings
 from batchpilot.store import RunStore

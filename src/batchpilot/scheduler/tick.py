@@ -16,9 +16,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from batchpilot.clock import Clock
 from batchpilot.engine import new_run_id, queued_run
 from batchpilot.errors import RunStateError
-from batchpilot.scheduler.clock import Clock
 from batchpilot.scheduler.jitter import jitter_delay
 from batchpilot.scheduler.policies import ActiveRuns, consecutive_failures, plan_slots
 from batchpilot.scheduler.slots import Slot, latest_slot, next_slot

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from batchpilot.clock import Clock
 from batchpilot.engine import new_run_id, queued_run
 from batchpilot.errors import SpecError
-from batchpilot.scheduler.clock import Clock
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.spec.triggers import TRIGGER_PARAM, AfterTrigger, FileTrigger, UpstreamStatus
 from batchpilot.states import RunStatus, RunTrigger

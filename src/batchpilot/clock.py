@@ -1,4 +1,5 @@
-"""The scheduler reads time through a clock, so tests move time instead of sleeping."""
+"""Time read through a clock, so tests move time instead of sleeping: the scheduler, the
+monitor's deadlines and the notification deliverer all take one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """What the scheduler knows of time."""
+    """What the scheduler, the monitor and the deliverer know of time."""
 
     def now(self) -> datetime:
         """The current instant, aware, in UTC."""
