@@ -33,7 +33,7 @@ from batchpilot.spec.triggers import (
     trigger_graph_errors,
 )
 from batchpilot.states import RunStatus, RunTrigger
-from batchpilot.store import RunRecord, RunStore
+from batchpilot.store import RunStore, RunSummaryRecord
 from tests.scheduler.conftest import write_pipeline
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -126,10 +126,10 @@ def test_only_files_never_fired_for_are_new():
     assert unfired([old, rewritten, fresh], {old.identity.key}) == [rewritten, fresh]
 
 
-def upstream(run_id: str, status: RunStatus, ended: datetime | None) -> RunRecord:
-    return RunRecord(
+def upstream(run_id: str, status: RunStatus, ended: datetime | None) -> RunSummaryRecord:
+    return RunSummaryRecord(
         **{
-            **{f: None for f in RunRecord.__dataclass_fields__},
+            **{f: None for f in RunSummaryRecord.__dataclass_fields__},
             "run_id": run_id,
             "pipeline": "daily_customers",
             "status": status,

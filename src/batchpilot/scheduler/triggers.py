@@ -26,7 +26,7 @@ from batchpilot.errors import SpecError
 from batchpilot.spec.model import PipelineSpec
 from batchpilot.spec.triggers import TRIGGER_PARAM, AfterTrigger, FileTrigger, UpstreamStatus
 from batchpilot.states import RunStatus, RunTrigger
-from batchpilot.store import RunRecord, RunStore
+from batchpilot.store import RunStore, RunSummaryRecord
 from batchpilot.store.run_rows import NewRun
 from batchpilot.store.triggers import FireIdentity, file_identity, upstream_identity
 
@@ -87,8 +87,8 @@ def unfired(files: Sequence[SeenFile], fired_keys: set[str]) -> list[SeenFile]:
 
 
 def qualifying_runs(
-    runs: Iterable[RunRecord], status: UpstreamStatus, armed_at: datetime
-) -> list[RunRecord]:
+    runs: Iterable[RunSummaryRecord], status: UpstreamStatus, armed_at: datetime
+) -> list[RunSummaryRecord]:
     """The upstream runs that ended with ``status`` (``any``: success or failed) at or after
     ``armed_at``, in the order they ended (a cancelled run never qualifies)."""
     wanted = {

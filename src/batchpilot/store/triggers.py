@@ -21,11 +21,12 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from batchpilot.states import RunStatus
-from batchpilot.store.records import RunRecord, aware, run_record, utcnow
+from batchpilot.store.records import RunSummaryRecord, aware, run_summary_record, utcnow
+from batchpilot.store.run_queries import RUN_SUMMARY_COLUMNS
 from batchpilot.store.run_rows import NewRun, as_utc, insert_run
 from batchpilot.store.schedule_records import RunClaim
 from batchpilot.store.schedules import _insert_if_absent
-from batchpilot.store.tables import runs, select_full_runs, trigger_fires, trigger_states
+from batchpilot.store.tables import runs, trigger_fires, trigger_states
 from batchpilot.store.transaction import Wrapped
 
 _ENDED = [RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value]
@@ -155,11 +156,12 @@ class TriggerStore:
             ).scalar_one()
         return aware(armed)  # type: ignore[return-value]
 
-    def runs_ended_since(self, pipeline: str, since: datetime) -> list[RunRecord]:
+    def runs_ended_since(self, pipeline: str, since: datetime) -> list[RunSummaryRecord]:
         """Runs of ``pipeline`` that ended (success, failed, cancelled) at or after ``since``,
-        in the order they ended."""
+        in the order they ended. Without their pipeline document: ``serve`` reads these on
+        every pass (a day of a 1,000-node pipeline's runs, with it: 80-150 ms of CPU)."""
         query = (
-            select_full_runs()
+            select(*RUN_SUMMARY_COLUMNS)
             .where(
                 runs.c.pipeline == pipeline,
                 runs.c.status.in_(_ENDED),
@@ -168,7 +170,7 @@ class TriggerStore:
             .order_by(runs.c.ended_at, runs.c.run_id)
         )
         with Wrapped(self.engine, begin=False) as conn:
-            return [run_record(row) for row in conn.execute(query).mappings()]
+            return [run_summary_record(row) for row in conn.execute(query).mappings()]
 
 
 __all__ = [
